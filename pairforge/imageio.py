@@ -1,0 +1,193 @@
+"""Robust image reading and fast encoding, used by every command.
+
+Every reader returns an RGB ``uint8`` array ``(H, W, 3)`` or raises
+:class:`~pairforge.errors.SampleError` with a short reason; nothing here ends a
+run. Image headers are checked against a pixel limit *before* pixels are
+allocated, so a 100000x100000 PNG header cannot take the machine down.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pairforge.errors import SampleError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# We enforce our own limit before decoding; Pillow's bomb check would raise first
+# with a less useful message, or only warn.
+Image.MAX_IMAGE_PIXELS = None
+cv2.setNumThreads(1)
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True when the file extension (any case) is one pairforge reads."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read any supported image file as RGB uint8.
+
+    Args:
+        path: the file.
+        max_pixels: refuse images whose header claims more pixels than this.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array, EXIF orientation applied.
+
+    Raises:
+        SampleError: zero-byte, truncated, non-image, too large or unreadable files.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        reason = "dangling link" if path.is_symlink() else "file not found"
+        raise SampleError(reason) from None
+    except IsADirectoryError:
+        raise SampleError("is a directory") from None
+    except PermissionError:
+        raise SampleError("unreadable: permission denied") from None
+    except OSError as exc:
+        raise SampleError(f"unreadable: {exc.strerror or exc}") from None
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes as RGB uint8 (see :func:`read_image`)."""
+    if not data:
+        raise SampleError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise SampleError(f"invalid image size {width}x{height}")
+            if width * height > max_pixels:
+                raise SampleError(
+                    f"too large: {width}x{height} = {width * height:,} pixels "
+                    f"exceeds the limit of {max_pixels:,} (raise --max-pixels)"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb_uint8(image)
+    except SampleError:
+        raise
+    except UnidentifiedImageError:
+        raise SampleError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message or isinstance(exc, EOFError):
+            raise SampleError(f"truncated image: {message}") from None
+        raise SampleError(f"corrupt image: {message}") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
+        raise SampleError(f"too large: {exc}") from None
+
+
+def to_rgb_uint8(image: Image.Image) -> np.ndarray:
+    """Convert a loaded Pillow image of any mode to RGB uint8.
+
+    Alpha is composited on white; 16- and 32-bit integer images are scaled
+    (not clipped) to 0..255; 1-bit, palette and CMYK images are expanded.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        full_scale = 65535.0 if (mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
+        gray = np.clip(np.rint(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
+    """Encode an RGB ``(H, W, 3)`` or single-channel ``(H, W)`` uint8 array as PNG."""
+    ok, buffer = cv2.imencode(".png", _to_cv(image), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
+        raise ValueError(f"PNG encoding failed for an array of shape {image.shape}")
+    return buffer.tobytes()
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """Encode an RGB or single-channel uint8 array as baseline JPEG (4:2:0)."""
+    ok, buffer = cv2.imencode(".jpg", _to_cv(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover
+        raise ValueError(f"JPEG encoding failed for an array of shape {image.shape}")
+    return buffer.tobytes()
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """Encode as ``png`` or ``jpg``."""
+    if fmt == "png":
+        return encode_png(image)
+    if fmt in ("jpg", "jpeg"):
+        return encode_jpeg(image, quality)
+    raise ValueError(f"unknown image format {fmt!r}: expected png or jpg")
+
+
+def decode_fast(data: bytes, channels: int = 3) -> np.ndarray:
+    """Decode trusted PNG/JPEG bytes written by pairforge (no EXIF, no odd modes).
+
+    Returns ``(H, W, 3)`` RGB or ``(H, W)`` gray uint8.
+
+    Raises:
+        SampleError: the bytes do not decode.
+    """
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if array is None:
+        raise SampleError("corrupt image bytes")
+    if channels != 1:
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return array
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray, fmt: str = "png", quality: int = 95) -> int:
+    """Write an image atomically (temporary name, then rename). Returns the byte count."""
+    data = encode_image(image, fmt, quality)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def is_grayscale(image: np.ndarray, tolerance: int = 0) -> bool:
+    """True when an RGB image's channels differ by at most ``tolerance`` everywhere."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        return True
+    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2).astype(np.int16)
+    return int(spread.max(initial=0)) <= tolerance
+
+
+def _to_cv(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[..., 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    raise ValueError(f"expected (H, W) or (H, W, 3) pixels, got shape {image.shape}")

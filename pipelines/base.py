@@ -1,0 +1,34 @@
+"""The Stage contract every pair builder implements (see shared/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pairforge.sample import PairSample
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """Turns one decoded RGB uint8 image into an aligned (A, B) pair.
+
+    A stage validates its config in ``__init__`` (loading any weights once) and
+    is then a pure function of its inputs: no file I/O, no printing, no Dask,
+    no global state. Bad input raises :class:`~pairforge.errors.SampleError`.
+
+    Extra inputs (a label map for ``make-labels``, the B image for ``combine``)
+    arrive as keyword arguments named after the source item's extras.
+    """
+
+    kind: str
+    """``edges`` | ``gray`` | ``labels`` | ``generic``: recorded in pairs.json."""
+
+    a_channels: int
+    """Channels of A as stored (1 for edges and gray, 3 otherwise)."""
+
+    def __call__(self, image: np.ndarray, key: str, **extras: Any) -> PairSample: ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable parameters, enough to rebuild A the same way later."""
+        ...
