@@ -1,0 +1,5 @@
+"""``python -m pairforge`` (also the entry point for ``torchrun -m pairforge train``)."""
+
+from pairforge.cli import main
+
+main()

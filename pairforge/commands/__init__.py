@@ -1,0 +1,1 @@
+"""Click commands, one module per area; ``pairforge.cli`` registers each module's COMMANDS."""

@@ -1,0 +1,7 @@
+"""Click commands for this area (see pairforge/cli.py)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []
