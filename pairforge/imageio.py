@@ -93,6 +93,55 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
         raise SampleError(f"too large: {exc}") from None
 
 
+def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a label map without changing its values.
+
+    Returns:
+        ``(H, W)`` uint8/uint16 class ids for single-channel maps (8- or 16-bit
+        grayscale, or palette PNGs, whose indices are the ids), or ``(H, W, 3)``
+        uint8 RGB for colour-coded maps (alpha dropped).
+
+    Raises:
+        SampleError: as :func:`read_image`.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SampleError(f"unreadable label map: {exc.strerror or exc}") from None
+    if not data:
+        raise SampleError("empty label map (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise SampleError(f"label map too large: {width}x{height}")
+            image.load()
+    except SampleError:
+        raise
+    except UnidentifiedImageError:
+        raise SampleError("label map is not an image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise SampleError(f"corrupt label map: {exc}") from None
+    mode = image.mode
+    if mode in ("L", "P"):
+        return np.asarray(image, dtype=np.uint8)
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+            raise SampleError("label ids outside 0..65535")
+        return values.astype(np.uint16)
+    if mode in ("RGB", "RGBA", "LA", "1", "CMYK", "YCbCr"):
+        if mode == "LA":
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+        if mode == "1":
+            return np.asarray(image.convert("L"), dtype=np.uint8) // 255
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    raise SampleError(f"unsupported label map mode {mode}")
+
+
 def to_rgb_uint8(image: Image.Image) -> np.ndarray:
     """Convert a loaded Pillow image of any mode to RGB uint8.
 
