@@ -1,0 +1,170 @@
+"""Writing a pair folder: run a reader over input items on the Dask runner, one partition per task."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pairforge.errors import ConfigError
+from pairforge.imageio import encode_image
+from pairforge.keys import chunk
+from pairforge.pairs import (
+    MANIFEST_NAME,
+    REJECTS_NAME,
+    PairsInfo,
+    join_ab,
+    reason_class,
+    write_jsonl,
+)
+from pairforge.runner import RunnerConfig, run_partitions
+from pairforge.sample import PairSample
+from pairforge.sources import SourceItem, iter_samples
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairFolderConfig:
+    """How AB files are written.
+
+    Attributes:
+        out_dir: the pair folder.
+        image_format: ``png`` (default; lossless) or ``jpg``.
+        quality: JPEG quality when ``image_format`` is ``jpg``.
+    """
+
+    out_dir: str
+    image_format: str = "png"
+    quality: int = 95
+
+    def __post_init__(self) -> None:
+        if self.image_format not in ("png", "jpg"):
+            raise ConfigError("format", self.image_format, "png | jpg")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError("quality", self.quality, "an integer from 1 to 100")
+
+
+@dataclass
+class PartitionResult:
+    """What one partition reports back: small rows, never pixels."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[dict[str, str]] = field(default_factory=list)
+    a_channels: Counter = field(default_factory=Counter)
+
+    @property
+    def seen(self) -> int:
+        return len(self.rows) + len(self.rejects)
+
+
+@dataclass(frozen=True)
+class WritePairs:
+    """Partition function: read each item, build its pair, write ``<split>/<key>.<ext>``."""
+
+    reader: Callable[[SourceItem], PairSample]
+    config: PairFolderConfig
+
+    def __call__(self, items: Sequence[SourceItem]) -> PartitionResult:
+        result = PartitionResult()
+        out_dir = Path(self.config.out_dir)
+        for item, outcome in iter_samples(self.reader, list(items)):
+            if not isinstance(outcome, PairSample):
+                result.rejects.append({"path": item.path, "key": item.key, "reason": outcome.reason})
+                continue
+            data = encode_image(join_ab(outcome.a, outcome.b), self.config.image_format, self.config.quality)
+            relative = Path(item.split or ".") / f"{item.key}.{self.config.image_format}"
+            target = out_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+            height, width = outcome.size
+            result.a_channels[outcome.a_channels] += 1
+            result.rows.append(
+                {
+                    "key": item.key,
+                    "split": item.split,
+                    "path": relative.as_posix(),
+                    "source": item.path,
+                    "height": height,
+                    "width": width,
+                    "kind": outcome.meta.get("kind", "generic"),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    **{k: v for k, v in outcome.meta.items() if k not in ("source", "kind")},
+                }
+            )
+        return result
+
+
+@dataclass
+class BuildSummary:
+    """Totals of a pair-folder build, for the CLI's closing table."""
+
+    seen: int
+    written: int
+    rejected: Counter
+    out_dir: str
+    counts: dict[str, int]
+
+    def as_rows(self) -> list[tuple[str, int]]:
+        rows = [("seen", self.seen), ("written", self.written), ("rejected", sum(self.rejected.values()))]
+        rows += [(f"  {reason}", count) for reason, count in self.rejected.most_common()]
+        return rows
+
+
+def build_pairs(
+    items: Sequence[SourceItem],
+    reader: Callable[[SourceItem], PairSample],
+    info: PairsInfo,
+    config: PairFolderConfig,
+    runner: RunnerConfig,
+    early_rejects: Sequence[dict[str, str]] = (),
+    on_progress: Callable[[int], Any] | None = None,
+) -> BuildSummary:
+    """Build a pair folder from input items.
+
+    Args:
+        items: the inputs, keys already unique.
+        reader: picklable reader producing each pair (see :mod:`pairforge.sources`).
+        info: ``pairs.json`` contents (counts are filled in here).
+        config: output folder and format.
+        runner: where the partitions run.
+        early_rejects: inputs rejected before the run (unmatched, unsupported type...).
+        on_progress: called with the number of inputs finished, as partitions complete.
+
+    Returns:
+        Totals; ``seen == written + rejected`` always.
+    """
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partitions = [list(part) for part in chunk(list(items), runner.partition_size)]
+    function = WritePairs(reader, config)
+    results = run_partitions(
+        function, partitions, runner, on_result=(lambda r: on_progress(r.seen)) if on_progress else None
+    )
+    rows = sorted((row for r in results for row in r.rows), key=lambda row: (row["split"], row["key"]))
+    rejects = list(early_rejects) + [reject for r in results for reject in r.rejects]
+    write_jsonl(out_dir / MANIFEST_NAME, rows)
+    write_jsonl(out_dir / REJECTS_NAME, rejects)
+    counts = Counter(row["split"] or "all" for row in rows)
+    channels = Counter()
+    for r in results:
+        channels.update(r.a_channels)
+    a_channels = channels.most_common(1)[0][0] if channels else info.a_channels
+    PairsInfo(**{**info.to_json(), "counts": dict(counts), "a_channels": a_channels}).write(out_dir)
+    summary = BuildSummary(
+        seen=len(items) + len(early_rejects),
+        written=len(rows),
+        rejected=Counter(reason_class(reject["reason"]) for reject in rejects),
+        out_dir=str(out_dir),
+        counts=dict(counts),
+    )
+    assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
+    log.info("wrote %d pairs to %s (%d rejected)", summary.written, out_dir, len(rejects))
+    return summary
+

@@ -1,0 +1,100 @@
+"""Dataset cards: fill a template from ``data_cards/`` with what the shard run knows.
+
+Fields pairforge cannot know (licence, source, curator, limitations) are left
+visibly marked as to be filled, never invented.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from pairforge import __version__
+
+TO_FILL = "TO BE FILLED (unknown to pairforge; edit this card)"
+TEMPLATES = {"edges": "edges2photo.md", "gray": "gray2color.md", "labels": "labels2photo.md", "generic": "generic.md"}
+_A_DESCRIPTION = {
+    "edges": "1-channel edge map",
+    "gray": "1-channel grayscale",
+    "labels": "RGB colour-coded label map",
+    "generic": "RGB image",
+}
+_B_DESCRIPTION = {"gray": "RGB colour photo", "generic": "RGB image"}
+_LIMITATIONS = {
+    "edges": "Edges come from an automatic detector, not from people: they miss low-contrast "
+    "boundaries and include texture edges, unlike user sketches.",
+    "gray": "Colourisation is ambiguous: many colourings fit one grayscale image; "
+    "the photos' own colour casts and processing are learnt as they are.",
+    "labels": "Label maps are only as accurate as their annotation; classes missing from the "
+    "palette were rejected or mapped to the ignore class, as recorded in dataset.json.",
+    "generic": "",
+}
+
+
+def size_category(count: int) -> str:
+    """Hugging Face size category for a sample count."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if count < limit:
+            return name
+    return "n>1M"
+
+
+def render_card(
+    dataset: dict[str, Any],
+    seen: int,
+    rejected: dict[str, int],
+    commands: list[str],
+    license: str | None = None,
+    source: str | None = None,
+) -> str:
+    """Fill the card template for the dataset's kind."""
+    kind = dataset.get("kind", "generic")
+    template = Template(resources.files("pairforge.data_cards").joinpath(TEMPLATES.get(kind, "generic.md")).read_text("utf-8"))
+    splits = dataset.get("splits", {})
+    written = sum(entry["count"] for entry in splits.values())
+    total_bytes = sum(shard["bytes"] for shard in dataset.get("shards", []))
+    stage = dataset.get("source", {}).get("stage", {})
+    palette = dataset.get("palette")
+    extra = []
+    if palette:
+        names = ", ".join(c["name"] for c in palette.get("classes", []))
+        extra.append(f"- Palette `{palette.get('name', 'custom')}`: {len(palette.get('classes', []))} classes ({names})")
+    limitation = _LIMITATIONS.get(kind, "")
+    return template.substitute(
+        license=license or TO_FILL,
+        task_id=f"{kind}-to-photo" if kind in ("edges", "labels") else ("image-colorization" if kind == "gray" else "image-to-image"),
+        size_category=size_category(written),
+        source=source or TO_FILL,
+        pretty_name=f"pairforge {kind} pairs",
+        description=f"Description of the photographs themselves: {TO_FILL}.",
+        kind=kind,
+        a_description=_A_DESCRIPTION.get(kind, "image"),
+        b_description=_B_DESCRIPTION.get(kind, "RGB photo"),
+        curator=TO_FILL,
+        version=__version__,
+        commands="\n".join(commands) or TO_FILL,
+        stage_json=json.dumps(stage, indent=2, sort_keys=True),
+        split_rows="\n".join(f"| {split} | {entry['count']} | {len(entry['shards'])} |" for split, entry in sorted(splits.items())),
+        seen=seen,
+        written=written,
+        rejected=sum(rejected.values()),
+        reject_rows="\n".join(f"- {reason}: {count}" for reason, count in sorted(rejected.items())) or "No input was rejected.",
+        a_channels=dataset.get("a_channels"),
+        b_format=(dataset.get("b_format") or "jpg").upper(),
+        shard_count=len(dataset.get("shards", [])),
+        total_bytes=f"{total_bytes / 1e6:.1f} MB",
+        extra_statistics="\n".join(extra),
+        limitations=(limitation + "\n\n" if limitation else "") + f"Biases of the source photographs: {TO_FILL}.",
+        license_section=(
+            f"The images are distributed under: {license}." if license else f"Licence of the source images: {TO_FILL}."
+        ),
+    )
+
+
+def write_card(out_dir: str | Path, text: str) -> Path:
+    path = Path(out_dir) / "DATA_CARD.md"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,195 @@
+"""The pair folder: the official pix2pix aligned layout plus pairforge's metadata.
+
+```
+pairs/
+  train/<key>.png   A on the left, B on the right, same height
+  val/<key>.png     (splits optional; a flat folder is one split)
+  manifest.jsonl    one row per pair: key, source path, sizes, kind, sha256
+  rejects.jsonl     one row per input that was not used: path, reason
+  pairs.json        kind, channels, palette, the stage parameters and the command
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pairforge import __version__
+from pairforge.errors import DatasetError, SampleError
+from pairforge.imageio import is_image_path
+
+PAIRS_FORMAT = "pairforge.pairs/1"
+MANIFEST_NAME = "manifest.jsonl"
+REJECTS_NAME = "rejects.jsonl"
+INFO_NAME = "pairs.json"
+METADATA_NAMES = frozenset({MANIFEST_NAME, REJECTS_NAME, INFO_NAME})
+KINDS = ("edges", "gray", "labels", "generic")
+
+
+@dataclass(frozen=True)
+class PairsInfo:
+    """Contents of ``pairs.json``: what the pairs are and how they were made."""
+
+    kind: str = "generic"
+    a_channels: int = 3
+    b_channels: int = 3
+    palette: dict[str, Any] | None = None
+    stage: dict[str, Any] = field(default_factory=dict)
+    command: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    created_by: str = f"pairforge {__version__}"
+    format: str = PAIRS_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairsInfo:
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+    @classmethod
+    def read(cls, pairs_dir: str | os.PathLike[str]) -> PairsInfo | None:
+        """Read ``pairs.json`` if present (official datasets have none)."""
+        path = Path(pairs_dir) / INFO_NAME
+        if not path.exists():
+            return None
+        try:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DatasetError(f"{path} is not a valid pairs.json: {exc}") from None
+
+    def write(self, pairs_dir: str | os.PathLike[str]) -> Path:
+        path = Path(pairs_dir) / INFO_NAME
+        write_json(path, self.to_json())
+        return path
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file discovered under an input folder."""
+
+    path: str
+    split: str
+    """Split from a top-level ``train/``, ``val/``, ``test/``... folder; ``""`` for flat folders."""
+    stem: str
+    """Path relative to the split folder, without extension, ``/``-separated."""
+
+
+def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[list[FoundFile], list[dict[str, str]]]:
+    """Find every file under ``root``, recursively, in sorted order.
+
+    When ``root`` has ``train/``, ``val/`` or ``test/`` subfolders, every top-level
+    subfolder is a split and files directly in ``root`` are rejected; otherwise the
+    folder is one flat split. Files without an image extension are rejected too,
+    so inputs seen = found + rejected.
+
+    Returns:
+        (image files, reject rows ``{"path", "reason"}``).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"input folder {root} does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    has_splits = any(name in ("train", "val", "test") for name in subdirs)
+    found: list[FoundFile] = []
+    rejects: list[dict[str, str]] = []
+    for path in _walk(root):
+        relative = path.relative_to(root)
+        if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
+            continue
+        if has_splits:
+            if len(relative.parts) == 1:
+                rejects.append({"path": str(path), "reason": "outside the split folders (train/, val/, test/)"})
+                continue
+            split, inner = relative.parts[0], Path(*relative.parts[1:])
+        else:
+            split, inner = "", relative
+        if not is_image_path(path):
+            rejects.append({"path": str(path), "reason": f"unsupported file type {path.suffix or '(none)'!r}"})
+            continue
+        found.append(FoundFile(str(path), split, inner.with_suffix("").as_posix()))
+    return found, rejects
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(directory) / name
+
+
+def split_ab(ab: np.ndarray, a_channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Split an aligned AB image into A (left half) and B (right half).
+
+    Args:
+        ab: ``(H, 2W, 3)`` uint8.
+        a_channels: 1 returns A as ``(H, W)`` (its first channel).
+
+    Raises:
+        SampleError: odd width or empty halves.
+    """
+    height, width = ab.shape[:2]
+    if width % 2:
+        raise SampleError(f"odd width {width}: an AB image must be two halves of equal width")
+    if height == 0 or width < 2:
+        raise SampleError(f"empty halves ({width}x{height})")
+    half = width // 2
+    a, b = ab[:, :half], ab[:, half:]
+    if a_channels == 1:
+        a = np.ascontiguousarray(a[..., 0])
+    return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+def join_ab(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Place A left of B; single-channel A is replicated to RGB as the official layout expects."""
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.concatenate([a, b], axis=1)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically, pretty and with sorted keys (stable diffs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON lines atomically; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def reason_class(reason: str) -> str:
+    """Group reject reasons for summary tables: the text before the first colon."""
+    return reason.split(":", 1)[0].strip()

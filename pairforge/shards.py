@@ -1,0 +1,359 @@
+"""The shard set: WebDataset tars, their stats files, ``dataset.json``.
+
+```
+shards/
+  train-000000.tar ...          samples: <key>.a.png, <key>.b.jpg|png, <key>.json
+  train-000000.stats.json       written after its tar is complete: count, bytes, sha256
+  dataset.json                  kind, channels, palette, counts per split, shard list, checksums
+  DATA_CARD.md
+```
+Tars are written under a temporary name and renamed when complete, with a fixed
+mtime and samples in key order, so the same input gives byte-identical shards
+whatever the worker count; a rerun skips shards whose stats and checksum match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pairforge import __version__
+from pairforge.errors import ConfigError, DatasetError
+from pairforge.imageio import encode_jpeg, encode_png
+from pairforge.keys import assign_split
+from pairforge.pairs import REJECTS_NAME, reason_class, write_json, write_jsonl
+from pairforge.runner import RunnerConfig, run_partitions
+from pairforge.sample import PairSample
+from pairforge.sources import SourceItem, iter_samples
+
+log = logging.getLogger(__name__)
+
+SHARDS_FORMAT = "pairforge.shards/1"
+DATASET_NAME = "dataset.json"
+_SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_\-]+)-(?P<index>\d{6})\.(tar|stats\.json)$")
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """How a shard set is laid out.
+
+    Attributes:
+        out_dir: the shard folder.
+        samples_per_shard: at most this many samples per tar (one Dask task each).
+        max_shard_bytes: also start a new shard before the inputs of one exceed
+            this many bytes (estimated from input file sizes, so the plan is
+            known before any decoding and does not depend on workers).
+        lossless: store B as PNG instead of JPEG.
+        quality: JPEG quality of B.
+        val_fraction / test_fraction: split by hash of the key when the input
+            has no split folders.
+    """
+
+    out_dir: str = "shards"
+    samples_per_shard: int = 1000
+    max_shard_bytes: int | None = None
+    lossless: bool = False
+    quality: int = 95
+    val_fraction: float = 0.05
+    test_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.samples_per_shard < 1:
+            raise ConfigError("samples_per_shard", self.samples_per_shard, "a positive integer")
+        if self.max_shard_bytes is not None and self.max_shard_bytes < 1024:
+            raise ConfigError("max_shard_bytes", self.max_shard_bytes, "at least 1024 bytes, or unset")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError("quality", self.quality, "an integer from 1 to 100")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(name, value, "a fraction in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("val_fraction", self.val_fraction, "val + test fractions below 1")
+
+    @property
+    def b_format(self) -> str:
+        return "png" if self.lossless else "jpg"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to write: its name, split, items (sorted by key) and plan fingerprint."""
+
+    name: str
+    split: str
+    items: tuple[SourceItem, ...]
+    plan: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the shards hold, as recorded in ``dataset.json``."""
+
+    kind: str = "generic"
+    a_channels: int = 3
+    palette: dict[str, Any] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def assign_splits(items: Sequence[SourceItem], config: ShardConfig) -> list[SourceItem]:
+    """Give items without a split one, by hash of the key."""
+    return [
+        item if item.split else SourceItem(item.key, item.path, assign_split(item.key, config.val_fraction, config.test_fraction), item.extras)
+        for item in items
+    ]
+
+
+def plan_shards(items: Sequence[SourceItem], config: ShardConfig, recipe: str) -> list[ShardTask]:
+    """Cut items into shards: per split, in key order, by count and estimated bytes.
+
+    Args:
+        items: inputs with splits assigned.
+        config: shard sizes.
+        recipe: a description of how samples are made (reader and options); it
+            enters every shard's plan fingerprint so a changed recipe rebuilds.
+    """
+    by_split: dict[str, list[SourceItem]] = {}
+    for item in items:
+        by_split.setdefault(item.split, []).append(item)
+    tasks: list[ShardTask] = []
+    for split in sorted(by_split):
+        current: list[SourceItem] = []
+        current_bytes = 0
+        groups: list[list[SourceItem]] = []
+        for item in sorted(by_split[split], key=lambda i: i.key):
+            size = item.input_bytes()
+            full = len(current) >= config.samples_per_shard
+            too_big = config.max_shard_bytes is not None and current and current_bytes + size > config.max_shard_bytes
+            if full or too_big:
+                groups.append(current)
+                current, current_bytes = [], 0
+            current.append(item)
+            current_bytes += size
+        if current:
+            groups.append(current)
+        for index, group in enumerate(groups):
+            digest = hashlib.sha256(recipe.encode())
+            for item in group:
+                digest.update(item.fingerprint().encode())
+            tasks.append(ShardTask(f"{split}-{index:06d}.tar", split, tuple(group), digest.hexdigest()))
+    return tasks
+
+
+@dataclass(frozen=True)
+class WriteShard:
+    """Partition function: write one shard tar (or reuse it when complete and unchanged)."""
+
+    reader: Callable[[SourceItem], PairSample]
+    out_dir: str
+    a_channels: int
+    b_format: str
+    quality: int
+
+    def __call__(self, task: ShardTask) -> dict[str, Any]:
+        out_dir = Path(self.out_dir)
+        tar_path = out_dir / task.name
+        stats_path = stats_path_for(tar_path)
+        previous = _load_stats(stats_path)
+        if previous and previous.get("plan") == task.plan and tar_path.exists():
+            if file_sha256(tar_path) == previous.get("sha256"):
+                return {**previous, "reused": True}
+        stats_path.unlink(missing_ok=True)
+        import webdataset as wds
+
+        tmp_path = out_dir / f".{task.name}.tmp-{os.getpid()}"
+        rejects: list[dict[str, str]] = []
+        count = 0
+        with open(tmp_path, "wb") as stream:
+            writer = wds.TarWriter(stream, mtime=0, encoder=False)
+            for item, outcome in iter_samples(self.reader, list(task.items)):
+                if not isinstance(outcome, PairSample):
+                    rejects.append({"path": item.path, "key": item.key, "reason": outcome.reason})
+                    continue
+                writer.write(self._encode(item, outcome))
+                count += 1
+            writer.close()
+        os.replace(tmp_path, tar_path)
+        stats = {
+            "name": task.name,
+            "split": task.split,
+            "count": count,
+            "bytes": tar_path.stat().st_size,
+            "sha256": file_sha256(tar_path),
+            "plan": task.plan,
+            "rejects": rejects,
+        }
+        write_json(stats_path, stats)
+        return {**stats, "reused": False}
+
+    def _encode(self, item: SourceItem, sample: PairSample) -> dict[str, Any]:
+        a = sample.a
+        if self.a_channels == 1 and a.ndim == 3:
+            a = a[..., 0]
+        b = encode_png(sample.b) if self.b_format == "png" else encode_jpeg(sample.b, self.quality)
+        height, width = sample.size
+        meta = {
+            "key": item.key,
+            "source": sample.meta.get("source", item.path),
+            "height": height,
+            "width": width,
+            "kind": sample.meta.get("kind", "generic"),
+            "split": item.split,
+        }
+        return {
+            "__key__": item.key,
+            "a.png": encode_png(a),
+            f"b.{self.b_format}": b,
+            "json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+        }
+
+
+@dataclass
+class ShardSummary:
+    seen: int
+    written: int
+    reused_shards: int
+    shards: int
+    rejected: Counter
+    counts: dict[str, int]
+    out_dir: str
+
+    def as_rows(self) -> list[tuple[str, int]]:
+        rows = [("seen", self.seen), ("written", self.written), ("rejected", sum(self.rejected.values()))]
+        rows += [(f"  {reason}", count) for reason, count in self.rejected.most_common()]
+        rows += [(f"split {split}", count) for split, count in sorted(self.counts.items())]
+        rows += [("shards", self.shards), ("shards reused", self.reused_shards)]
+        return rows
+
+
+def write_shard_set(
+    items: Sequence[SourceItem],
+    reader: Callable[[SourceItem], PairSample],
+    info: DatasetInfo,
+    config: ShardConfig,
+    runner: RunnerConfig,
+    early_rejects: Sequence[dict[str, str]] = (),
+    on_progress: Callable[[int], Any] | None = None,
+) -> ShardSummary:
+    """Write (or complete) a shard set from input items.
+
+    Args:
+        items: inputs with unique keys; those without a split get one by hash.
+        reader: picklable reader producing each pair.
+        info: kind, channels, palette and provenance for ``dataset.json``.
+        config: shard layout.
+        runner: where the shard tasks run (one task per shard).
+        early_rejects: inputs rejected before the run, kept in the rejects file.
+        on_progress: called with the number of inputs finished per completed shard.
+    """
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = assign_splits(items, config)
+    recipe = json.dumps(
+        {"reader": repr(reader), "a_channels": info.a_channels, "b": config.b_format, "quality": config.quality},
+        sort_keys=True,
+    )
+    tasks = plan_shards(items, config, recipe)
+    _remove_stale(out_dir, {task.name for task in tasks})
+    function = WriteShard(reader, str(out_dir), info.a_channels, config.b_format, config.quality)
+    results = run_partitions(
+        function,
+        tasks,
+        runner,
+        on_result=(lambda stats: on_progress(stats["count"] + len(stats["rejects"]))) if on_progress else None,
+    )
+    rejects = list(early_rejects) + [reject for stats in results for reject in stats["rejects"]]
+    write_jsonl(out_dir / REJECTS_NAME, rejects)
+    dataset = dataset_json(info, results, config.b_format)
+    write_json(out_dir / DATASET_NAME, dataset)
+    summary = ShardSummary(
+        seen=len(items) + len(early_rejects),
+        written=sum(stats["count"] for stats in results),
+        reused_shards=sum(1 for stats in results if stats.get("reused")),
+        shards=len(dataset["shards"]),
+        rejected=Counter(reason_class(reject["reason"]) for reject in rejects),
+        counts={split: entry["count"] for split, entry in dataset["splits"].items()},
+        out_dir=str(out_dir),
+    )
+    assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
+    return summary
+
+
+def dataset_json(info: DatasetInfo, results: Sequence[dict[str, Any]], b_format: str) -> dict[str, Any]:
+    """Assemble ``dataset.json`` from per-shard stats (shards with no sample are left out)."""
+    shards = [
+        {key: stats[key] for key in ("name", "split", "count", "bytes", "sha256")}
+        for stats in results
+        if stats["count"] > 0
+    ]
+    splits: dict[str, dict[str, Any]] = {}
+    for shard in shards:
+        entry = splits.setdefault(shard["split"], {"count": 0, "shards": []})
+        entry["count"] += shard["count"]
+        entry["shards"].append(shard["name"])
+    return {
+        "format": SHARDS_FORMAT,
+        "kind": info.kind,
+        "a_channels": info.a_channels,
+        "b_channels": 3,
+        "b_format": b_format,
+        "palette": info.palette,
+        "splits": splits,
+        "shards": shards,
+        "source": info.source,
+        "created_by": f"pairforge {__version__}",
+    }
+
+
+def read_dataset(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load ``dataset.json`` with a clear error when it is missing or malformed."""
+    path = Path(shards_dir) / DATASET_NAME
+    if not path.exists():
+        raise DatasetError(f"{path} not found: is {shards_dir} a shard folder written by `pairforge shard`?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    if data.get("format") != SHARDS_FORMAT:
+        raise DatasetError(f"{path} has format {data.get('format')!r}, expected {SHARDS_FORMAT!r}")
+    return data
+
+
+def stats_path_for(tar_path: Path) -> Path:
+    return tar_path.with_name(tar_path.name[: -len(".tar")] + ".stats.json")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_stats(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _remove_stale(out_dir: Path, keep: set[str]) -> None:
+    """Delete shards and stats of an earlier, different plan, and leftover temporaries."""
+    for path in out_dir.iterdir():
+        if path.name.startswith(".") and ".tar.tmp-" in path.name:
+            path.unlink(missing_ok=True)
+            continue
+        match = _SHARD_NAME.match(path.name)
+        if match and f"{match['split']}-{match['index']}.tar" not in keep:
+            log.info("removing %s from an earlier plan", path.name)
+            path.unlink(missing_ok=True)
+
