@@ -1,0 +1,141 @@
+"""The ``gray`` stage: colorization pairs (A = lightness of the photo, B = the colour photo)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from pairforge.pipelines.geometry import FitConfig, fit_image
+
+from pairforge.errors import ConfigError, SampleError
+from pairforge.sample import PairSample
+
+GRAY_SPACES = ("luma", "lab")
+
+# A photo counts as grayscale when at most this fraction of its pixels has
+# channels further apart than the tolerance (JPEG noise in a few pixels of a
+# black-and-white photo must not make it "colour").
+GRAY_OUTLIER_FRACTION = 0.001
+
+# ITU-R BT.601 luma weights for R, G, B.
+BT601_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class GrayConfig:
+    """Options of ``make-gray``.
+
+    Attributes:
+        space: ``luma`` (ITU-R BT.601 Y' of the sRGB values) or ``lab`` (CIE L*
+            of sRGB under D65, scaled from 0..100 to 0..255).
+        gray_tolerance: a photo whose channels differ by at most this much
+            (after resizing) at all but 0.1% of its pixels is already grayscale
+            and is rejected.
+        fit: output size and resizing policy.
+    """
+
+    space: str = "luma"
+    gray_tolerance: int = 2
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.space not in GRAY_SPACES:
+            raise ConfigError("space", self.space, " | ".join(GRAY_SPACES))
+        if isinstance(self.gray_tolerance, bool) or not isinstance(self.gray_tolerance, int) or not (
+            0 <= self.gray_tolerance <= 255
+        ):
+            raise ConfigError("gray_tolerance", self.gray_tolerance, "an integer from 0 to 255")
+
+
+class GrayStage:
+    """Builds (lightness, colour photo) pairs for colorization.
+
+    Args:
+        config: the stage options.
+    """
+
+    kind = "gray"
+    a_channels = 1
+
+    def __init__(self, config: GrayConfig | None = None) -> None:
+        self.config = config if config is not None else GrayConfig()
+
+    def __call__(self, image: np.ndarray, key: str) -> PairSample:
+        """Make one pair.
+
+        Args:
+            image: the colour photo.
+            key: the sample key.
+
+        Returns:
+            A pair with ``a`` the lightness and ``b`` the resized photo.
+
+        Shape:
+            image ``(H, W, 3)`` uint8 RGB -> a ``(h, w)`` uint8, b ``(h, w, 3)`` uint8
+            (``h, w`` from ``config.fit``).
+
+        Raises:
+            SampleError: not an RGB uint8 image, or ``already grayscale``.
+        """
+        require_rgb(image)
+        photo = np.ascontiguousarray(fit_image(image, self.config.fit))
+        color_fraction = colored_fraction(photo, self.config.gray_tolerance)
+        if color_fraction <= GRAY_OUTLIER_FRACTION:
+            raise SampleError("already grayscale")
+        lightness = luma(photo) if self.config.space == "luma" else lab_lightness(photo)
+        meta = {"space": self.config.space, "colored_fraction": round(color_fraction, 4)}
+        return PairSample(key, lightness, photo, meta)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable parameters (recorded in pairs.json)."""
+        return {
+            "kind": self.kind,
+            "space": self.config.space,
+            "gray_tolerance": self.config.gray_tolerance,
+            "size": self.config.fit.size,
+            "fit": self.config.fit.fit,
+        }
+
+
+def colored_fraction(image: np.ndarray, tolerance: int) -> float:
+    """Fraction of pixels whose R, G and B differ by more than ``tolerance``.
+
+    Shape:
+        ``(H, W, 3)`` uint8 RGB -> a float in ``[0, 1]``.
+    """
+    spread = cv2.absdiff(image.max(axis=2), image.min(axis=2))
+    return float(np.count_nonzero(spread > tolerance)) / max(1, spread.size)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma ``Y' = 0.299 R' + 0.587 G' + 0.114 B'``, rounded.
+
+    Shape:
+        ``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8.
+    """
+    value = image.astype(np.float32) @ BT601_WEIGHTS
+    return np.clip(np.rint(value), 0, 255).astype(np.uint8)
+
+
+def lab_lightness(image: np.ndarray) -> np.ndarray:
+    """CIE L* (sRGB, D65) scaled to 0..255, rounded.
+
+    Shape:
+        ``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8; 0 is black, 255 is L* = 100.
+    """
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return np.clip(np.rint(lab[..., 0] * (255.0 / 100.0)), 0, 255).astype(np.uint8)
+
+
+def require_rgb(image: Any, what: str = "image") -> None:
+    """Raise :class:`SampleError` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
+    if not isinstance(image, np.ndarray):
+        raise SampleError(f"{what} is not an array ({type(image).__name__})")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SampleError(f"{what} must be RGB (H, W, 3), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise SampleError(f"{what} must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise SampleError(f"{what} is empty ({image.shape[1]}x{image.shape[0]})")
