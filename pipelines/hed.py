@@ -391,7 +391,7 @@ def _read_blob(data: memoryview) -> np.ndarray:
     if not shape:
         shape = legacy if any(legacy) else [flat.size]
     if int(np.prod(shape)) != flat.size:
-        raise WeightsError(f"Caffe blob shape {shape} does not match its {flat.size} values")
+        raise ValueError(f"Caffe blob shape {shape} does not match its {flat.size} values")
     return flat.reshape(shape)
 
 
@@ -399,7 +399,7 @@ def _varint(data: memoryview, position: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if position >= len(data):
-            raise WeightsError("truncated protobuf varint")
+            raise ValueError("truncated protobuf varint")
         byte = data[position]
         position += 1
         result |= (byte & 0x7F) << shift
@@ -431,14 +431,14 @@ def _fields(data: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
         elif wire_type == 2:
             length, position = _varint(data, position)
             if position + length > len(data):
-                raise WeightsError("truncated protobuf field")
+                raise ValueError("truncated protobuf field")
             yield number, wire_type, data[position : position + length]
             position += length
         elif wire_type == 5:
             yield number, wire_type, int.from_bytes(data[position : position + 4], "little")
             position += 4
         else:
-            raise WeightsError(f"unsupported protobuf wire type {wire_type} (field {number})")
+            raise ValueError(f"unsupported protobuf wire type {wire_type} (field {number})")
 
 
 # --------------------------------------------------------------------------- inference
