@@ -1,0 +1,176 @@
+"""Robust image reading: every odd file becomes RGB uint8 or a SampleError with a reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pairforge.errors import SampleError
+from pairforge.imageio import decode_image, read_image, read_label_image
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A syntactically valid PNG whose header claims width x height (pixels never present)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def astronaut_small(skimage_photos: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(skimage_photos[0][::8, ::8])  # 64x64 RGB
+
+
+@pytest.mark.parametrize("fmt,ext", [("JPEG", ".JPG"), ("PNG", ".Png"), ("WEBP", ".webp"), ("TIFF", ".TIF"), ("BMP", ".bmp")])
+def test_formats_any_case_extension(tmp_path: Path, astronaut_small: np.ndarray, fmt: str, ext: str) -> None:
+    path = tmp_path / f"photo{ext}"
+    path.write_bytes(_save(Image.fromarray(astronaut_small), fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {})))
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    tolerance = 12 if fmt in ("JPEG", "WEBP") else 0
+    assert np.abs(image.astype(int) - astronaut_small.astype(int)).mean() <= tolerance
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_save(Image.fromarray(pixels), "JPEG", exif=exif, quality=95))
+    image = read_image(path)
+    assert image.shape == (40, 20, 3)
+    assert image[5, 10, 0] > 200 and image[35, 10, 0] < 60  # red moved to the top
+
+
+def test_modes_become_rgb(tmp_path: Path, astronaut_small: np.ndarray) -> None:
+    base = Image.fromarray(astronaut_small)
+    gray = base.convert("L")
+    cases = {
+        "l.png": (gray, "PNG"),
+        "la.png": (gray.convert("LA"), "PNG"),
+        "p.png": (base.convert("P"), "PNG"),
+        "rgba.png": (base.convert("RGBA"), "PNG"),
+        "cmyk.jpg": (base.convert("CMYK"), "JPEG"),
+        "onebit.png": (gray.convert("1"), "PNG"),
+    }
+    for name, (image, fmt) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(_save(image, fmt))
+        result = read_image(path)
+        assert result.dtype == np.uint8 and result.shape == (64, 64, 3), name
+    cmyk = read_image(tmp_path / "cmyk.jpg").astype(int)
+    assert np.abs(cmyk - astronaut_small.astype(int)).mean() < 20  # CMYK converted, not garbage
+
+
+def test_alpha_composited_on_white(tmp_path: Path) -> None:
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:4, :, 3] = 255  # top opaque red, bottom transparent
+    path = tmp_path / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    image = read_image(path)
+    assert tuple(image[0, 0]) == (255, 0, 0)
+    assert tuple(image[7, 7]) == (255, 255, 255)
+
+
+def test_16_bit_is_scaled_not_clipped(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    image = read_image(path)
+    assert image.dtype == np.uint8
+    assert image[0, 0, 0] == 0 and image[-1, -1, 0] == 255
+    assert 120 <= image[32, 0, 0] <= 135  # the middle of the ramp stays in the middle
+    assert len(np.unique(image)) > 200  # scaled over the whole range, not clipped at 255
+
+
+@pytest.mark.parametrize(
+    "name,payload,reason",
+    [
+        ("empty.jpg", b"", "empty file"),
+        ("text.jpg", b"this is not a picture\n", "not an image"),
+        ("huge.png", _png_header_only(100_000, 100_000), "too large"),
+    ],
+)
+def test_bad_files_raise_sample_error(tmp_path: Path, name: str, payload: bytes, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(SampleError, match=reason):
+        read_image(path)
+
+
+def test_truncated_jpeg_and_png(tmp_path: Path, astronaut_small: np.ndarray) -> None:
+    big = np.repeat(np.repeat(astronaut_small, 4, axis=0), 4, axis=1)
+    for fmt, name in (("JPEG", "cut.jpg"), ("PNG", "cut.png")):
+        data = _save(Image.fromarray(big), fmt)
+        path = tmp_path / name
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(SampleError, match="truncated|corrupt"):
+            read_image(path)
+
+
+def test_pixel_limit_is_configurable(tmp_path: Path, astronaut_small: np.ndarray) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(astronaut_small).save(path)
+    with pytest.raises(SampleError, match="too large"):
+        read_image(path, max_pixels=64 * 64 - 1)
+    assert read_image(path, max_pixels=64 * 64).shape == (64, 64, 3)
+
+
+def test_missing_and_dangling_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(SampleError, match="not found"):
+        read_image(tmp_path / "missing.png")
+    link = tmp_path / "dangling.png"
+    os.symlink(tmp_path / "nowhere.png", link)
+    with pytest.raises(SampleError, match="dangling"):
+        read_image(link)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(SampleError, match="directory"):
+        read_image(tmp_path / "folder.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_permission_denied(tmp_path: Path, astronaut_small: np.ndarray) -> None:
+    path = tmp_path / "secret.png"
+    Image.fromarray(astronaut_small).save(path)
+    path.chmod(0)
+    with pytest.raises(SampleError, match="permission"):
+        read_image(path)
+
+
+def test_decode_image_bytes(astronaut_small: np.ndarray) -> None:
+    assert decode_image(_save(Image.fromarray(astronaut_small), "PNG")).shape == (64, 64, 3)
+
+
+def test_label_maps_keep_their_ids(tmp_path: Path) -> None:
+    ids = (np.arange(64 * 64).reshape(64, 64) % 40).astype(np.uint8)
+    Image.fromarray(ids).save(tmp_path / "ids8.png")
+    assert np.array_equal(read_label_image(tmp_path / "ids8.png"), ids)
+    wide = (np.arange(64 * 64).reshape(64, 64) * 13).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "ids16.png")
+    result = read_label_image(tmp_path / "ids16.png")
+    assert result.dtype == np.uint16 and np.array_equal(result, wide)
+    palette = Image.fromarray(ids, "P")
+    palette.putpalette([value for index in range(256) for value in (index, 255 - index, 7)])
+    palette.save(tmp_path / "palette.png")
+    assert np.array_equal(read_label_image(tmp_path / "palette.png"), ids)
+    with pytest.raises(SampleError):
+        (tmp_path / "bad.png").write_bytes(b"nope")
+        read_label_image(tmp_path / "bad.png")

@@ -1,0 +1,91 @@
+"""`pairforge combine`: stem and suffix matching, splits, size policy, rejects and summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pairforge.pipelines.combine import CombineConfig, CombineStage, match_folders
+
+from pairforge.cli import cli
+from pairforge.errors import ConfigError, SampleError
+from pairforge.imageio import read_image
+
+
+def write(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_combine_by_stem_keeps_splits_and_reports_rejects(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    a_img, b_img = skimage_photos[0][:48, :64], skimage_photos[1][:48, :64]
+    for split in ("train", "val"):
+        write(tmp_path / "A" / split / "x.png", a_img)
+        write(tmp_path / "B" / split / "x.jpg", b_img)  # extensions differ: still a pair
+    write(tmp_path / "A" / "train" / "only_a.png", a_img)
+    write(tmp_path / "B" / "train" / "only_b.png", b_img)
+    write(tmp_path / "A" / "train" / "big.png", a_img)
+    write(tmp_path / "B" / "train" / "big.png", skimage_photos[1][:50, :64])
+    (tmp_path / "A" / "train" / "broken.png").write_bytes(b"\x89PNG broken")
+    write(tmp_path / "B" / "train" / "broken.png", b_img)
+    output = invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pairs"), "-j", "1")
+    pairs = tmp_path / "pairs"
+    assert sorted(p.relative_to(pairs).as_posix() for p in pairs.rglob("*.png")) == ["train/x.png", "val/x.png"]
+    ab = read_image(pairs / "train" / "x.png")
+    assert ab.shape == (48, 128, 3)
+    assert np.array_equal(ab[:, :64], a_img)
+    rejects = {Path(r["path"]).name + ("@B" if "/B/" in r["path"] else ""): r["reason"]
+               for r in map(json.loads, (pairs / "rejects.jsonl").read_text().splitlines())}
+    assert "no B image" in rejects["only_a.png"] and "no A image" in rejects["only_b.png@B"]
+    assert "size mismatch" in rejects["big.png"]
+    assert "broken.png" in rejects and "size mismatch" not in rejects["broken.png"]
+    manifest = [json.loads(line) for line in (pairs / "manifest.jsonl").read_text().splitlines()]
+    assert [(row["split"], row["key"]) for row in manifest] == [("train", "x"), ("val", "x")]
+    assert all(len(row["sha256"]) == 64 for row in manifest)
+    info = json.loads((pairs / "pairs.json").read_text())
+    assert info["kind"] == "generic" and info["counts"] == {"train": 1, "val": 1} and "combine" in info["command"]
+    # seen = written + rejected: 2+2 pairs' files... counted per A item plus unmatched B files
+    assert "seen" in output and "written" in output and "rejected" in output
+
+
+def test_combine_resize_b_and_jpg_format(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    write(tmp_path / "A" / "k.png", skimage_photos[0][:40, :40])
+    write(tmp_path / "B" / "k.png", skimage_photos[1][:80, :80])
+    invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pairs"), "-j", "1",
+           "--size-mismatch", "resize-b", "--format", "jpg", "--quality", "90")
+    assert read_image(tmp_path / "pairs" / "k.jpg").shape == (40, 80, 3)
+
+
+def test_suffix_matching_in_one_folder(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    folder = tmp_path / "mixed"
+    write(folder / "cat_A.png", skimage_photos[2][:32, :32])
+    write(folder / "cat_B.jpg", skimage_photos[2][32:64, :32])
+    write(folder / "dog_A.png", skimage_photos[2][:32, :32])
+    write(folder / "stray.png", skimage_photos[2][:32, :32])
+    items, rejects = match_folders(folder, folder, ("_A", "_B"))
+    assert [item.key for item in items] == ["cat"]
+    reasons = {Path(r["path"]).name: r["reason"] for r in rejects}
+    assert "no B image" in reasons["dog_A.png"] and "suffix" in reasons["stray.png"]
+    assert len(items) * 2 + len(rejects) == 4  # every file accounted for exactly once
+    with pytest.raises(ConfigError):
+        match_folders(folder, folder, None)
+
+
+def test_stage_rejects_size_mismatch_and_bad_arrays(skimage_photos: list[np.ndarray]) -> None:
+    stage = CombineStage(CombineConfig())
+    with pytest.raises(SampleError, match="size mismatch"):
+        stage(skimage_photos[0][:10, :10], "k", b=skimage_photos[0][:12, :10])
+    with pytest.raises(SampleError):
+        stage(skimage_photos[0][:10, :10, 0], "k", b=skimage_photos[0][:10, :10])
+    with pytest.raises(ConfigError):
+        CombineConfig(size_mismatch="stretch")
