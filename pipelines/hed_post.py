@@ -49,9 +49,12 @@ def edge_orientation(soft: np.ndarray, smoothing: int = 4) -> np.ndarray:
     grad_y, grad_x = np.gradient(smooth)
     grad_xx = np.gradient(grad_x, axis=1)
     grad_yy, grad_xy = np.gradient(grad_y)
+    # MATLAB's sign(-Oxy), except that an exactly zero Oxy counts as +1: the original
+    # then returns 0 (suppression along x) even for perfectly horizontal ridges.
+    sign = np.where(grad_xy > 0, -1.0, 1.0).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.arctan(grad_yy * np.sign(-grad_xy) / (grad_xx + 1e-5))
-    return np.mod(angle, np.pi).astype(np.float32)
+        angle = np.arctan(grad_yy * sign / (grad_xx + 1e-5))
+    return np.mod(np.nan_to_num(angle, nan=0.0), np.pi).astype(np.float32)
 
 
 def non_maximum_suppression(
