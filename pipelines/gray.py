@@ -43,8 +43,10 @@ class GrayConfig:
     def __post_init__(self) -> None:
         if self.space not in GRAY_SPACES:
             raise ConfigError("space", self.space, " | ".join(GRAY_SPACES))
-        if isinstance(self.gray_tolerance, bool) or not isinstance(self.gray_tolerance, int) or not (
-            0 <= self.gray_tolerance <= 255
+        if (
+            isinstance(self.gray_tolerance, bool)
+            or not isinstance(self.gray_tolerance, int)
+            or not (0 <= self.gray_tolerance <= 255)
         ):
             raise ConfigError("gray_tolerance", self.gray_tolerance, "an integer from 0 to 255")
 

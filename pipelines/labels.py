@@ -45,13 +45,16 @@ class LabelsConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.palette, Palette):
             raise ConfigError(
-                "palette", self.palette,
+                "palette",
+                self.palette,
                 "a Palette (builtin_palette, load_palette, or auto_palette_for over the label maps)",
             )
         if self.unknown not in UNKNOWN_POLICIES:
             raise ConfigError("unknown", self.unknown, " | ".join(UNKNOWN_POLICIES))
         if self.size_mismatch not in SIZE_MISMATCH_POLICIES:
-            raise ConfigError("size_mismatch", self.size_mismatch, " | ".join(SIZE_MISMATCH_POLICIES))
+            raise ConfigError(
+                "size_mismatch", self.size_mismatch, " | ".join(SIZE_MISMATCH_POLICIES)
+            )
         if self.input not in LABEL_INPUTS:
             raise ConfigError("input", self.input, " | ".join(LABEL_INPUTS))
 
@@ -76,7 +79,9 @@ class LabelsStage:
 
     def __init__(self, config: LabelsConfig) -> None:
         self.config = config
-        needs_ignore = config.unknown == "ignore" or (config.fit.fit == "pad" and config.fit.size is not None)
+        needs_ignore = config.unknown == "ignore" or (
+            config.fit.fit == "pad" and config.fit.size is not None
+        )
         self.palette = config.palette.with_ignore() if needs_ignore else config.palette
 
     def __call__(self, image: np.ndarray, key: str, label: np.ndarray | None = None) -> PairSample:
@@ -154,16 +159,25 @@ class LabelsStage:
         if label.ndim == 3 and label.shape[2] == 1:
             label = label[..., 0]
         if label.ndim not in (2, 3) or (label.ndim == 3 and label.shape[2] != 3):
-            raise SampleError(f"label map must be (H, W) ids or (H, W, 3) colours, got shape {label.shape}")
+            raise SampleError(
+                f"label map must be (H, W) ids or (H, W, 3) colours, got shape {label.shape}"
+            )
         if label.shape[0] == 0 or label.shape[1] == 0:
             raise SampleError(f"label map is empty ({label.shape[1]}x{label.shape[0]})")
         if label.ndim == 3 and self.config.input == "ids":
-            if not (np.array_equal(label[..., 0], label[..., 1]) and np.array_equal(label[..., 0], label[..., 2])):
-                raise SampleError("expected a single-channel class-id map, got a colour image (try --input colors)")
+            if not (
+                np.array_equal(label[..., 0], label[..., 1])
+                and np.array_equal(label[..., 0], label[..., 2])
+            ):
+                raise SampleError(
+                    "expected a single-channel class-id map, got a colour image (try --input colors)"
+                )
             label = label[..., 0]
         if label.ndim == 2:
             if self.config.input == "colors":
-                raise SampleError("expected a colour-coded label map, got single-channel ids (try --input ids)")
+                raise SampleError(
+                    "expected a colour-coded label map, got single-channel ids (try --input ids)"
+                )
             if not np.issubdtype(label.dtype, np.integer):
                 raise SampleError(f"class ids must be integers, got {label.dtype}")
             return label, "ids"
@@ -175,7 +189,9 @@ class LabelsStage:
 def _examples(label: np.ndarray, unknown: np.ndarray, source: str, limit: int = 5) -> str:
     """A few of the offending ids or colours, for the reject reason."""
     found = np.unique(label[unknown], axis=0)[:limit]
-    text = ", ".join(str(v) if source == "ids" else "#{:02x}{:02x}{:02x}".format(*v) for v in found.tolist())
+    text = ", ".join(
+        str(v) if source == "ids" else "#{:02x}{:02x}{:02x}".format(*v) for v in found.tolist()
+    )
     return f"{source} {text}" + (", ..." if len(found) == limit else "")
 
 

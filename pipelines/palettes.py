@@ -76,7 +76,8 @@ class Palette:
             raise ConfigError("palette.ids", self.ids, "at least one class")
         if len(self.names) != count or len(self.colors) != count:
             raise ConfigError(
-                "palette", f"{count} ids, {len(self.names)} names, {len(self.colors)} colors",
+                "palette",
+                f"{count} ids, {len(self.names)} names, {len(self.colors)} colors",
                 "as many names and colors as ids",
             )
         for class_id in self.ids:
@@ -91,17 +92,25 @@ class Palette:
                 raise ConfigError("palette.train_ids", len(self.train_ids), f"{count} train ids")
         if (self.ignore_id is None) != (self.ignore_color is None):
             raise ConfigError(
-                "palette.ignore", (self.ignore_id, self.ignore_color), "both an id and a color, or neither"
+                "palette.ignore",
+                (self.ignore_id, self.ignore_color),
+                "both an id and a color, or neither",
             )
         if self.ignore_id is not None:
             object.__setattr__(self, "ignore_id", int(self.ignore_id))
-            object.__setattr__(self, "ignore_color", _color(self.ignore_color, "palette.ignore.color"))
+            object.__setattr__(
+                self, "ignore_color", _color(self.ignore_color, "palette.ignore.color")
+            )
             if not 0 <= self.ignore_id <= MAX_LABEL_ID or self.ignore_id in self.ids:
                 raise ConfigError(
-                    "palette.ignore.id", self.ignore_id, f"an id from 0 to {MAX_LABEL_ID} that no class uses"
+                    "palette.ignore.id",
+                    self.ignore_id,
+                    f"an id from 0 to {MAX_LABEL_ID} that no class uses",
                 )
             if self.ignore_color in self.colors:
-                raise ConfigError("palette.ignore.color", self.ignore_color, "a colour that no class uses")
+                raise ConfigError(
+                    "palette.ignore.color", self.ignore_color, "a colour that no class uses"
+                )
 
     # ----------------------------------------------------------------- channels
 
@@ -220,7 +229,9 @@ class Palette:
 
     # -------------------------------------------------------------- derivations
 
-    def with_ignore(self, ignore_id: int | None = None, ignore_color: Color | None = None) -> Palette:
+    def with_ignore(
+        self, ignore_id: int | None = None, ignore_color: Color | None = None
+    ) -> Palette:
         """This palette with an ignore class (itself when it already has one).
 
         Args:
@@ -231,7 +242,9 @@ class Palette:
             return self
         if ignore_id is None:
             used = set(self.ids)
-            candidates = itertools.chain([255], range(max(used) + 1, MAX_LABEL_ID + 1), range(MAX_LABEL_ID + 1))
+            candidates = itertools.chain(
+                [255], range(max(used) + 1, MAX_LABEL_ID + 1), range(MAX_LABEL_ID + 1)
+            )
             ignore_id = next(i for i in candidates if i not in used)
         if ignore_color is None:
             used_colors = set(self.colors)
@@ -257,7 +270,11 @@ class Palette:
         ]
         ignore = None
         if self.ignore_id is not None and self.ignore_color is not None:
-            ignore = {"id": self.ignore_id, "name": self.ignore_name, "color": list(self.ignore_color)}
+            ignore = {
+                "id": self.ignore_id,
+                "name": self.ignore_name,
+                "color": list(self.ignore_color),
+            }
         return {"name": self.name, "classes": classes, "ignore": ignore}
 
     @classmethod
@@ -280,13 +297,19 @@ class Palette:
             name = str(data.get("name") or "custom")
             ignore_data = data.get("ignore")
         else:
-            entries = [_entry(item, key, position) for position, (key, item) in enumerate(data.items())]
+            entries = [
+                _entry(item, key, position) for position, (key, item) in enumerate(data.items())
+            ]
             name, ignore_data = "custom", None
         train = [entry[3] for entry in entries]
         ignore_id = ignore_color = None
         ignore_name = "ignore"
         if ignore_data is not None:
-            if not isinstance(ignore_data, Mapping) or "id" not in ignore_data or "color" not in ignore_data:
+            if (
+                not isinstance(ignore_data, Mapping)
+                or "id" not in ignore_data
+                or "color" not in ignore_data
+            ):
                 raise ConfigError("palette.ignore", ignore_data, "null or {id, name, color}")
             ignore_id = _int(ignore_data["id"], "palette.ignore.id")
             ignore_color = _color(ignore_data["color"], "palette.ignore.color")
@@ -296,7 +319,9 @@ class Palette:
             names=tuple(entry[1] for entry in entries),
             colors=tuple(entry[2] for entry in entries),
             name=name,
-            train_ids=None if all(t is None for t in train) else tuple(255 if t is None else t for t in train),
+            train_ids=None
+            if all(t is None for t in train)
+            else tuple(255 if t is None else t for t in train),
             ignore_id=ignore_id,
             ignore_color=ignore_color,
             ignore_name=ignore_name,
@@ -316,7 +341,9 @@ def load_palette(path: str | os.PathLike[str]) -> Palette:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError("palette", str(path), f"a readable JSON file ({exc.strerror or exc})") from None
+        raise ConfigError(
+            "palette", str(path), f"a readable JSON file ({exc.strerror or exc})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError("palette", str(path), f"valid JSON ({exc})") from None
     palette = Palette.from_json(data)
@@ -377,7 +404,9 @@ def scan_label_ids(labels: Iterable[np.ndarray]) -> tuple[int, ...]:
     for label in labels:
         label = np.asarray(label)
         if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
-            raise ValueError(f"expected an (H, W) integer class-id map, got {label.dtype} {label.shape}")
+            raise ValueError(
+                f"expected an (H, W) integer class-id map, got {label.dtype} {label.shape}"
+            )
         found.update(int(v) for v in np.unique(label))
     return tuple(sorted(found))
 
@@ -388,7 +417,9 @@ def scan_label_colors(labels: Iterable[np.ndarray]) -> tuple[Color, ...]:
     for label in labels:
         label = np.asarray(label)
         if label.ndim != 3 or label.shape[2] != 3 or label.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 colour label map, got {label.dtype} {label.shape}")
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 colour label map, got {label.dtype} {label.shape}"
+            )
         found.update(int(v) for v in np.unique(_pack(label)))
     return tuple(((v >> 16) & 255, (v >> 8) & 255, v & 255) for v in sorted(found))
 
@@ -407,7 +438,9 @@ def auto_palette_for(labels: Iterable[np.ndarray]) -> Palette:
         else:
             colors.update(scan_label_colors([label]))
     if ids and colors:
-        raise ConfigError("labels", "mixed", "all class-id maps or all colour-coded maps (or pass --palette)")
+        raise ConfigError(
+            "labels", "mixed", "all class-id maps or all colour-coded maps (or pass --palette)"
+        )
     return auto_palette(ids) if ids else auto_palette_from_colors(colors)
 
 
@@ -497,7 +530,9 @@ def _raise_unknown(index: np.ndarray, values: np.ndarray, what: str) -> None:
     if unknown.any():
         found = values[unknown] if what == "ids" else values.reshape(-1, 3)[unknown.reshape(-1)]
         examples = np.unique(found, axis=0)[:5].tolist()
-        raise ValueError(f"{int(unknown.sum())} pixels have {what} not in the palette, e.g. {examples}")
+        raise ValueError(
+            f"{int(unknown.sum())} pixels have {what} not in the palette, e.g. {examples}"
+        )
 
 
 def _int(value: Any, field: str) -> int:
@@ -544,7 +579,12 @@ def _entry(item: Any, key: Any, position: int) -> tuple[int, str, Color, int | N
             _color(item["color"], f"{where}.color"),
             None if train is None else _int(train, f"{where}.train_id"),
         )
-    if key is not None and isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
+    if (
+        key is not None
+        and isinstance(item, Sequence)
+        and not isinstance(item, str)
+        and len(item) == 2
+    ):
         class_id = _int(key, f"{where}.id")
         return class_id, str(item[0]), _color(item[1], f"{where}.color"), None
     raise ConfigError(where, item, "{id, name, color} (or id -> [name, color])")

@@ -35,7 +35,9 @@ def gray_photo(photo: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def blocky_labels(height: int, width: int, ids: list[int], seed: int = 0, block: int = 8) -> np.ndarray:
+def blocky_labels(
+    height: int, width: int, ids: list[int], seed: int = 0, block: int = 8
+) -> np.ndarray:
     """A random class-id map made of ``block``-pixel squares, drawing from ``ids``.
 
     Shape:

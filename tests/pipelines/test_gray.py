@@ -76,14 +76,26 @@ def test_a_few_noisy_pixels_do_not_make_a_photo_colour(gray_photo: np.ndarray) -
 
 
 def test_describe_is_json_ready() -> None:
-    described = GrayStage(GrayConfig(space="lab", gray_tolerance=5, fit=FitConfig(128, "pad"))).describe()
-    assert described == {"kind": "gray", "space": "lab", "gray_tolerance": 5, "size": 128, "fit": "pad"}
+    described = GrayStage(
+        GrayConfig(space="lab", gray_tolerance=5, fit=FitConfig(128, "pad"))
+    ).describe()
+    assert described == {
+        "kind": "gray",
+        "space": "lab",
+        "gray_tolerance": 5,
+        "size": 128,
+        "fit": "pad",
+    }
 
 
 @pytest.mark.parametrize(
     ("field", "kwargs"),
-    [("space", {"space": "hsv"}), ("gray_tolerance", {"gray_tolerance": -1}),
-     ("gray_tolerance", {"gray_tolerance": 256}), ("gray_tolerance", {"gray_tolerance": 1.5})],
+    [
+        ("space", {"space": "hsv"}),
+        ("gray_tolerance", {"gray_tolerance": -1}),
+        ("gray_tolerance", {"gray_tolerance": 256}),
+        ("gray_tolerance", {"gray_tolerance": 1.5}),
+    ],
 )
 def test_bad_config(field: str, kwargs: dict) -> None:
     with pytest.raises(ConfigError) as info:

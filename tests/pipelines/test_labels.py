@@ -29,8 +29,12 @@ def test_a_is_the_colorized_label_map(photo: np.ndarray, label_ids: np.ndarray) 
     assert sample.a_channels == 3 and sample.meta["label_input"] == "ids"
 
 
-@pytest.mark.parametrize(("size", "fit"), [(64, "crop"), (100, "pad"), (96, "stretch"), (300, "none"), (77, "crop")])
-def test_resizing_adds_no_colour(photos: dict[str, np.ndarray], make_label_map, size: int, fit: str) -> None:
+@pytest.mark.parametrize(
+    ("size", "fit"), [(64, "crop"), (100, "pad"), (96, "stretch"), (300, "none"), (77, "crop")]
+)
+def test_resizing_adds_no_colour(
+    photos: dict[str, np.ndarray], make_label_map, size: int, fit: str
+) -> None:
     image = photos["coffee"]  # not square, so crop and pad do real work
     label = make_label_map(image.shape[0], image.shape[1], list(range(34)), seed=5, block=3)
     labels_stage = stage(fit=FitConfig(size=size, fit=fit))
@@ -39,7 +43,9 @@ def test_resizing_adds_no_colour(photos: dict[str, np.ndarray], make_label_map, 
     assert min(sample.a.shape[:2]) == size
     allowed = set(labels_stage.palette.channel_colors)
     assert colours_of(sample.a) <= allowed
-    assert colours_of(sample.a) - {labels_stage.palette.ignore_color} <= colours_of(CITYSCAPES.colorize(label))
+    assert colours_of(sample.a) - {labels_stage.palette.ignore_color} <= colours_of(
+        CITYSCAPES.colorize(label)
+    )
     if fit == "pad":  # the letterbox is the ignore class, not white paper
         assert labels_stage.palette.ignore_id is not None
         assert tuple(sample.a[0, 0]) == labels_stage.palette.ignore_color
@@ -63,7 +69,9 @@ def test_sixteen_bit_ids(photo: np.ndarray, make_label_map) -> None:
 def test_unknown_ids_rejected_by_default(photo: np.ndarray, label_ids: np.ndarray) -> None:
     label = label_ids.copy()
     label[:4, :4] = 200
-    with pytest.raises(SampleError, match=r"16 label pixels with ids not in palette 'cityscapes': ids 200"):
+    with pytest.raises(
+        SampleError, match=r"16 label pixels with ids not in palette 'cityscapes': ids 200"
+    ):
         stage()(photo, "k", label=label)
 
 
@@ -81,10 +89,14 @@ def test_unknown_ids_ignored_map_to_ignore_class(photo: np.ndarray, label_ids: n
 
 
 def test_palette_ignore_id_is_known(photo: np.ndarray, label_ids: np.ndarray) -> None:
-    palette = Palette(CITYSCAPES.ids, CITYSCAPES.names, CITYSCAPES.colors, ignore_id=255, ignore_color=(1, 2, 3))
+    palette = Palette(
+        CITYSCAPES.ids, CITYSCAPES.names, CITYSCAPES.colors, ignore_id=255, ignore_color=(1, 2, 3)
+    )
     label = label_ids.copy()
     label[0, 0] = 255
-    sample = stage(palette=palette, fit=FitConfig(size=None))(photo, "k", label=label)  # reject policy
+    sample = stage(palette=palette, fit=FitConfig(size=None))(
+        photo, "k", label=label
+    )  # reject policy
     assert tuple(sample.a[0, 0]) == (1, 2, 3) and sample.meta["unknown_pixels"] == 0
 
 
@@ -102,7 +114,9 @@ def test_size_mismatch_resize_and_reject(photo: np.ndarray, make_label_map) -> N
     sample = stage(fit=FitConfig(size=None))(photo, "k", label=half)
     assert sample.a.shape == photo.shape and sample.meta["label_resized"]
     # nearest x2 upsampling: every label pixel becomes a 2x2 block of its exact colour
-    np.testing.assert_array_equal(sample.a, np.repeat(np.repeat(CITYSCAPES.colorize(half), 2, 0), 2, 1))
+    np.testing.assert_array_equal(
+        sample.a, np.repeat(np.repeat(CITYSCAPES.colorize(half), 2, 0), 2, 1)
+    )
     with pytest.raises(SampleError, match="size mismatch: label map is 80x80, photo is 160x160"):
         stage(size_mismatch="reject")(photo, "k", label=half)
 
@@ -116,10 +130,18 @@ def test_size_mismatch_resize_and_reject(photo: np.ndarray, make_label_map) -> N
         (np.zeros((8, 8, 4), np.uint8), "auto", "shape"),
         (np.zeros((8, 8, 3), np.uint16), "auto", "uint8"),
         (np.zeros((8, 8), np.uint8), "colors", "colour-coded"),
-        (np.dstack([np.zeros((8, 8), np.uint8), np.ones((8, 8), np.uint8), np.zeros((8, 8), np.uint8)]), "ids", "single-channel"),
+        (
+            np.dstack(
+                [np.zeros((8, 8), np.uint8), np.ones((8, 8), np.uint8), np.zeros((8, 8), np.uint8)]
+            ),
+            "ids",
+            "single-channel",
+        ),
     ],
 )
-def test_bad_label_maps(photo: np.ndarray, label: np.ndarray | None, input_mode: str, reason: str) -> None:
+def test_bad_label_maps(
+    photo: np.ndarray, label: np.ndarray | None, input_mode: str, reason: str
+) -> None:
     with pytest.raises(SampleError, match=reason):
         stage(input=input_mode)(photo, "k", label=label)
 
@@ -132,8 +154,12 @@ def test_ids_mode_accepts_gray_rgb_ids(photo: np.ndarray, label_ids: np.ndarray)
 
 @pytest.mark.parametrize(
     ("field", "kwargs"),
-    [("palette", {"palette": None}), ("unknown", {"unknown": "keep"}),
-     ("size_mismatch", {"size_mismatch": "crop"}), ("input", {"input": "rgb"})],
+    [
+        ("palette", {"palette": None}),
+        ("unknown", {"unknown": "keep"}),
+        ("size_mismatch", {"size_mismatch": "crop"}),
+        ("input", {"input": "rgb"}),
+    ],
 )
 def test_bad_config(field: str, kwargs: dict) -> None:
     kwargs = {"palette": CITYSCAPES, **kwargs}

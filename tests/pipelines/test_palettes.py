@@ -25,7 +25,12 @@ from pairforge.errors import ConfigError
 def test_cityscapes_standard_entries() -> None:
     palette = builtin_palette("cityscapes")
     assert palette.ids == tuple(range(34))
-    table = {i: (n, c, t) for i, n, c, t in zip(palette.ids, palette.names, palette.colors, palette.train_ids, strict=True)}
+    table = {
+        i: (n, c, t)
+        for i, n, c, t in zip(
+            palette.ids, palette.names, palette.colors, palette.train_ids, strict=True
+        )
+    }
     assert table[7] == ("road", (128, 64, 128), 0)
     assert table[11] == ("building", (70, 70, 70), 2)
     assert table[23] == ("sky", (70, 130, 180), 10)
@@ -44,7 +49,11 @@ def test_json_schema_exact() -> None:
     assert data["name"] == "cityscapes"
     assert data["classes"][7] == {"id": 7, "name": "road", "color": [128, 64, 128], "train_id": 0}
     assert all(set(entry) == {"id", "name", "color", "train_id"} for entry in data["classes"])
-    assert data["ignore"] == {"id": 255, "name": "ignore", "color": [255, 255, 255]}  # black is taken
+    assert data["ignore"] == {
+        "id": 255,
+        "name": "ignore",
+        "color": [255, 255, 255],
+    }  # black is taken
     assert json.loads(json.dumps(data)) == data
 
 
@@ -54,8 +63,15 @@ def test_json_schema_exact() -> None:
         builtin_palette("cityscapes"),
         builtin_palette("cityscapes").with_ignore(),
         auto_palette([3, 1, 700]),
-        Palette(ids=(5, 2), names=("a", "b"), colors=((1, 2, 3), (4, 5, 6)), name="x",
-                ignore_id=9, ignore_color=(7, 8, 9), ignore_name="void"),
+        Palette(
+            ids=(5, 2),
+            names=("a", "b"),
+            colors=((1, 2, 3), (4, 5, 6)),
+            name="x",
+            ignore_id=9,
+            ignore_color=(7, 8, 9),
+            ignore_name="void",
+        ),
     ],
 )
 def test_json_round_trip(palette: Palette) -> None:
@@ -63,7 +79,13 @@ def test_json_round_trip(palette: Palette) -> None:
 
 
 def test_channel_order_is_classes_then_ignore() -> None:
-    palette = Palette(ids=(5, 2), names=("a", "b"), colors=((1, 2, 3), (4, 5, 6)), ignore_id=0, ignore_color=(0, 0, 0))
+    palette = Palette(
+        ids=(5, 2),
+        names=("a", "b"),
+        colors=((1, 2, 3), (4, 5, 6)),
+        ignore_id=0,
+        ignore_color=(0, 0, 0),
+    )
     assert palette.channel_colors == ((1, 2, 3), (4, 5, 6), (0, 0, 0))
     assert palette.num_channels == 3 and palette.ignore_index == 2
     ids = np.array([[5, 2, 0, 1]], dtype=np.uint8)
@@ -111,7 +133,9 @@ def test_auto_palette_distinct_and_stable() -> None:
 
 
 def test_with_ignore_avoids_used_ids_and_colours() -> None:
-    palette = Palette(ids=(255, 0), names=("a", "b"), colors=((0, 0, 0), (255, 255, 255))).with_ignore()
+    palette = Palette(
+        ids=(255, 0), names=("a", "b"), colors=((0, 0, 0), (255, 255, 255))
+    ).with_ignore()
     assert palette.ignore_id == 256
     assert palette.ignore_color not in ((0, 0, 0), (255, 255, 255))
     assert palette.with_ignore() is palette
@@ -121,7 +145,9 @@ def test_scan_and_auto_palette_for(make_label_map) -> None:
     maps = [make_label_map(16, 16, [1, 4], seed=1), make_label_map(8, 24, [4, 9, 300], seed=2)]
     assert scan_label_ids(maps) == tuple(sorted({int(v) for m in maps for v in np.unique(m)}))
     assert auto_palette_for(maps) == auto_palette(scan_label_ids(maps))
-    colored = [auto_palette(range(10)).colorize(m) for m in (make_label_map(16, 16, [1, 4, 9], seed=3),)]
+    colored = [
+        auto_palette(range(10)).colorize(m) for m in (make_label_map(16, 16, [1, 4, 9], seed=3),)
+    ]
     colors = scan_label_colors(colored)
     palette = auto_palette_for(colored)
     assert palette == auto_palette_from_colors(colors)
@@ -136,7 +162,9 @@ def test_load_palette_forms(tmp_path: Path) -> None:
     assert load_palette(full) == builtin_palette("cityscapes")
 
     simple = tmp_path / "rooms.json"
-    simple.write_text(json.dumps({"0": {"name": "floor", "color": "#ff0000"}, "3": ["wall", [0, 255, 0]]}))
+    simple.write_text(
+        json.dumps({"0": {"name": "floor", "color": "#ff0000"}, "3": ["wall", [0, 255, 0]]})
+    )
     palette = load_palette(simple)
     assert palette.ids == (0, 3) and palette.names == ("floor", "wall")
     assert palette.colors == ((255, 0, 0), (0, 255, 0)) and palette.name == "rooms"
@@ -151,8 +179,12 @@ def test_load_palette_forms(tmp_path: Path) -> None:
         json.dumps({"classes": [{"id": 1, "name": "a", "color": [0, 0]}]}),
         json.dumps({"classes": [{"id": 1, "color": [0, 0, 0]}, {"id": 1, "color": [1, 1, 1]}]}),
         json.dumps({"classes": [{"id": 70000, "color": [0, 0, 0]}]}),
-        json.dumps({"classes": [{"id": 1, "color": [0, 0, 0]}], "ignore": {"id": 1, "color": [9, 9, 9]}}),
-        json.dumps({"classes": [{"id": 1, "color": [0, 0, 0]}], "ignore": {"id": 2, "color": [0, 0, 0]}}),
+        json.dumps(
+            {"classes": [{"id": 1, "color": [0, 0, 0]}], "ignore": {"id": 1, "color": [9, 9, 9]}}
+        ),
+        json.dumps(
+            {"classes": [{"id": 1, "color": [0, 0, 0]}], "ignore": {"id": 2, "color": [0, 0, 0]}}
+        ),
         json.dumps({"classes": []}),
     ],
 )

@@ -105,7 +105,11 @@ STAGE_CASES: list[StageCase] = [
         "combine",
         lambda: CombineStage(CombineConfig()),
         b_image_for,
-        ({"b": None}, {"b": np.zeros((40, 40), np.uint8)}, {"b": np.zeros((40, 40, 3), np.float32)}),
+        (
+            {"b": None},
+            {"b": np.zeros((40, 40), np.uint8)},
+            {"b": np.zeros((40, 40, 3), np.float32)},
+        ),
     ),
 ]
 
@@ -149,7 +153,9 @@ def test_declares_the_protocol(stage: Stage) -> None:
     json.dumps(stage.describe())
 
 
-def test_a_and_b_same_size_uint8(stage: Stage, case: StageCase, photos: dict[str, np.ndarray]) -> None:
+def test_a_and_b_same_size_uint8(
+    stage: Stage, case: StageCase, photos: dict[str, np.ndarray]
+) -> None:
     for name, photo in photos.items():
         sample = run(stage, case, photo, key=name)
         assert isinstance(sample, PairSample) and sample.key == name
@@ -180,7 +186,9 @@ def test_does_not_modify_its_input(stage: Stage, case: StageCase, photo: np.ndar
 
 
 @pytest.mark.parametrize("bad", list(BAD_IMAGES), ids=list(BAD_IMAGES))
-def test_bad_image_raises_sample_error(stage: Stage, case: StageCase, photo: np.ndarray, bad: str) -> None:
+def test_bad_image_raises_sample_error(
+    stage: Stage, case: StageCase, photo: np.ndarray, bad: str
+) -> None:
     with pytest.raises(SampleError):
         stage(BAD_IMAGES[bad], "bad", **case.extras(photo))
 
@@ -205,7 +213,12 @@ def test_no_file_io_during_a_call(
         return refuse
 
     for module, attribute in [
-        (builtins, "open"), (io, "open"), (os, "open"), (cv2, "imread"), (cv2, "imwrite"), (PIL.Image, "open")
+        (builtins, "open"),
+        (io, "open"),
+        (os, "open"),
+        (cv2, "imread"),
+        (cv2, "imwrite"),
+        (PIL.Image, "open"),
     ]:
         monkeypatch.setattr(module, attribute, forbidden(f"{module.__name__}.{attribute}"))
     sample = stage(photo, "k", **extras)

@@ -1,0 +1,125 @@
+"""Procedural facades: deterministic per seed, valid label ids, per-index regeneration, make-labels ready."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pairforge.pipelines.facades import (
+    FACADE_PALETTE,
+    FacadesConfig,
+    facade_key,
+    render_facade,
+    write_facades,
+)
+from pairforge.pipelines.geometry import FitConfig
+from pairforge.pipelines.labels import LabelsConfig, LabelsStage
+from pairforge.pipelines.palettes import load_palette
+
+from pairforge.errors import ConfigError
+from pairforge.imageio import read_image, read_label_image
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_same_seed_identical_bytes_different_seed_different(tmp_path: Path) -> None:
+    first = write_facades(tmp_path / "a", FacadesConfig(count=4, seed=3, size=96))
+    write_facades(tmp_path / "b", FacadesConfig(count=4, seed=3, size=96))
+    write_facades(tmp_path / "c", FacadesConfig(count=4, seed=4, size=96))
+    a, b, c = digests(tmp_path / "a"), digests(tmp_path / "b"), digests(tmp_path / "c")
+    assert len(a) == 9 and a == b
+    assert {k: v for k, v in a.items() if k != "palette.json"}.keys() == {
+        f"{d}/{facade_key(i)}.{e}"
+        for i in range(4)
+        for d, e in (("photos", "jpg"), ("labels", "png"))
+    }
+    differing = [name for name in a if name != "palette.json" and a[name] != c[name]]
+    assert len(differing) == 8
+    assert first["count"] == 4 and abs(sum(first["class_fractions"].values()) - 1.0) < 1e-2
+
+
+def test_render_i_alone_equals_ith_of_batch() -> None:
+    config = FacadesConfig(count=6, seed=11, size=64)
+    batch = [render_facade(index, config) for index in range(6)]
+    photo, labels = render_facade(4, config)
+    np.testing.assert_array_equal(photo, batch[4][0])
+    np.testing.assert_array_equal(labels, batch[4][1])
+    # the index matters, and the count does not
+    assert not np.array_equal(batch[3][0], batch[4][0])
+    np.testing.assert_array_equal(
+        render_facade(4, FacadesConfig(count=100, seed=11, size=64))[0], photo
+    )
+
+
+def test_labels_use_only_palette_ids_and_look_like_facades() -> None:
+    config = FacadesConfig(count=30, seed=0, size=128)
+    seen: set[int] = set()
+    for index in range(config.count):
+        photo, labels = render_facade(index, config)
+        assert photo.shape == (128, 128, 3) and photo.dtype == np.uint8
+        assert labels.shape == (128, 128) and labels.dtype == np.uint8
+        present = {int(v) for v in np.unique(labels)}
+        assert present <= set(FACADE_PALETTE.ids)
+        seen |= present
+        # every facade has wall and windows, and a facade, not one flat colour, is drawn
+        fractions = np.bincount(labels.ravel(), minlength=11) / labels.size
+        assert fractions[2] > 0.2 and fractions[3] > 0.03
+        assert photo.std() > 10
+    names = {FACADE_PALETTE.names[FACADE_PALETTE.ids.index(i)] for i in seen}
+    assert {"wall", "window", "door", "balcony", "cornice", "shop", "sky", "background"} <= names
+
+
+def test_classes_are_rendered_differently() -> None:
+    """Labels carry information: windows are darker than the wall they sit in, on average."""
+    config = FacadesConfig(count=20, seed=5, size=128)
+    darker = 0
+    for index in range(config.count):
+        photo, labels = render_facade(index, config)
+        brightness = photo.astype(np.float32).mean(axis=2)
+        darker += brightness[labels == 3].mean() < brightness[labels == 2].mean()
+    assert darker >= 17
+
+
+def test_output_feeds_make_labels(tmp_path: Path) -> None:
+    write_facades(tmp_path, FacadesConfig(count=2, seed=1, size=64))
+    palette = load_palette(tmp_path / "palette.json")
+    assert palette == FACADE_PALETTE
+    stage = LabelsStage(LabelsConfig(palette, fit=FitConfig(size=64)))
+    key = facade_key(1)
+    photo = read_image(tmp_path / "photos" / f"{key}.jpg")
+    labels = read_label_image(tmp_path / "labels" / f"{key}.png")
+    np.testing.assert_array_equal(labels, render_facade(1, FacadesConfig(seed=1, size=64))[1])
+    sample = stage(photo, key, label=labels)
+    np.testing.assert_array_equal(sample.a, FACADE_PALETTE.colorize(labels))
+    assert json.loads((tmp_path / "palette.json").read_text())["name"] == "facades"
+
+
+def test_progress_called_per_sample(tmp_path: Path) -> None:
+    calls: list[int] = []
+    write_facades(tmp_path, FacadesConfig(count=3, size=64), progress=calls.append)
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("count", {"count": 0}),
+        ("seed", {"seed": -1}),
+        ("size", {"size": 32}),
+        ("size", {"size": 256.0}),
+        ("jpeg_quality", {"jpeg_quality": 101}),
+    ],
+)
+def test_bad_config(field: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigError) as info:
+        FacadesConfig(**kwargs)
+    assert info.value.field == field
