@@ -1,0 +1,283 @@
+"""Frozen configuration dataclasses for training, one per component."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from pairforge.errors import ConfigError
+
+GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
+DISCRIMINATORS = ("patch", "pixel", "image")
+NORMS = ("batch", "instance", "none")
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+AUGMENT_MODES = ("none", "pix2pix", "strong")
+LABEL_INPUTS = ("onehot", "color")
+COLORSPACES = ("rgb", "lab")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(name, value, "one of " + ", ".join(allowed))
+
+
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(name, value, f">= {minimum}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where pairs come from and how they become tensors.
+
+    Attributes:
+        shards: shard folder (with dataset.json), a brace pattern, or any URL webdataset opens.
+        dataset_json: dataset.json to use when ``shards`` is not a local folder.
+        val_shards: pattern or URL of validation shards (default: the val split of dataset.json).
+        label_input: ``onehot`` (palette classes as channels) or ``color`` (the RGB label image).
+        colorspace: ``rgb`` or ``lab`` (input L, output ab: the colorization setup).
+        batch_size: pairs per step and per process.
+        num_workers: DataLoader worker processes decoding PNG/JPEG.
+        shuffle_buffer: samples held in the shuffle buffer of each worker.
+        max_val_samples: at most this many validation pairs per validation pass.
+        record_keys: write the keys of every trained sample to ``keys.jsonl`` (debugging, tests).
+    """
+
+    shards: str = ""
+    dataset_json: str | None = None
+    val_shards: str | None = None
+    label_input: str = "onehot"
+    colorspace: str = "rgb"
+    batch_size: int = 1
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    max_val_samples: int = 64
+    record_keys: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("label_input", self.label_input, LABEL_INPUTS)
+        _choice("colorspace", self.colorspace, COLORSPACES)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("num_workers", self.num_workers, 0)
+        _at_least("shuffle_buffer", self.shuffle_buffer, 1)
+        _at_least("max_val_samples", self.max_val_samples, 0)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Geometric augmentation applied on the training device.
+
+    Attributes:
+        mode: ``none`` (resize to crop size), ``pix2pix`` (resize to load size, random crop,
+            flip) or ``strong`` (adds random resized crop and a small rotation).
+        load_size: side of the square the image is resized to before cropping.
+        crop_size: side of the square crop the networks see.
+        flip: random horizontal flip (pix2pix and strong).
+        max_rotation_degrees: largest rotation of ``strong``.
+        min_crop_area: smallest crop area, as a fraction of the load-size square, of ``strong``.
+    """
+
+    mode: str = "pix2pix"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    max_rotation_degrees: float = 10.0
+    min_crop_area: float = 0.6
+
+    def __post_init__(self) -> None:
+        _choice("augment", self.mode, AUGMENT_MODES)
+        _at_least("crop_size", self.crop_size, 8)
+        if self.load_size < self.crop_size:
+            raise ConfigError("load_size", self.load_size, f">= crop_size ({self.crop_size})")
+        if not 0.1 <= self.min_crop_area <= 1.0:
+            raise ConfigError("min_crop_area", self.min_crop_area, "a fraction in [0.1, 1]")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator and discriminator architecture.
+
+    Attributes:
+        generator: one of GENERATORS.
+        discriminator: ``patch`` (PatchGAN), ``pixel`` (1x1) or ``image`` (whole image).
+        in_channels: generator input channels (resolved from the dataset).
+        out_channels: generator output channels (3 for RGB, 2 for Lab ab).
+        generator_channels: width of the generator's first layer (64 in the paper).
+        discriminator_channels: width of the discriminator's first layer (64 in the paper).
+        n_layers: PatchGAN depth (3 gives the 70x70 receptive field).
+        norm: ``batch``, ``instance`` or ``none``.
+        dropout: dropout in the generator (the noise source of pix2pix).
+        crop_size: image side the networks see (sets ``unet`` and ``image`` depths).
+        conditional: whether the discriminator sees A next to B.
+    """
+
+    generator: str = "unet_256"
+    discriminator: str = "patch"
+    in_channels: int = 3
+    out_channels: int = 3
+    generator_channels: int = 64
+    discriminator_channels: int = 64
+    n_layers: int = 3
+    norm: str = "batch"
+    dropout: bool = True
+    crop_size: int = 256
+    conditional: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("generator", self.generator, GENERATORS)
+        _choice("discriminator", self.discriminator, DISCRIMINATORS)
+        _choice("norm", self.norm, NORMS)
+        _at_least("in_channels", self.in_channels, 1)
+        _at_least("out_channels", self.out_channels, 1)
+        _at_least("generator_channels", self.generator_channels, 1)
+        _at_least("discriminator_channels", self.discriminator_channels, 1)
+        _at_least("n_layers", self.n_layers, 1)
+        if self.crop_size % 2:
+            raise ConfigError("crop_size", self.crop_size, "an even number of pixels")
+        fixed_depth = {"unet_256": 8, "unet_128": 7}.get(self.generator)
+        if fixed_depth is not None and self.crop_size % (2**fixed_depth):
+            raise ConfigError(
+                "generator",
+                self.generator,
+                f"a crop size divisible by {2**fixed_depth} (got {self.crop_size}; use generator 'unet')",
+            )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Objective of the paper's ablation table.
+
+    Attributes:
+        gan_mode: ``vanilla`` (BCE), ``lsgan`` (MSE) or ``hinge``.
+        lambda_l1: weight of the L1 term (0 disables it).
+        use_gan: False trains with L1 only (``--no-gan``).
+    """
+
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    use_gan: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("gan_mode", self.gan_mode, GAN_MODES)
+        _at_least("lambda_l1", self.lambda_l1, 0.0)
+        if not self.use_gan and self.lambda_l1 == 0:
+            raise ConfigError("lambda_l1", self.lambda_l1, "> 0 when the GAN term is off (--no-gan)")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam and the learning-rate schedule.
+
+    Attributes:
+        lr: initial learning rate of both networks.
+        beta1: Adam beta1.
+        beta2: Adam beta2.
+        epochs: epochs at the initial learning rate.
+        decay_epochs: epochs of linear decay to zero afterwards.
+        steps: total steps; overrides the epochs (same constant:decay ratio).
+        ema: generator EMA decay (0 turns it off).
+    """
+
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epochs: int = 100
+    decay_epochs: int = 100
+    steps: int | None = None
+    ema: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError("lr", self.lr, "> 0")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(name, value, "in [0, 1)")
+        _at_least("epochs", self.epochs, 0)
+        _at_least("decay_epochs", self.decay_epochs, 0)
+        if self.epochs + self.decay_epochs == 0 and self.steps is None:
+            raise ConfigError("epochs", self.epochs, "epochs + decay_epochs > 0, or --steps")
+        if self.steps is not None:
+            _at_least("steps", self.steps, 1)
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError("ema", self.ema, "0 (off) or a decay in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run needs; saved as the run's config.json.
+
+    Attributes:
+        output: parent folder of the numbered run folders.
+        name: run name (the folder is ``<00001>-<name>``).
+        seed: seed of weights, augmentation, dropout and data order.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16`` or ``fp32``.
+        compile: wrap the networks with ``torch.compile``.
+        deterministic: deterministic kernels (for exact resume and comparisons).
+        log_every: steps between metrics.jsonl rows.
+        sample_every: steps between sample grids (0: only at the end).
+        val_every: steps between validation passes (0: only at the end).
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        keep_checkpoints: how many step checkpoints to keep (the newest).
+        tensorboard: also write TensorBoard events (needs tensorboard installed).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: str = "runs"
+    name: str = "pix2pix"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    deterministic: bool = False
+    log_every: int = 10
+    sample_every: int = 500
+    val_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if not self.name or any(c in self.name for c in "/\\ ."):
+            raise ConfigError("name", self.name, "a non-empty name without '/', '\\', '.' or spaces")
+        for name in ("log_every", "sample_every", "val_every", "checkpoint_every"):
+            _at_least(name, getattr(self, name), 0)
+        _at_least("log_every", self.log_every, 1)
+        _at_least("keep_checkpoints", self.keep_checkpoints, 1)
+        if self.augment.crop_size != self.model.crop_size:
+            raise ConfigError("model.crop_size", self.model.crop_size, f"the augment crop size {self.augment.crop_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (the inverse of :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config written by :meth:`to_dict`; unknown keys are ignored."""
+        parts = {
+            "data": DataConfig,
+            "augment": AugmentConfig,
+            "model": ModelConfig,
+            "loss": LossConfig,
+            "optim": OptimConfig,
+        }
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                continue
+            if key in parts:
+                part_fields = {f.name for f in dataclasses.fields(parts[key])}
+                value = parts[key](**{k: v for k, v in value.items() if k in part_fields})
+            kwargs[key] = value
+        return cls(**kwargs)

@@ -1,0 +1,383 @@
+"""Streaming pairs from WebDataset shards: shard lists, decoding, corrupt-sample skipping, batching.
+
+The train stream is endless and reproducible: for each epoch the shard list is shuffled with
+``(seed, epoch)``, split by rank and DataLoader worker (by sample when there are fewer shards
+than readers), read with WebDataset, shuffled in a seeded buffer, decoded and batched inside
+the worker. Each batch records the worker's raw stream position, so a resumed run skips the
+consumed samples without decoding them and continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from pairforge.trainer.transforms import Encoding, a_to_stored
+from webdataset.shardlists import expand_urls
+
+from pairforge.errors import DatasetError, SampleError
+
+logger = logging.getLogger(__name__)
+cv2.setNumThreads(1)
+
+DATASET_FORMAT = "pairforge.shards/1"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What dataset.json says about a shard set, plus the resolved shard URLs.
+
+    Attributes:
+        kind: edges, gray, labels or generic.
+        a_channels: channels of A (1 or 3).
+        b_channels: channels of B (3).
+        palette: label palette (labels datasets) or None.
+        splits: split name -> shard URLs.
+        counts: split name -> number of samples.
+        source: how the pairs were made (dataset.json "source").
+        raw: the whole dataset.json.
+    """
+
+    kind: str
+    a_channels: int
+    b_channels: int
+    palette: dict[str, Any] | None
+    splits: dict[str, tuple[str, ...]]
+    counts: dict[str, int]
+    source: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The part of the run config that inference needs."""
+        return {
+            "kind": self.kind,
+            "a_channels": self.a_channels,
+            "b_channels": self.b_channels,
+            "b_format": self.raw.get("b_format"),
+            "palette": self.palette,
+            "source": self.source,
+            "counts": self.counts,
+            "splits": {name: list(urls) for name, urls in self.splits.items()},
+        }
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text or text.startswith("pipe:")
+
+
+def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: str | None = None) -> DatasetInfo:
+    """Read dataset.json and resolve the shard URLs of each split.
+
+    Args:
+        shards: a shard folder, a brace pattern of train shards, or a URL/``pipe:`` command.
+        dataset_json: dataset.json to read when ``shards`` is not a folder (default: the
+            dataset.json next to the first local shard).
+        val_shards: validation shard pattern overriding dataset.json's val split.
+
+    Raises:
+        DatasetError: no dataset.json, an unknown format, or no train shards.
+    """
+    folder = Path(shards)
+    pattern_urls: tuple[str, ...] = ()
+    if folder.is_dir():
+        meta_path = Path(dataset_json) if dataset_json else folder / "dataset.json"
+    else:
+        pattern_urls = tuple(expand_urls(shards))
+        if dataset_json:
+            meta_path = Path(dataset_json)
+        elif pattern_urls and not _is_url(pattern_urls[0]):
+            meta_path = Path(pattern_urls[0]).parent / "dataset.json"
+        else:
+            raise DatasetError(f"{shards}: not a local folder; pass --dataset-json with the shard set's dataset.json")
+    if not meta_path.is_file():
+        raise DatasetError(f"{meta_path}: dataset.json not found (is {shards} a pairforge shard folder?)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{meta_path}: unreadable dataset.json ({exc})") from None
+    if meta.get("format") != DATASET_FORMAT:
+        raise DatasetError(f"{meta_path}: format {meta.get('format')!r} is not {DATASET_FORMAT!r}")
+    base = meta_path.parent
+    splits: dict[str, tuple[str, ...]] = {}
+    counts: dict[str, int] = {}
+    for name, split in meta.get("splits", {}).items():
+        splits[name] = tuple(str(base / shard) for shard in split.get("shards", []))
+        counts[name] = int(split.get("count", 0))
+    if pattern_urls:
+        splits["train"] = pattern_urls
+    if val_shards:
+        splits["val"] = tuple(expand_urls(val_shards))
+    if not splits.get("train"):
+        raise DatasetError(f"{shards}: no train shards (dataset.json lists splits {sorted(splits)})")
+    return DatasetInfo(
+        kind=str(meta.get("kind", "generic")),
+        a_channels=int(meta.get("a_channels", 3)),
+        b_channels=int(meta.get("b_channels", 3)),
+        palette=meta.get("palette"),
+        splits=splits,
+        counts=counts,
+        source=meta.get("source") or {},
+        raw=meta,
+    )
+
+
+def check_shards(urls: tuple[str, ...]) -> None:
+    """Open each shard and read its first tar header, before any training step.
+
+    Raises:
+        DatasetError: naming the first shard that is missing or unreadable.
+    """
+    for url in urls:
+        try:
+            if _is_url(url):
+                stream = wds.gopen(url)
+                try:
+                    header = stream.read(512)
+                finally:
+                    stream.close()
+            else:
+                if not os.path.isfile(url):
+                    raise DatasetError(f"shard {url}: missing")
+                with open(url, "rb") as handle:
+                    header = handle.read(512)
+        except DatasetError:
+            raise
+        except Exception as exc:  # gopen raises many kinds (OSError, ValueError, pipe errors)
+            raise DatasetError(f"shard {url}: unreadable ({exc})") from None
+        if len(header) < 512:
+            raise DatasetError(f"shard {url}: unreadable (empty or shorter than one tar header)")
+        try:
+            tarfile.TarInfo.frombuf(header, tarfile.ENCODING, "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise DatasetError(f"shard {url}: not a tar file ({exc})") from None
+
+
+def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one WebDataset sample into stored A and RGB B.
+
+    Returns:
+        A ``(stored_a_channels, H, W)`` uint8 and B ``(3, H, W)`` uint8.
+
+    Raises:
+        SampleError: a missing member, an undecodable image or mismatched sizes.
+    """
+    a_bytes = sample.get("a.png")
+    b_bytes = sample.get("b.jpg", sample.get("b.png"))
+    if a_bytes is None or b_bytes is None:
+        raise SampleError(f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
+    flag = cv2.IMREAD_GRAYSCALE if encoding.a_channels == 1 and not encoding.label_a else cv2.IMREAD_COLOR
+    a = cv2.imdecode(np.frombuffer(a_bytes, np.uint8), flag)
+    b = cv2.imdecode(np.frombuffer(b_bytes, np.uint8), cv2.IMREAD_COLOR)
+    if a is None or a.size == 0:
+        raise SampleError("a.png does not decode")
+    if b is None or b.size == 0:
+        raise SampleError("B image does not decode")
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+    b = cv2.cvtColor(b, cv2.COLOR_BGR2RGB)
+    if a.shape[:2] != b.shape[:2]:
+        raise SampleError(f"A {a.shape[:2]} and B {b.shape[:2]} differ in size")
+    return a_to_stored(a, encoding), np.ascontiguousarray(b.transpose(2, 0, 1))
+
+
+def collate(items: list[tuple[str, int, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Stack decoded pairs, padding to the largest size by edge replication.
+
+    Returns:
+        dict with ``a`` (B, Ca, H, W) uint8, ``b`` (B, 3, H, W) uint8, ``sizes`` (B, 2) int64,
+        ``keys`` list[str], ``epochs`` (B,) int64.
+    """
+    height = max(item[2].shape[1] for item in items)
+    width = max(item[2].shape[2] for item in items)
+
+    def pad(array: np.ndarray) -> np.ndarray:
+        extra_h, extra_w = height - array.shape[1], width - array.shape[2]
+        if extra_h == 0 and extra_w == 0:
+            return array
+        return np.pad(array, ((0, 0), (0, extra_h), (0, extra_w)), mode="edge")
+
+    return {
+        "a": torch.from_numpy(np.stack([pad(item[2]) for item in items])),
+        "b": torch.from_numpy(np.stack([pad(item[3]) for item in items])),
+        "sizes": torch.tensor([item[2].shape[1:] for item in items], dtype=torch.int64),
+        "keys": [item[0] for item in items],
+        "epochs": torch.tensor([item[1] for item in items], dtype=torch.int64),
+    }
+
+
+def _warn_and_continue(exc: Exception) -> bool:
+    logger.warning("skipping unreadable shard data: %s", exc)
+    return True
+
+
+@dataclass
+class StreamState:
+    """Where each logical worker of one rank stands (saved in checkpoints).
+
+    Attributes:
+        positions: raw samples consumed per logical worker.
+        skipped: corrupt samples skipped per logical worker.
+        batches: batches consumed by the training loop on this rank.
+    """
+
+    positions: list[int]
+    skipped: list[int]
+    batches: int = 0
+
+    @classmethod
+    def fresh(cls, workers: int) -> StreamState:
+        return cls([0] * workers, [0] * workers, 0)
+
+    def update(self, batch: dict[str, Any]) -> None:
+        """Record a consumed batch."""
+        self.positions[batch["worker"]] = int(batch["position"])
+        self.skipped[batch["worker"]] = int(batch["skipped"])
+        self.batches += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"positions": list(self.positions), "skipped": list(self.skipped), "batches": self.batches}
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """Endless, reproducible stream of uint8 batches for one rank.
+
+    Args:
+        urls: train shard URLs.
+        encoding: how A is stored.
+        batch_size: pairs per batch.
+        seed: run seed (shard order and shuffle buffers derive from it and the epoch).
+        rank: this process's rank; ``world_size``: number of processes.
+        workers: DataLoader workers (0 counts as one logical worker).
+        shuffle_buffer: samples in each worker's shuffle buffer.
+        state: resume point (positions per logical worker and batches consumed).
+    """
+
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        encoding: Encoding,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        shuffle_buffer: int = 1000,
+        state: StreamState | None = None,
+    ) -> None:
+        super().__init__()
+        self.urls = tuple(urls)
+        self.encoding = encoding
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.logical_workers = max(1, workers)
+        self.shuffle_buffer = shuffle_buffer
+        self.state = state or StreamState.fresh(self.logical_workers)
+
+    def _logical_worker(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        physical = info.id if info is not None else 0
+        # DataLoader asks workers round-robin from worker 0; rotate so that the worker whose
+        # turn was next when the checkpoint was written answers first.
+        return (physical + self.state.batches) % self.logical_workers
+
+    def _raw_samples(self, slot: int, slots: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(epoch, raw sample) pairs of this slot, epoch after epoch."""
+        for epoch in count():
+            shard_order = list(self.urls)
+            random.Random(f"{self.seed}/shards/{epoch}").shuffle(shard_order)
+            if len(shard_order) >= slots:
+                mine, by_sample = shard_order[slot::slots], False
+            else:
+                mine, by_sample = shard_order, True
+            samples: Iterator[dict[str, Any]] = wds.tarfile_to_samples(handler=_warn_and_continue)(
+                iter([{"url": url} for url in mine])
+            )
+            if by_sample:
+                samples = (s for index, s in enumerate(samples) if index % slots == slot)
+            rng = random.Random(f"{self.seed}/buffer/{epoch}/{slot}")
+            produced = 0
+            for sample in wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples):
+                produced += 1
+                yield epoch, sample
+            if produced == 0:
+                raise DatasetError(f"no samples for reader {slot} of {slots} in shards {mine[:3]}...")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        logical = self._logical_worker()
+        slots = self.world_size * self.logical_workers
+        slot = self.rank * self.logical_workers + logical
+        position = 0
+        resume_at = self.state.positions[logical]
+        skipped = self.state.skipped[logical]
+        pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+        for epoch, sample in self._raw_samples(slot, slots):
+            position += 1
+            if position <= resume_at:
+                continue
+            key = str(sample.get("__key__", "?"))
+            try:
+                a, b = decode_pair(sample, self.encoding)
+            except SampleError as exc:
+                skipped += 1
+                logger.warning("skipping corrupt sample %s in %s: %s", key, sample.get("__url__"), exc.reason)
+                continue
+            pending.append((key, epoch, a, b))
+            if len(pending) == self.batch_size:
+                batch = collate(pending)
+                batch.update(worker=logical, position=position, skipped=skipped)
+                pending = []
+                yield batch
+
+
+def make_loader(stream: PairStream, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    """DataLoader over a :class:`PairStream` (batching happens in the workers)."""
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=workers > 0,
+    )
+
+
+def iterate_split(
+    urls: tuple[str, ...], encoding: Encoding, batch_size: int, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """One ordered pass over a split (validation), in batches; corrupt samples are skipped.
+
+    Yields:
+        batches as :func:`collate` makes them.
+    """
+    samples = wds.tarfile_to_samples(handler=_warn_and_continue)(iter([{"url": url} for url in urls]))
+    pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    seen = 0
+    for sample in samples:
+        if limit is not None and seen >= limit:
+            break
+        try:
+            a, b = decode_pair(sample, encoding)
+        except SampleError as exc:
+            logger.warning("skipping corrupt sample %s: %s", sample.get("__key__"), exc.reason)
+            continue
+        seen += 1
+        pending.append((str(sample["__key__"]), 0, a, b))
+        if len(pending) == batch_size:
+            yield collate(pending)
+            pending = []
+    if pending:
+        yield collate(pending)

@@ -1,0 +1,362 @@
+"""pix2pix generators and discriminators, and their N(0, 0.02) initialisation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from pairforge.trainer.config import ModelConfig
+from torch import nn
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def norm_factory(norm: str) -> NormFactory:
+    """Layer factory for ``batch``, ``instance`` (no affine, no running stats) or ``none``."""
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    return lambda channels: nn.Identity()
+
+
+def unet_depth(generator: str, crop_size: int) -> int:
+    """Number of down-sampling levels of a U-Net / encoder-decoder.
+
+    ``unet_256`` has 8, ``unet_128`` 7; ``unet`` and ``encoder_decoder`` halve the crop while it
+    stays even, at most 8 times (a 64-pixel crop gives 6 levels and a 1x1 bottleneck).
+    """
+    fixed = {"unet_256": 8, "unet_128": 7}
+    if generator in fixed:
+        return fixed[generator]
+    depth, size = 0, crop_size
+    while size % 2 == 0 and depth < 8:
+        size //= 2
+        depth += 1
+    return depth
+
+
+class UnetBlock(nn.Module):
+    """One level of a U-Net: down-sample, run the inner levels, up-sample, optionally concatenate.
+
+    Args:
+        outer_channels: channels this level returns to its parent (before the skip concat).
+        inner_channels: channels after its down-sampling convolution.
+        in_channels: channels it receives (the image channels for the outermost level).
+        submodule: the inner levels (None for the innermost).
+        outermost: the image-facing level (Tanh output, no skip).
+        norm: normalisation factory.
+        dropout: 0.5 dropout after the up-convolution.
+        skip: concatenate input and output (False gives the encoder-decoder ablation).
+
+    Shape:
+        (B, in_channels, H, W) -> (B, outer_channels [+ in_channels with skip], H, W)
+    """
+
+    def __init__(
+        self,
+        outer_channels: int,
+        inner_channels: int,
+        in_channels: int | None = None,
+        submodule: UnetBlock | None = None,
+        outermost: bool = False,
+        norm: NormFactory = nn.BatchNorm2d,
+        dropout: bool = False,
+        skip: bool = True,
+    ) -> None:
+        super().__init__()
+        self.outermost = outermost
+        self.skip = skip
+        innermost = submodule is None
+        in_channels = outer_channels if in_channels is None else in_channels
+        use_bias = not isinstance(norm(1), nn.BatchNorm2d)
+        down_conv = nn.Conv2d(in_channels, inner_channels, 4, stride=2, padding=1, bias=use_bias)
+        up_in = inner_channels if innermost or not skip else inner_channels * 2
+        if outermost:
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, 4, stride=2, padding=1)
+            layers: list[nn.Module] = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
+        elif innermost:
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, 4, stride=2, padding=1, bias=use_bias)
+            layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, norm(outer_channels)]
+        else:
+            up_conv = nn.ConvTranspose2d(up_in, outer_channels, 4, stride=2, padding=1, bias=use_bias)
+            layers = [
+                nn.LeakyReLU(0.2, True),
+                down_conv,
+                norm(inner_channels),
+                submodule,
+                nn.ReLU(True),
+                up_conv,
+                norm(outer_channels),
+            ]
+            if dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost or not self.skip:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], dim=1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net generator (or the encoder-decoder ablation with ``skip=False``).
+
+    Level ``i`` (0 = outermost) has ``base_channels * min(2**i, 8)`` channels; the middle levels at
+    8x width get dropout, as in the paper.
+
+    Shape:
+        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1];
+        H and W divisible by ``2**depth``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        depth: int,
+        base_channels: int = 64,
+        norm: str = "batch",
+        dropout: bool = True,
+        skip: bool = True,
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"U-Net depth {depth} is too small (need at least 2 levels)")
+        norm_layer = norm_factory(norm)
+        widths = [base_channels * min(2**level, 8) for level in range(depth)]
+        block: UnetBlock | None = None
+        for level in range(depth - 1, 0, -1):
+            outer, inner = widths[level - 1], widths[level]
+            middle_of_eight = block is not None and inner == outer == base_channels * 8
+            block = UnetBlock(
+                outer,
+                inner,
+                submodule=block,
+                norm=norm_layer,
+                dropout=dropout and middle_of_eight,
+                skip=skip,
+            )
+        self.model = UnetBlock(
+            out_channels, widths[0], in_channels=in_channels, submodule=block, outermost=True,
+            norm=norm_layer, skip=skip,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    """Residual block: reflect-pad, 3x3 conv, norm, ReLU, [dropout], reflect-pad, 3x3 conv, norm.
+
+    Shape:
+        (B, C, H, W) -> (B, C, H, W)
+    """
+
+    def __init__(self, channels: int, norm: NormFactory, dropout: bool, use_bias: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=use_bias),
+            norm(channels),
+            nn.ReLU(True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=use_bias), norm(channels)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet generator: two stride-2 convs, ``blocks`` residual blocks, two up-convs.
+
+    Shape:
+        (B, in_channels, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1]; H, W divisible by 4.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        blocks: int,
+        base_channels: int = 64,
+        norm: str = "batch",
+        dropout: bool = True,
+    ) -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, base_channels, 7, bias=use_bias),
+            norm_layer(base_channels),
+            nn.ReLU(True),
+        ]
+        channels = base_channels
+        for _ in range(2):
+            layers += [
+                nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1, bias=use_bias),
+                norm_layer(channels * 2),
+                nn.ReLU(True),
+            ]
+            channels *= 2
+        layers += [ResnetBlock(channels, norm_layer, dropout, use_bias) for _ in range(blocks)]
+        for _ in range(2):
+            layers += [
+                nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1, bias=use_bias),
+                norm_layer(channels // 2),
+                nn.ReLU(True),
+            ]
+            channels //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(channels, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: ``n_layers`` stride-2 4x4 convs, then two stride-1 4x4 convs to one logit per patch.
+
+    ``n_layers=3`` has a 70x70 receptive field.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, 1, H', W') logits
+    """
+
+    def __init__(self, in_channels: int, base_channels: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, base_channels, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        multiplier = 1
+        for layer in range(1, n_layers + 1):
+            previous, multiplier = multiplier, min(2**layer, 8)
+            stride = 2 if layer < n_layers else 1
+            layers += [
+                nn.Conv2d(base_channels * previous, base_channels * multiplier, 4, stride=stride, padding=1, bias=use_bias),
+                norm_layer(base_channels * multiplier),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(base_channels * multiplier, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """PixelGAN: 1x1 convolutions, one logit per pixel.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, 1, H, W) logits
+    """
+
+    def __init__(self, in_channels: int, base_channels: int = 64, norm: str = "batch") -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        self.model = nn.Sequential(
+            nn.Conv2d(in_channels, base_channels, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(base_channels, base_channels * 2, 1, bias=use_bias),
+            norm_layer(base_channels * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(base_channels * 2, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ImageDiscriminator(nn.Module):
+    """ImageGAN: stride-2 convs down to at most 4x4, then one conv covering the rest: one logit per image.
+
+    Shape:
+        (B, in_channels, S, S) with S = ``image_size`` -> (B, 1, 1, 1) logits
+    """
+
+    def __init__(self, in_channels: int, image_size: int, base_channels: int = 64, norm: str = "batch") -> None:
+        super().__init__()
+        norm_layer = norm_factory(norm)
+        use_bias = norm != "batch"
+        layers: list[nn.Module] = []
+        channels, size, level = in_channels, image_size, 0
+        while size > 4 and size % 2 == 0:
+            out = base_channels * min(2**level, 8)
+            layers.append(nn.Conv2d(channels, out, 4, stride=2, padding=1, bias=use_bias or level == 0))
+            if level > 0:
+                layers.append(norm_layer(out))
+            layers.append(nn.LeakyReLU(0.2, True))
+            channels, size, level = out, size // 2, level + 1
+        layers.append(nn.Conv2d(channels, 1, size))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """The paper's initialisation: conv weights N(0, gain), norm scales N(1, gain), biases 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, gain)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, gain)
+            nn.init.zeros_(layer.bias)
+
+
+def build_generator(config: ModelConfig) -> nn.Module:
+    """The generator ``config.generator``, initialised N(0, 0.02)."""
+    if config.generator.startswith("resnet_"):
+        blocks = 9 if config.generator == "resnet_9blocks" else 6
+        network: nn.Module = ResnetGenerator(
+            config.in_channels, config.out_channels, blocks, config.generator_channels, config.norm, config.dropout
+        )
+    else:
+        network = UnetGenerator(
+            config.in_channels,
+            config.out_channels,
+            unet_depth(config.generator, config.crop_size),
+            config.generator_channels,
+            config.norm,
+            config.dropout,
+            skip=config.generator != "encoder_decoder",
+        )
+    init_weights(network)
+    return network
+
+
+def discriminator_in_channels(config: ModelConfig) -> int:
+    """Channels the discriminator sees: B, plus A when conditional."""
+    return config.out_channels + (config.in_channels if config.conditional else 0)
+
+
+def build_discriminator(config: ModelConfig) -> nn.Module:
+    """The discriminator ``config.discriminator``, initialised N(0, 0.02)."""
+    in_channels = discriminator_in_channels(config)
+    if config.discriminator == "patch":
+        network: nn.Module = PatchDiscriminator(in_channels, config.discriminator_channels, config.n_layers, config.norm)
+    elif config.discriminator == "pixel":
+        network = PixelDiscriminator(in_channels, config.discriminator_channels, config.norm)
+    else:
+        network = ImageDiscriminator(in_channels, config.crop_size, config.discriminator_channels, config.norm)
+    init_weights(network)
+    return network
+
+
+def enable_dropout(network: nn.Module) -> nn.Module:
+    """Put only the dropout layers back in training mode (the paper's test-time noise)."""
+    for layer in network.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.train()
+    return network

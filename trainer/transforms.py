@@ -1,0 +1,274 @@
+"""Pixel encodings shared by training and inference: uint8 A/B <-> network tensors.
+
+Training, ``predict`` and ``evaluate`` use the same functions, so normalisation, one-hot
+label inputs and the Lab colorization setup are defined once:
+
+- RGB / gray inputs and RGB outputs: ``x / 127.5 - 1`` (range [-1, 1]).
+- Label inputs with ``label_input="onehot"``: one channel per palette class (the ignore
+  class last when present); with ``"color"`` the colour-coded label image as RGB.
+- ``colorspace="lab"``: input is L of A (``L / 50 - 1``), output and target are ab / 110.
+
+Typical inference::
+
+    generator, config = load_generator("runs/00001-pix2pix")
+    x = prepare_input(a_uint8, config)          # (B, C, H, W) float
+    rgb = output_to_rgb(generator(x), config, x)  # (B, H, W, 3) uint8
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pairforge.errors import ConfigError
+
+AB_SCALE = 110.0
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How A and B become network tensors.
+
+    Attributes:
+        kind: dataset kind (edges, gray, labels, generic).
+        a_channels: channels of A as stored (1 or 3).
+        colorspace: ``rgb`` or ``lab``.
+        label_input: ``onehot`` or ``color`` (labels only).
+        palette_colors: RGB colour of each one-hot channel, in channel order.
+    """
+
+    kind: str
+    a_channels: int
+    colorspace: str = "rgb"
+    label_input: str = "onehot"
+    palette_colors: tuple[tuple[int, int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.onehot and not self.palette_colors:
+            raise ConfigError("label_input", "onehot", "a dataset with a palette (or --label-input color)")
+        if self.colorspace == "lab" and self.kind == "labels":
+            raise ConfigError("colorspace", "lab", "rgb for label datasets")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Encoding:
+        """Build from a run's config dict (config.json) or from its parts."""
+        dataset = config["dataset"]
+        data = config.get("data", {})
+        return cls(
+            kind=dataset["kind"],
+            a_channels=int(dataset["a_channels"]),
+            colorspace=data.get("colorspace", "rgb"),
+            label_input=data.get("label_input", "onehot") if dataset["kind"] == "labels" else "color",
+            palette_colors=palette_colors(dataset.get("palette")),
+        )
+
+    @property
+    def onehot(self) -> bool:
+        return self.kind == "labels" and self.label_input == "onehot"
+
+    @property
+    def label_a(self) -> bool:
+        """A is a label map: resample it with nearest neighbours only."""
+        return self.kind == "labels"
+
+    @property
+    def stored_a_channels(self) -> int:
+        """Channels of the uint8 A tensor handed to the device (class ids count as one)."""
+        return 1 if self.onehot else self.a_channels
+
+    @property
+    def in_channels(self) -> int:
+        if self.colorspace == "lab":
+            return 1
+        return len(self.palette_colors) if self.onehot else self.a_channels
+
+    @property
+    def out_channels(self) -> int:
+        return 2 if self.colorspace == "lab" else 3
+
+
+def palette_colors(palette: dict[str, Any] | None) -> tuple[tuple[int, int, int], ...]:
+    """RGB colours in one-hot channel order: the classes, then the ignore class when present."""
+    if not palette:
+        return ()
+    entries = list(palette.get("classes", []))
+    if palette.get("ignore"):
+        entries.append(palette["ignore"])
+    return tuple((int(e["color"][0]), int(e["color"][1]), int(e["color"][2])) for e in entries)
+
+
+def colors_to_ids(rgb: np.ndarray, colors: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Map a colour-coded label image to class ids (nearest palette colour).
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8.
+        colors: palette colours in channel order.
+
+    Returns:
+        ``(H, W)`` uint8 ids into ``colors``.
+    """
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    unique, inverse = np.unique(packed.ravel(), return_inverse=True)
+    unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+    table = np.asarray(colors, dtype=np.int32)
+    distance = ((unique_rgb[:, None, :] - table[None, :, :]) ** 2).sum(axis=2)
+    ids = distance.argmin(axis=1).astype(np.uint8)
+    return ids[inverse].reshape(rgb.shape[:2])
+
+
+def a_to_stored(a: np.ndarray, encoding: Encoding) -> np.ndarray:
+    """One decoded A image to the channels-first uint8 array the device receives.
+
+    Args:
+        a: ``(H, W)`` or ``(H, W, C)`` uint8, RGB order.
+
+    Returns:
+        ``(encoding.stored_a_channels, H, W)`` uint8 (class ids for one-hot label inputs).
+    """
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., :3]
+    if encoding.onehot:
+        rgb = a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
+        return colors_to_ids(np.ascontiguousarray(rgb), encoding.palette_colors)[None]
+    if encoding.a_channels == 1:
+        gray = a if a.ndim == 2 else (a[..., 0] if a.shape[2] == 1 else cv2.cvtColor(a, cv2.COLOR_RGB2GRAY))
+        return np.ascontiguousarray(gray)[None]
+    rgb = a if a.ndim == 3 and a.shape[2] == 3 else np.repeat(a.reshape(*a.shape[:2], 1), 3, axis=2)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def _lightness(a: torch.Tensor) -> torch.Tensor:
+    """L of Lab in [0, 100] from A in 0..255 (gray A is taken as a neutral colour)."""
+    rgb = a.float() / 255.0
+    if rgb.shape[1] == 1:
+        rgb = rgb.expand(-1, 3, -1, -1)
+    return kornia.color.rgb_to_lab(rgb)[:, :1]
+
+
+def encode_input(a: torch.Tensor, encoding: Encoding) -> torch.Tensor:
+    """Stored A (after augmentation) to the generator input.
+
+    Args:
+        a: ``(B, stored_a_channels, H, W)``, values 0..255 (class ids for one-hot inputs).
+
+    Returns:
+        ``(B, in_channels, H, W)`` float in [-1, 1] (one-hot in {-1, 1}).
+    """
+    if encoding.colorspace == "lab":
+        return _lightness(a) / 50.0 - 1.0
+    if encoding.onehot:
+        ids = a[:, 0].round().long().clamp_(0, len(encoding.palette_colors) - 1)
+        onehot = F.one_hot(ids, len(encoding.palette_colors)).permute(0, 3, 1, 2)
+        return onehot.to(torch.float32) * 2.0 - 1.0
+    return a.float() / 127.5 - 1.0
+
+
+def encode_target(b: torch.Tensor, encoding: Encoding) -> torch.Tensor:
+    """Stored B (RGB 0..255) to the generator target.
+
+    Shape:
+        (B, 3, H, W) -> (B, out_channels, H, W) float, in [-1, 1] (ab / 110 for Lab).
+    """
+    if encoding.colorspace == "lab":
+        return kornia.color.rgb_to_lab(b.float() / 255.0)[:, 1:] / AB_SCALE
+    return b.float() / 127.5 - 1.0
+
+
+def decode_output(output: torch.Tensor, encoding: Encoding, network_input: torch.Tensor | None = None) -> torch.Tensor:
+    """Generator output to RGB in [0, 1].
+
+    Args:
+        output: ``(B, out_channels, H, W)`` generator output.
+        network_input: the encoded input (needed for Lab: it carries L).
+
+    Returns:
+        ``(B, 3, H, W)`` float RGB in [0, 1].
+    """
+    output = output.float()
+    if encoding.colorspace == "lab":
+        if network_input is None:
+            raise ValueError("Lab outputs need the network input (its L channel) to become RGB")
+        lightness = (network_input[:, :1].float() + 1.0) * 50.0
+        lab = torch.cat([lightness, output * AB_SCALE], dim=1)
+        return kornia.color.lab_to_rgb(lab, clip=True).clamp(0.0, 1.0)
+    return ((output + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def visualize_input(network_input: torch.Tensor, encoding: Encoding) -> torch.Tensor:
+    """Encoded input as an RGB picture in [0, 1] for sample grids.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, 3, H, W)
+    """
+    x = network_input.float()
+    if encoding.onehot:
+        colors = torch.tensor(encoding.palette_colors, dtype=torch.float32, device=x.device) / 255.0
+        return colors[x.argmax(dim=1)].permute(0, 3, 1, 2)
+    x = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+
+
+def _as_stored_tensor(a: np.ndarray | torch.Tensor, encoding: Encoding) -> torch.Tensor:
+    """Any accepted A layout to ``(B, stored_a_channels, H, W)`` uint8 on the CPU."""
+    if isinstance(a, torch.Tensor):
+        channels_first = a.detach().cpu()
+        if channels_first.ndim == 3:
+            channels_first = channels_first[None]
+        array = channels_first.permute(0, 2, 3, 1).numpy()
+    else:
+        array = np.asarray(a)
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
+            array = array[None]
+    if array.dtype != np.uint8:
+        raise ValueError(f"A must be uint8, got {array.dtype}")
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    return torch.from_numpy(np.stack([a_to_stored(image, encoding) for image in array]))
+
+
+def prepare_input(a: np.ndarray | torch.Tensor, config: dict[str, Any] | Encoding) -> torch.Tensor:
+    """uint8 A images to the generator input, exactly as in training.
+
+    Args:
+        a: ``(H, W)``, ``(H, W, C)`` or ``(B, H, W[, C])`` uint8 numpy (RGB order), or a uint8
+            tensor ``(B, C, H, W)``. Label inputs are colour-coded RGB; gray A may be RGB.
+        config: the run's config dict (from :func:`load_generator`) or an :class:`Encoding`.
+
+    Returns:
+        ``(B, in_channels, H, W)`` float tensor (on the tensor's device for tensor input).
+    """
+    encoding = config if isinstance(config, Encoding) else Encoding.from_config(config)
+    device = a.device if isinstance(a, torch.Tensor) else torch.device("cpu")
+    stored = _as_stored_tensor(a, encoding).to(device)
+    return encode_input(stored.float(), encoding)
+
+
+def output_to_rgb(
+    output: torch.Tensor,
+    config: dict[str, Any] | Encoding,
+    a_or_l: np.ndarray | torch.Tensor | None = None,
+) -> np.ndarray:
+    """Generator output to uint8 RGB images.
+
+    Args:
+        output: ``(B, out_channels, H, W)`` generator output.
+        config: the run's config dict or an :class:`Encoding`.
+        a_or_l: for Lab runs, the encoded input from :func:`prepare_input` or the uint8 A images.
+
+    Returns:
+        ``(B, H, W, 3)`` uint8 numpy array.
+    """
+    encoding = config if isinstance(config, Encoding) else Encoding.from_config(config)
+    network_input = None
+    if a_or_l is not None:
+        is_encoded = isinstance(a_or_l, torch.Tensor) and a_or_l.is_floating_point()
+        network_input = a_or_l if is_encoded else prepare_input(a_or_l, encoding)
+        network_input = network_input.to(output.device)
+    rgb = decode_output(output.detach(), encoding, network_input)
+    return (rgb * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
