@@ -112,6 +112,14 @@ class Palette:
                     "palette.ignore.color", self.ignore_color, "a colour that no class uses"
                 )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the fields only, not the lookup tables cached on first use (they are rebuilt)."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     # ----------------------------------------------------------------- channels
 
     @property
@@ -474,6 +482,19 @@ def builtin_palette(name: str) -> Palette:
             name="cityscapes",
         )
     raise ConfigError("palette", name, " | ".join(BUILTIN_PALETTES) + ", or a palette JSON file")
+
+
+def palette_from_option(value: str) -> Palette:
+    """The palette named by a ``--palette`` value: a built-in name or a JSON file path.
+
+    Raises:
+        ConfigError: neither a built-in name nor a readable palette file.
+    """
+    if value in BUILTIN_PALETTES:
+        return builtin_palette(value)
+    if value.lower().endswith(".json") or Path(value).exists():
+        return load_palette(value)
+    raise ConfigError("palette", value, " | ".join(BUILTIN_PALETTES) + ", or a palette JSON file")
 
 
 # Cityscapes label definitions: (id, name, train id, colour); train id 255 = not evaluated.

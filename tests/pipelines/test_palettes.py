@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pairforge.pipelines.palettes import (
     auto_palette_from_colors,
     builtin_palette,
     load_palette,
+    palette_from_option,
     scan_label_colors,
     scan_label_ids,
 )
@@ -203,3 +205,25 @@ def test_load_palette_missing_file(tmp_path: Path) -> None:
 def test_unknown_builtin() -> None:
     with pytest.raises(ConfigError, match="cityscapes"):
         builtin_palette("ade20k")
+
+
+def test_palette_from_option(tmp_path: Path) -> None:
+    assert palette_from_option("cityscapes") == builtin_palette("cityscapes")
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(auto_palette([1, 2]).to_json()))
+    assert palette_from_option(str(path)) == auto_palette([1, 2])
+    with pytest.raises(ConfigError, match="cityscapes"):
+        palette_from_option("pascal")
+    with pytest.raises(ConfigError, match="readable"):
+        palette_from_option(str(tmp_path / "missing.json"))
+
+
+def test_pickle_leaves_lookup_tables_behind() -> None:
+    palette = builtin_palette("cityscapes")
+    fresh = len(pickle.dumps(palette))
+    palette.index_of_ids(np.zeros((2, 2), np.uint8))
+    palette.index_of_colors(np.zeros((2, 2, 3), np.uint8))
+    restored = pickle.loads(pickle.dumps(palette))
+    assert len(pickle.dumps(palette)) == fresh < 10_000
+    assert restored == palette
+    assert restored.index_of_ids(np.array([[7, 40]], np.uint8)).tolist() == [[7, UNKNOWN]]
