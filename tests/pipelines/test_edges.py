@@ -158,7 +158,7 @@ def test_hed_batch_with_mixed_sizes_matches_single_calls() -> None:
     assert isinstance(results[3], SampleError)
     sizes = [r.size for r in results[:3]]  # type: ignore[union-attr]
     assert sizes == [(96, 144), (96, 96), (96, 144)]  # coffee and chelsea share a batch
-    for photo, result in zip(photos, results[:3], strict=True):
+    for photo, result in zip(photos[:3], results[:3], strict=True):
         single = stage(photo, "again")
         assert isinstance(result, PairSample)
         # Batched and single forward passes agree to float rounding: at most a handful of pixels differ.
