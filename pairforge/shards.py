@@ -33,6 +33,7 @@ from pairforge.pairs import REJECTS_NAME, reason_class, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
+from pairforge.tars import ShardTarWriter
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +168,11 @@ class WriteShard:
             if file_sha256(tar_path) == previous.get("sha256"):
                 return {**previous, "reused": True}
         stats_path.unlink(missing_ok=True)
-        import webdataset as wds
-
         tmp_path = out_dir / f".{task.name}.tmp-{os.getpid()}"
         rejects: list[dict[str, str]] = []
         count = 0
         with open(tmp_path, "wb") as stream:
-            writer = wds.TarWriter(stream, mtime=0, encoder=False)
+            writer = ShardTarWriter(stream)
             for item, outcome in iter_samples(self.reader, list(task.items)):
                 if not isinstance(outcome, PairSample):
                     rejects.append({"path": item.path, "key": item.key, "reason": outcome.reason})

@@ -50,7 +50,10 @@ def progress(total: int, description: str, unit: str = "img") -> Iterator[Callab
     """A tqdm bar on stderr (hidden when not a terminal and quiet); yields an ``advance(n)`` function."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+    context = click.get_current_context(silent=True)
+    quiet = bool(context and context.find_root().params.get("quiet"))
+    bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
+               disable=quiet)
     try:
         yield bar.update
     finally:
