@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,12 @@ def test_hed_stage_rejects_bad_input(hed_stage: EdgesStage) -> None:
         hed_stage(np.zeros((31, 200, 3), np.uint8), "thin")
     with pytest.raises(SampleError, match="RGB uint8"):
         hed_stage(np.zeros((64, 64, 3), np.uint16), "deep")
+
+
+@pytest.mark.parametrize("detector", ["canny", pytest.param("hed", marks=needs_hed_weights)])
+def test_stage_survives_pickling_for_process_workers(detector: str) -> None:
+    stage = EdgesStage(EdgesConfig(detector=detector, device="cpu", fit=FitConfig(size=64)))
+    copy = pickle.loads(pickle.dumps(stage))
+    photo = skimage.data.chelsea()
+    np.testing.assert_array_equal(copy(photo, "cat").a, stage(photo, "cat").a)
+    assert copy.describe() == stage.describe()

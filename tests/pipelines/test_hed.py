@@ -335,3 +335,15 @@ def test_cuda_matches_cpu_within_two_levels(detector: HEDDetector) -> None:
     photos = [_photo(name) for name in PHOTOS]
     for cpu_map, gpu_map in zip(detector.predict(photos), gpu.predict(photos), strict=True):
         assert np.abs(cpu_map - gpu_map).max() <= 2 / 255 + 1e-3, gpu.precision
+
+
+def test_older_module_prefix_of_the_pytorch_port_loads(
+    weight_files: tuple[LayerWeights, dict[str, Path]], tmp_path: Path
+) -> None:
+    layers, paths = weight_files
+    state = torch.load(paths["torch"], weights_only=True)
+    old_style = tmp_path / "network-bsds500-old.pytorch"
+    torch.save({key.replace("net", "module", 1): value for key, value in state.items()}, old_style)
+    loaded = load_weights(old_style)
+    for name in LAYER_NAMES:
+        np.testing.assert_array_equal(loaded[name][0], layers[name][0])
