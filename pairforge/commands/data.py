@@ -127,12 +127,12 @@ def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_sha
         palette=info.palette,
         source={"kind": info.kind, "stage": info.stage, "command": info.command, "pairs_dir": str(pairs_dir)},
     )
-    _write_shards(items, reader, dataset_info, config, workers, scheduler, rejects,
+    write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
                   commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
                   collisions=len(collisions))
 
 
-def _write_shards(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
+def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
                   collisions: int = 0) -> None:
     """Run the shard writer with a progress bar, then write the data card and print the summary."""
     from pairforge.datacard import render_card, write_card

@@ -75,6 +75,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
       torchrun --nproc_per_node 4 -m pairforge train shards/
     """
     import dataclasses
+    import os
 
     from pairforge.trainer.config import (
         AugmentConfig,
@@ -136,7 +137,8 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     result = train(config, resume=resume, progress=progress)
     if bar:
         bar[0].close()
-    _summary(result, dataclasses.asdict(result))
+    if os.environ.get("RANK", "0") == "0":
+        _summary(result, dataclasses.asdict(result))
 
 
 def _summary(result: object, values: dict[str, object]) -> None:
