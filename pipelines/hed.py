@@ -225,7 +225,7 @@ def load_weights(path: str | Path) -> LayerWeights:
     Raises:
         WeightsError: the file is missing or unreadable in its format.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"HED weights file not found: {path}")
     fmt = weights_format(path)
@@ -494,7 +494,7 @@ class HEDDetector:
             raise ConfigError("batch_size", batch_size, "an integer from 1 to 4096")
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        path = Path(weights) if weights is not None else default_weights_path()
+        path = Path(weights).expanduser() if weights is not None else default_weights_path()
         layers = load_weights(path)
         self.weights = WeightsInfo(str(path), weights_format(path), _sha256(path))
         network = HEDNetwork()
