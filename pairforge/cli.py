@@ -21,6 +21,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class _Group(click.Group):
     """Turns pairforge errors into one-line messages instead of tracebacks."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["pairforge.argv"] = list(args)  # recorded in pairs.json / data cards as the exact command
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)

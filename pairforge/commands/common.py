@@ -71,10 +71,10 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 def command_line() -> str:
     """The command as the user typed it (recorded in pairs.json and data cards)."""
-    import os
     import shlex
 
-    program = os.path.basename(sys.argv[0]) or "pairforge"
-    if program in ("__main__.py", "-m"):
-        program = "python -m pairforge"
-    return " ".join([program, *(shlex.quote(arg) for arg in sys.argv[1:])])
+    context = click.get_current_context(silent=True)
+    argv = context.meta.get("pairforge.argv") if context else None
+    if argv is None:
+        argv = sys.argv[1:]
+    return " ".join(["pairforge", *(shlex.quote(arg) for arg in argv)])
