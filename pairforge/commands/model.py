@@ -180,3 +180,49 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
 
 
 COMMANDS.append(predict_command)
+
+
+@click.command("export", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx"]), default="torchscript", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file [default: RUN/export/generator.pt or .onnx].")
+@click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset.")
+@click.option("--no-ema", is_flag=True, help="Export the raw generator weights even when the run kept an EMA.")
+def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: bool) -> None:
+    """Export the generator of RUN (run or checkpoint folder) to TorchScript or ONNX.
+
+    The export is the generator in eval mode with DROPOUT OFF (deterministic; batch norm uses
+    its running statistics). Batch, height and width are dynamic; height and width must be
+    multiples of the generator's size multiple (in the .json written next to the file, with
+    the encoding needed to prepare inputs). The export is verified by running it on two sizes
+    and comparing with PyTorch (ONNX: with onnxruntime when installed, else only the
+    structure is checked).
+
+    \b
+    Examples:
+      pairforge export runs/00001-pix2pix --format onnx
+      pairforge export runs/00001-pix2pix/checkpoints/step-000010000 -o g.pt
+    """
+    from pairforge.commands.common import print_table
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.export import export_generator
+    from pairforge.trainer.inference import size_multiple
+
+    generator, run_config = _load(run, "cpu", not no_ema)
+    target = output or Path(run) / "export" / ("generator.pt" if fmt == "torchscript" else "generator.onnx")
+    try:
+        result = export_generator(generator, run_config, target, fmt, size_multiple(run_config), opset=opset)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    error = "not run (install onnxruntime)" if result.max_abs_error is None else f"{result.max_abs_error:.2e}"
+    print_table("export", [
+        ("file", str(result.path)), ("sidecar", str(result.sidecar)), ("format", fmt),
+        ("size multiple", size_multiple(run_config)), ("checked sizes", ", ".join(f"{h}x{w}" for h, w in result.checked_sizes)),
+        ("max |export - torch|", error), ("verified with", result.verified_with),
+    ])
+    if result.max_abs_error is not None and result.max_abs_error > 1e-4:
+        raise click.ClickException(f"export differs from PyTorch by {result.max_abs_error:.2e} (> 1e-4)")
+
+
+COMMANDS.append(export_command)

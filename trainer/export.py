@@ -1,0 +1,166 @@
+"""Exporting a generator to TorchScript or ONNX, with dynamic height and width, and checking the export.
+
+The export is the generator in eval mode with dropout off (deterministic): input is the
+encoded A (see :func:`~pairforge.trainer.transforms.prepare_input`), output the raw generator
+output in [-1, 1]; height and width must be multiples of the generator's size multiple
+(written into the sidecar JSON next to the file, with the run's encoding facts).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pairforge.errors import ConfigError, PairforgeError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+
+
+class ExportError(PairforgeError):
+    """The export failed, or does not reproduce the PyTorch output."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_generator` wrote and how well it matches PyTorch.
+
+    Attributes:
+        path: the exported model.
+        sidecar: JSON with the encoding, channels and size multiple.
+        max_abs_error: largest difference from the PyTorch output over the check sizes.
+        checked_sizes: (height, width) pairs that were compared.
+        verified_with: ``torch.jit``, ``onnxruntime``, or ``onnx.checker`` (structure only).
+    """
+
+    path: Path
+    sidecar: Path
+    max_abs_error: float | None
+    checked_sizes: tuple[tuple[int, int], ...]
+    verified_with: str
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _frozen(generator: nn.Module) -> nn.Module:
+    """A CPU copy in eval mode (dropout off, batch-norm running statistics)."""
+    model = copy.deepcopy(generator).cpu().eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path), map_location="cpu")
+        with torch.no_grad():
+            return module(x).numpy()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x.numpy()})[0]
+
+
+def export_generator(
+    generator: nn.Module,
+    run_config: dict[str, Any],
+    path: str | Path,
+    fmt: str,
+    multiple: int,
+    check_sizes: tuple[tuple[int, int], ...] = (),
+    opset: int = 17,
+) -> ExportResult:
+    """Write the generator as TorchScript or ONNX and compare it with PyTorch.
+
+    Args:
+        generator: the generator (any mode; it is copied and put in eval mode).
+        run_config: the run's config dict (the sidecar records its dataset/data/model parts).
+        path: output file (``.pt`` for TorchScript, ``.onnx`` for ONNX).
+        fmt: ``torchscript`` or ``onnx``.
+        multiple: height and width multiple the generator needs.
+        check_sizes: (height, width) pairs to compare on; default two different sizes, so
+            dynamic height and width are exercised.
+        opset: ONNX opset.
+
+    Returns:
+        the export result (``max_abs_error`` is None when only the ONNX structure could be
+        checked because onnxruntime is not installed).
+
+    Raises:
+        ConfigError: unknown format or a check size not on the multiple.
+        ExportError: the exporter failed.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError("format", fmt, " | ".join(FORMATS))
+    sizes = check_sizes or ((2 * multiple, 3 * multiple), (3 * multiple, multiple))
+    for height, width in sizes:
+        if height % multiple or width % multiple:
+            raise ConfigError("check_sizes", (height, width), f"multiples of {multiple}")
+    model = _frozen(generator)
+    in_channels = int(run_config["model"]["in_channels"])
+    example = torch.zeros(1, in_channels, *sizes[0])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "torchscript":
+                traced = torch.jit.trace(model, example, check_trace=False)
+                torch.jit.save(traced, str(path))
+            else:
+                torch.onnx.export(
+                    model, (example,), str(path), input_names=["a"], output_names=["b"], opset_version=opset,
+                    dynamic_axes={"a": {0: "batch", 2: "height", 3: "width"}, "b": {0: "batch", 2: "height", 3: "width"}},
+                    dynamo=False,
+                )
+    except Exception as exc:  # exporters raise many types
+        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {exc}") from None
+
+    verified_with = "torch.jit" if fmt == "torchscript" else "onnxruntime"
+    max_error: float | None = 0.0
+    if fmt == "onnx" and not onnxruntime_available():
+        import onnx
+
+        onnx.checker.check_model(str(path))
+        verified_with, max_error = "onnx.checker", None
+        logger.warning("onnxruntime is not installed: the ONNX file was structure-checked but not run")
+    else:
+        generator_rng = torch.Generator().manual_seed(0)
+        for height, width in sizes:
+            x = torch.rand(2, in_channels, height, width, generator=generator_rng) * 2.0 - 1.0
+            with torch.no_grad():
+                expected = model(x).numpy()
+            produced = _run_exported(path, fmt, x)
+            if produced.shape != expected.shape:
+                raise ExportError(f"{path}: output shape {produced.shape} differs from PyTorch's {expected.shape}")
+            max_error = max(max_error or 0.0, float(np.abs(produced - expected).max()))
+    sidecar = path.with_suffix(path.suffix + ".json")
+    sidecar.write_text(json.dumps({
+        "format": fmt,
+        "input": "encoded A (pairforge.trainer.transforms.prepare_input), float32 (B, C, H, W)",
+        "output": "generator output in [-1, 1] (pairforge.trainer.transforms.output_to_rgb)",
+        "mode": "eval, dropout off",
+        "size_multiple": multiple,
+        "in_channels": in_channels,
+        "out_channels": int(run_config["model"]["out_channels"]),
+        "dataset": {k: run_config["dataset"].get(k) for k in ("kind", "a_channels", "palette")},
+        "data": run_config.get("data", {}),
+        "model": run_config["model"],
+        "max_abs_error": max_error,
+        "verified_with": verified_with,
+    }, indent=2, sort_keys=True))
+    return ExportResult(path, sidecar, max_error, tuple(sizes), verified_with)
