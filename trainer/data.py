@@ -344,9 +344,14 @@ class PairStream(torch.utils.data.IterableDataset):
 
 
 def make_loader(stream: PairStream, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
-    """DataLoader over a :class:`PairStream` (batching happens in the workers)."""
+    """DataLoader over a :class:`PairStream` (batching happens in the workers).
+
+    The loader gets its own random generator: iterating it must not draw from the global
+    torch RNG, whose state (dropout) is checkpointed for exact resume.
+    """
     return torch.utils.data.DataLoader(
         stream,
+        generator=torch.Generator().manual_seed(stream.seed),
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,

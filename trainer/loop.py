@@ -146,13 +146,20 @@ class _Batches:
         return a, b, batch
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, progress: Progress | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: str | Path | None = None,
+    progress: Progress | None = None,
+    stop_at: int | None = None,
+) -> TrainResult:
     """Train pix2pix on a shard set (or continue ``resume`` exactly).
 
     Args:
         config: the run config (for resume, :func:`resume_config` of the run).
         resume: run folder to continue from its newest checkpoint.
         progress: called after every step with (step, total_steps, latest logged row).
+        stop_at: stop (with a checkpoint) after this many steps, as if interrupted; the
+            schedule still spans the whole run, so ``--resume`` continues it exactly.
 
     Returns:
         the run summary.
@@ -374,7 +381,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, progress: Progr
     generator.train()
     if discriminator is not None:
         discriminator.train()
-    while step < total:
+    end = total if stop_at is None else min(total, stop_at)
+    while step < end:
         lr = config.optim.lr * lr_factor(step, schedule)
         for optimizer in (optimizer_g, optimizer_d):
             if optimizer is not None:
@@ -396,7 +404,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, progress: Progr
             sums[name] = sums.get(name, 0.0) + value
         window_steps += 1
 
-        if step % config.log_every == 0 or step == total:
+        if step % config.log_every == 0 or step == end:
             if use_cuda:
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
@@ -416,14 +424,14 @@ def train(config: TrainConfig, resume: str | Path | None = None, progress: Progr
         if progress is not None and context.is_main:
             progress(step, total, row)
 
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
             last_checkpoint = save() or last_checkpoint
         if context.is_main:
-            if config.val_every and step % config.val_every == 0 and step < total:
+            if config.val_every and step % config.val_every == 0 and step < end:
                 validation = evaluate(f"step-{step:09d}")
                 if validation and writer is not None:
                     writer.write({"step": step, "split": "val", **validation})
-            elif config.sample_every and step % config.sample_every == 0 and step < total:
+            elif config.sample_every and step % config.sample_every == 0 and step < end:
                 evaluate(f"step-{step:09d}")
             if writer is not None and step % max(config.log_every * 10, 1) == 0:
                 report.write_report(run_dir)
