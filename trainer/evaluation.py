@@ -248,7 +248,6 @@ def write_report(report: EvaluationReport, folder: str | Path, title: str = "pai
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "metrics.json", "csv": folder / "metrics.csv", "html": folder / "metrics.html"}
     paths["json"].write_text(json.dumps(report.to_json(), indent=2))
-    columns = ["key", *(report.rows[0].keys() - {"key"} if report.rows else [])]
     columns = ["key"] + [c for c in (report.rows[0] if report.rows else {}) if c != "key"]
     with open(paths["csv"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

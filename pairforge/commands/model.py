@@ -7,6 +7,7 @@ This is where ``pipelines`` (rebuilding A, the dataset's edge detector) and ``tr
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,209 @@ def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: 
 
 
 COMMANDS.append(export_command)
+
+
+def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Any]]:
+    """dataset.json facts and the (key, A, B) uint8 pairs of one split (A RGB for labels, else gray)."""
+    import cv2
+    import numpy as np
+    import webdataset as wds
+
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.data import check_shards, load_dataset_info
+
+    try:
+        info = load_dataset_info(shards)
+        urls = info.splits.get(split)
+        if not urls:
+            raise click.ClickException(f"{shards}: no {split!r} split (dataset.json has {sorted(info.splits)})")
+        check_shards(urls)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    gray_a = info.a_channels == 1 and info.kind != "labels"
+    pairs = []
+    for sample in wds.tarfile_to_samples(handler=wds.warn_and_continue)(iter([{"url": u} for u in urls])):
+        if limit is not None and len(pairs) >= limit:
+            break
+        a_bytes, b_bytes = sample.get("a.png"), sample.get("b.jpg", sample.get("b.png"))
+        a = cv2.imdecode(np.frombuffer(a_bytes or b"", np.uint8), cv2.IMREAD_GRAYSCALE if gray_a else cv2.IMREAD_COLOR)
+        b = cv2.imdecode(np.frombuffer(b_bytes or b"", np.uint8), cv2.IMREAD_COLOR)
+        if a is None or b is None or a.shape[:2] != b.shape[:2]:
+            click.echo(f"skipped corrupt sample {sample.get('__key__')}", err=True)
+            continue
+        a = a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+        pairs.append((str(sample["__key__"]), a, cv2.cvtColor(b, cv2.COLOR_BGR2RGB)))
+    return info.to_dict(), pairs
+
+
+def _palette_classes(palette: dict[str, Any] | None) -> tuple[int, Any]:
+    """(classes scored, colour-coded A -> ids) for a labels palette (the ignore class maps past the end)."""
+    from pairforge.trainer.transforms import colors_to_ids, palette_colors
+
+    if not palette:
+        raise click.ClickException("this dataset has no label palette (the FCN-score needs a labels dataset)")
+    colors = palette_colors(palette)
+    return len(palette.get("classes", [])), lambda a: colors_to_ids(a, colors)
+
+
+@click.command("train-judge", context_settings=CONTEXT)
+@click.argument("shards")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for judge.safetensors + judge.json [default: SHARDS/judge].")
+@click.option("--split", default="train", show_default=True, help="Split whose real photos train the judge.")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--crop-size", type=click.IntRange(min=8), default=128, show_default=True, help="Multiple of 8.")
+@click.option("--channels", type=click.IntRange(min=1), default=32, show_default=True, help="Width of the first stage.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-samples", type=click.IntRange(min=1), help="Use at most this many training pairs (held in memory).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def train_judge_command(shards: str, output: Path | None, split: str, steps: int, batch_size: int, crop_size: int,
+                        channels: int, lr: float, seed: int, max_samples: int | None, device: str) -> None:
+    """Train the FCN-score judge: a small fully convolutional segmenter on the real photos of a labels dataset.
+
+    `pairforge evaluate` uses it (from SHARDS/judge by default, or --judge DIR) to segment
+    generated and real photos against the input labels, as in the paper's FCN-score.
+
+    \b
+    Examples:
+      pairforge train-judge shards/
+      pairforge evaluate runs/00001-pix2pix shards/
+    """
+    from tqdm import tqdm
+
+    from pairforge.commands.common import print_table
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
+    from pairforge.trainer.judge import JudgeConfig, save_judge, train_judge
+
+    resolved = _device(device)
+    dataset, pairs = _split_pairs(shards, split, max_samples)
+    num_classes, to_ids = _palette_classes(dataset.get("palette"))
+    samples = [(b, to_ids(a)) for _, a, b in pairs]
+    try:
+        config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
+                             seed=seed, device=resolved)
+        with tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+            def progress(step: int, loss: float) -> None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+            judge = train_judge(samples, num_classes, config, progress)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    confusion = sum(confusion_matrix(judge.segment([photo])[0], ids, num_classes) for photo, ids in samples)
+    scores = segmentation_scores(confusion)
+    folder = output or Path(shards) / "judge"
+    names = [c["name"] for c in dataset["palette"]["classes"]]
+    save_judge(judge, folder, {"palette": dataset["palette"], "class_names": names, "trained_on": str(shards),
+                               "split": split, "samples": len(samples), "train_scores": scores}, config)
+    print_table("train-judge", [("samples", len(samples)), ("classes", num_classes), ("steps", steps),
+                                *((f"train {k}", f"{v:.4f}") for k, v in scores.items()), ("saved", str(folder))])
+
+
+COMMANDS.append(train_judge_command)
+
+
+@click.command("evaluate", context_settings=CONTEXT)
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("shards")
+@click.option("--split", default="val", show_default=True)
+@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Another run to evaluate on the same split (repeat); prints one table, a row per run.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder [default: <run>/eval-<split>/ for each run].")
+@click.option("--judge", "judge_dir", type=click.Path(exists=True, file_okay=False),
+              help="Judge for the FCN-score (labels) [default: SHARDS/judge when present].")
+@click.option("--dropout", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Test-time dropout as in the paper (seeded, so repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many pairs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
+              help="HED weights for edge consistency on HED edge datasets.")
+def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...], output: Path | None,
+                     judge_dir: str | None, dropout: str, seed: int, max_samples: int | None, batch_size: int,
+                     device: str, hed_weights: str | None) -> None:
+    """Score RUN on a split of SHARDS: per-sample and mean L1, PSNR, SSIM plus the task scores.
+
+    \b
+    Task scores by dataset kind:
+      edges   edge consistency: the dataset's edge detector on the output vs the input
+              edges, precision / recall / F1 with 2 px tolerance
+      gray    colourfulness of output and target, Lab ab error
+      labels  FCN-score: the judge (`pairforge train-judge`) on generated photos vs the input
+              labels (pixel acc., class acc., class IoU), and on the real photos (upper bound)
+    Writes metrics.json, metrics.csv and metrics.html per run.
+
+    \b
+    Examples:
+      pairforge evaluate runs/00001-pix2pix shards/
+      pairforge evaluate runs/00001-l1 shards/ --compare runs/00002-gan --compare runs/00003-l1-gan
+    """
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.evaluation import comparison_table, evaluate_pairs, write_report
+    from pairforge.trainer.inference import InferenceConfig, Predictor
+
+    resolved = _device(device)
+    dataset, pairs = _split_pairs(shards, split, max_samples)
+    if not pairs:
+        raise click.ClickException(f"{shards}: the {split!r} split has no readable pairs")
+    kind = dataset["kind"]
+    detector = segmenter = label_ids = None
+    num_classes = 0
+    if kind == "edges":
+        from pairforge.pipelines.rebuild import edge_detector
+
+        try:
+            detector = edge_detector((dataset.get("source") or {}).get("stage") or {}, hed_weights, resolved)
+        except PairforgeError as exc:
+            click.echo(f"warning: no edge consistency ({exc})", err=True)
+    if kind == "labels":
+        num_classes, label_ids = _palette_classes(dataset.get("palette"))
+        folder = Path(judge_dir) if judge_dir else Path(shards) / "judge"
+        if judge_dir or (folder / "judge.json").is_file():
+            from pairforge.trainer.judge import load_judge
+
+            try:
+                judge, _ = load_judge(folder, resolved)
+            except PairforgeError as exc:
+                raise click.ClickException(str(exc)) from None
+            segmenter = judge.segment
+    summaries: dict[str, dict[str, float]] = {}
+    for run_path in (run, *compare):
+        generator, run_config = _load(run_path, resolved, True)
+        try:
+            predictor = Predictor(generator, run_config, InferenceConfig(dropout=dropout == "on", seed=seed,
+                                                                         batch_size=batch_size, device=resolved))
+            for _, a, _ in pairs[:1]:
+                predictor.check_input(a, "the shards' A")
+        except PairforgeError as exc:
+            raise click.ClickException(f"{run_path}: {exc}") from None
+        outputs = []
+        from pairforge.commands.common import progress
+
+        with progress(len(pairs), f"evaluate {Path(run_path).name}") as advance:
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start : start + batch_size]
+                outputs += predictor.predict([a for _, a, _ in chunk])
+                advance(len(chunk))
+        report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(pairs, outputs, strict=True)), kind,
+                                detector, segmenter, label_ids, num_classes)
+        folder = output / Path(run_path).name if output and compare else output or Path(run_path) / f"eval-{split}"
+        paths = write_report(report, folder, title=f"pairforge evaluate {run_path} on {shards} ({split})")
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+        summaries[Path(run_path).name] = report.summary()
+        click.echo(f"{run_path}: {len(report.rows)} pairs -> {paths['html']}")
+    header, rows = comparison_table(summaries)
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    click.echo("")
+    for row in [header, *rows]:
+        click.echo("  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width)
+                             in enumerate(zip(row, widths, strict=True))))
+
+
+COMMANDS.append(evaluate_command)

@@ -1,0 +1,56 @@
+"""train-judge: the FCN judge learns a labels dataset, saves as safetensors + JSON, and drives evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
+from pairforge.trainer.judge import Judge, JudgeConfig, load_judge, save_judge, train_judge
+from pairforge.trainer.loop import train
+from pairforge.trainer.transforms import colors_to_ids, palette_colors
+
+from pairforge.cli import cli
+from pairforge.errors import DatasetError
+from tests.trainer.conftest import PALETTE, _photos, make_pair, make_tiny_config, write_shards
+
+
+def test_judge_any_size_and_training_beats_majority() -> None:
+    colors = palette_colors(PALETTE)
+    samples = [(b, colors_to_ids(a, colors)) for a, b in (make_pair(p, "labels", i) for i, p in enumerate(_photos(48)))]
+    assert Judge(4, 4)(torch.zeros(2, 3, 37, 29)).shape == (2, 4, 37, 29)
+    judge = train_judge(samples, 3, JudgeConfig(base_channels=8, steps=60, batch_size=4, crop_size=32, lr=3e-3))
+    confusion = sum(confusion_matrix(judge.segment([p])[0], ids, 3) for p, ids in samples)
+    truth = np.concatenate([ids[ids < 3] for _, ids in samples])
+    majority = np.bincount(truth).max() / truth.size
+    assert segmentation_scores(confusion)["pixel_accuracy"] > majority + 0.1
+
+
+def test_save_load_round_trip_and_bad_files(tmp_path: Path) -> None:
+    judge = Judge(3, 4).eval()
+    save_judge(judge, tmp_path, {"palette": PALETTE}, JudgeConfig(base_channels=4))
+    loaded, document = load_judge(tmp_path)
+    x = torch.rand(1, 3, 16, 24)
+    assert torch.equal(judge(x), loaded(x)) and document["palette"] == PALETTE
+    (tmp_path / "judge.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="cannot load"):
+        load_judge(tmp_path)
+
+
+def test_train_judge_and_evaluate_labels_cli(tmp_path: Path) -> None:
+    shards = write_shards(tmp_path / "shards", kind="labels", count=4, size=48, shards=1, val=2)
+    result = CliRunner().invoke(cli, ["train-judge", str(shards), "--steps", "20", "--batch-size", "2",
+                                      "--crop-size", "32", "--channels", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (shards / "judge" / "judge.safetensors").is_file()
+    assert json.loads((shards / "judge" / "judge.json").read_text())["class_names"] == ["sky", "cat", "grass"]
+    run = train(make_tiny_config(shards, tmp_path / "runs", steps=1, augment__crop_size=32)).run_dir
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(shards), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    document = json.loads((Path(run) / "eval-val" / "metrics.json").read_text())
+    assert set(document["task"]) == {"generated", "real"}
+    assert set(document["task"]["real"]) == {"pixel_accuracy", "class_accuracy", "class_iou"}
