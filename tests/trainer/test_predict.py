@@ -224,3 +224,15 @@ def test_corrupted_safetensors_is_refused(run_dir: Path, tmp_path: Path) -> None
         load_checked_generator(checkpoint)
     result = CliRunner().invoke(cli, ["predict", str(checkpoint), str(tmp_path), "-o", str(tmp_path / "o")])
     assert result.exit_code != 0 and "cannot load" in result.output
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(loaded: tuple) -> None:
+    import copy
+
+    generator, config = loaded
+    a = [_edge_map(301, 517), _edge_map(64, 64, seed=2)]
+    cpu = Predictor(copy.deepcopy(generator), config, InferenceConfig(dropout=False, max_side=256)).predict(a)
+    cuda = Predictor(copy.deepcopy(generator), config, InferenceConfig(dropout=False, max_side=256, device="cuda")).predict(a)
+    for left, right in zip(cpu, cuda, strict=True):
+        assert np.abs(left.astype(int) - right.astype(int)).max() <= 2
