@@ -16,6 +16,7 @@ import math
 
 import torch
 from kornia.geometry.transform import warp_affine
+
 from pairforge.trainer.config import AugmentConfig
 
 

@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 import torch
 import webdataset as wds
-from pairforge.trainer.transforms import Encoding, a_to_stored
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
+from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
 cv2.setNumThreads(1)

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+
 from pairforge.trainer import metrics
 from pairforge.trainer.gallery import table_html, write_tables_page
 

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pairforge.trainer.checkpoint import load_generator, load_state, resolve_checkpoint
-from pairforge.trainer.networks import enable_dropout, unet_depth
-from pairforge.trainer.transforms import Encoding, output_to_rgb, prepare_input
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
+from pairforge.trainer.checkpoint import load_generator, load_state, resolve_checkpoint
+from pairforge.trainer.networks import enable_dropout, unet_depth
+from pairforge.trainer.transforms import Encoding, output_to_rgb, prepare_input
 
 logger = logging.getLogger(__name__)
 

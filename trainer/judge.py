@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pairforge.trainer.inference import reflect_pad
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pairforge.errors import ConfigError, DatasetError
+from pairforge.trainer.inference import reflect_pad
 
 logger = logging.getLogger(__name__)
 

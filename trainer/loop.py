@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from pairforge import __version__
+from pairforge.errors import DatasetError
 from pairforge.trainer import checkpoint, ddp, report
 from pairforge.trainer import metrics as quality
 from pairforge.trainer.augment import PairAugment
@@ -38,10 +42,6 @@ from pairforge.trainer.transforms import (
     encode_target,
     visualize_input,
 )
-from torch import nn
-
-from pairforge import __version__
-from pairforge.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 

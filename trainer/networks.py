@@ -6,8 +6,9 @@ import functools
 from collections.abc import Callable
 
 import torch
-from pairforge.trainer.config import ModelConfig
 from torch import nn
+
+from pairforge.trainer.config import ModelConfig
 
 NormFactory = Callable[[int], nn.Module]
 

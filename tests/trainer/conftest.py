@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import skimage.data
 import webdataset as wds
+
 from pairforge.trainer.config import (
     AugmentConfig,
     DataConfig,

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from pairforge.cli import cli
 from pairforge.trainer.evaluation import (
     ab_error,
     colorfulness,
@@ -23,8 +25,6 @@ from pairforge.trainer.evaluation import (
 )
 from pairforge.trainer.loop import train
 from pairforge.trainer.transforms import colors_to_ids, palette_colors
-
-from pairforge.cli import cli
 from tests.trainer.conftest import PALETTE, _photos, make_pair, make_tiny_config, write_shards
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from pairforge.trainer.export import export_generator
-from pairforge.trainer.inference import load_checked_generator, size_multiple
-from pairforge.trainer.loop import train
 
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
+from pairforge.trainer.export import export_generator
+from pairforge.trainer.inference import load_checked_generator, size_multiple
+from pairforge.trainer.loop import train
 from tests.trainer.conftest import make_tiny_config, write_shards
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None

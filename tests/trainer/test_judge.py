@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
+from pairforge.cli import cli
+from pairforge.errors import DatasetError
 from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
 from pairforge.trainer.judge import Judge, JudgeConfig, load_judge, save_judge, train_judge
 from pairforge.trainer.loop import train
 from pairforge.trainer.transforms import colors_to_ids, palette_colors
-
-from pairforge.cli import cli
-from pairforge.errors import DatasetError
 from tests.trainer.conftest import PALETTE, _photos, make_pair, make_tiny_config, write_shards
 
 

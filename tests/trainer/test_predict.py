@@ -16,6 +16,8 @@ import pytest
 import torch
 import webdataset as wds
 from click.testing import CliRunner
+
+from pairforge.cli import cli
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.trainer.inference import (
@@ -28,8 +30,6 @@ from pairforge.trainer.inference import (
     tile_starts,
 )
 from pairforge.trainer.loop import train
-
-from pairforge.cli import cli
 from tests.trainer.conftest import make_tiny_config
 
 SIZE = 64

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from pairforge.trainer.checkpoint import list_checkpoints, load_state
 from pairforge.trainer.loop import resume_config, train
-from safetensors.torch import load_file
 
 
 def _weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
