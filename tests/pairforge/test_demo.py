@@ -1,0 +1,33 @@
+"""`pairforge demo` end to end with a small step budget."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pairforge.cli import cli
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["demo", "-o", str(out), "--steps", "3", "--size", "64", "--crops-per-photo", "2"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert f"open {out / 'report.html'}" in result.output
+    report = (out / "report.html").read_text()
+    for task in ("edges", "gray"):
+        shards = json.loads((out / "shards" / task / "dataset.json").read_text())
+        assert shards["kind"] == task and sum(s["count"] for s in shards["splits"].values()) > 0
+        metrics = json.loads((out / "eval" / task / "metrics.json").read_text())
+        assert metrics["means"] and all(isinstance(v, (int, float)) for v in metrics["means"].values())
+        assert all(v == v for v in metrics["means"].values())  # no NaN
+        assert (out / "predict" / task / "index.html").exists()
+    images = re.findall(r'<img src="([^"]+)"', report)
+    assert len(images) >= 2 * 2 * 3  # 2 tasks x 2 held-out photos x input/output/target
+    assert all((out / src).is_file() for src in images)
+    assert "<svg" in report  # loss curves
+    assert "already grayscale" in (out / "shards" / "gray" / "rejects.jsonl").read_text()  # camera is rejected
