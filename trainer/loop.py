@@ -273,8 +273,10 @@ def train(
         """One optimisation step: D on real and fake pairs, then G on GAN + L1."""
         a, b = augment(a, b, sizes, augment_rng)
         x, y = encode_input(a, encoding), encode_target(b, encoding)
-        if use_cuda:
-            x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+        # one explicit layout: channels_last on CUDA, plain NCHW on the CPU (a strided slice
+        # would otherwise send the CPU convolutions down a much slower path)
+        memory_format = torch.channels_last if use_cuda else torch.contiguous_format
+        x, y = x.contiguous(memory_format=memory_format), y.contiguous(memory_format=memory_format)
         with autocast:
             fake = train_generator(x)
         losses: dict[str, torch.Tensor] = {}
