@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import skimage.data
 import torch
+
 from pairforge.pipelines.hed import HEDDetector, preprocess
 from pairforge.pipelines.hed_post import postprocess_hed
 

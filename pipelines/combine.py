@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pairforge.pipelines.geometry import resize
 
 from pairforge.errors import ConfigError, SampleError
 from pairforge.keys import unique_keys_per_split
 from pairforge.pairs import FoundFile, discover
+from pairforge.pipelines.geometry import resize
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem
 

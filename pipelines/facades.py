@@ -23,10 +23,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pairforge.pipelines.palettes import Palette
 
 from pairforge.errors import ConfigError
 from pairforge.imageio import write_image
+from pairforge.pipelines.palettes import Palette
 
 log = logging.getLogger(__name__)
 

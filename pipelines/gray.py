@@ -7,9 +7,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pairforge.pipelines.geometry import FitConfig, fit_image
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.pipelines.geometry import FitConfig, fit_image
 from pairforge.sample import PairSample
 
 GRAY_SPACES = ("luma", "lab")

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pairforge.pipelines.geometry import FitConfig, fit_image, resize
-from pairforge.pipelines.palettes import UNKNOWN, Palette
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.pipelines.geometry import FitConfig, fit_image, resize
+from pairforge.pipelines.palettes import UNKNOWN, Palette
 from pairforge.sample import PairSample
 
 UNKNOWN_POLICIES = ("reject", "ignore")

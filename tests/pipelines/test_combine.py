@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from pairforge.pipelines.combine import CombineConfig, CombineStage, match_folders
 
 from pairforge.cli import cli
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import read_image
+from pairforge.pipelines.combine import CombineConfig, CombineStage, match_folders
 
 
 def write(path: Path, image: np.ndarray) -> None:

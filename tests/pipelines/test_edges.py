@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+
+from pairforge.errors import ConfigError, SampleError
 from pairforge.pipelines.base import Stage
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
-
-from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from pairforge.errors import ConfigError
+from pairforge.imageio import read_image, read_label_image
 from pairforge.pipelines.facades import (
     FACADE_PALETTE,
     FacadesConfig,
@@ -18,9 +21,6 @@ from pairforge.pipelines.facades import (
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.labels import LabelsConfig, LabelsStage
 from pairforge.pipelines.palettes import load_palette
-
-from pairforge.errors import ConfigError
-from pairforge.imageio import read_image, read_label_image
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.color
-from pairforge.pipelines.geometry import FitConfig
-from pairforge.pipelines.gray import GrayConfig, GrayStage, lab_lightness, luma
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.pipelines.geometry import FitConfig
+from pairforge.pipelines.gray import GrayConfig, GrayStage, lab_lightness, luma
 
 
 def test_luma_is_bt601(photo: np.ndarray) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from skimage.morphology import thin
+
 from pairforge.pipelines import hed
 from pairforge.pipelines.hed import (
     INSTALL_HINT,
@@ -23,7 +25,6 @@ from pairforge.pipelines.hed import (
     weights_format,
 )
 from pairforge.pipelines.hed_post import postprocess_hed, soft_to_image
-from skimage.morphology import thin
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from skimage.morphology import thin
+
 from pairforge.pipelines.hed_post import (
     edge_orientation,
     non_maximum_suppression,
@@ -13,7 +15,6 @@ from pairforge.pipelines.hed_post import (
     soft_to_image,
     triangle_filter,
 )
-from skimage.morphology import thin
 
 
 def blurred_line_map(size: int = 96, sigma: float = 2.5, angle_degrees: float = 0.0) -> np.ndarray:

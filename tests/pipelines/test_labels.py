@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from pairforge.errors import ConfigError, SampleError
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.labels import LabelsConfig, LabelsStage
 from pairforge.pipelines.palettes import Palette, auto_palette, builtin_palette
-
-from pairforge.errors import ConfigError, SampleError
 
 CITYSCAPES = builtin_palette("cityscapes")
 

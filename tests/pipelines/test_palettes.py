@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from pairforge.errors import ConfigError
 from pairforge.pipelines.palettes import (
     UNKNOWN,
     Palette,
@@ -20,8 +22,6 @@ from pairforge.pipelines.palettes import (
     scan_label_colors,
     scan_label_ids,
 )
-
-from pairforge.errors import ConfigError
 
 
 def test_cityscapes_standard_entries() -> None:

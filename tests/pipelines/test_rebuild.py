@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+
+from pairforge.errors import ConfigError
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.gray import GrayConfig, GrayStage
@@ -15,8 +17,6 @@ from pairforge.pipelines.rebuild import (
     stage_from_description,
     stage_from_source,
 )
-
-from pairforge.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import PIL.Image
 import pytest
+
+from pairforge.errors import SampleError
 from pairforge.pipelines.base import Stage
 from pairforge.pipelines.combine import CombineConfig, CombineStage
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
@@ -33,8 +35,6 @@ from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.gray import GrayConfig, GrayStage
 from pairforge.pipelines.labels import LabelsConfig, LabelsStage
 from pairforge.pipelines.palettes import builtin_palette
-
-from pairforge.errors import SampleError
 from pairforge.sample import PairSample
 
 Extras = Callable[[np.ndarray], dict[str, Any]]
