@@ -81,7 +81,7 @@ def _hed_available() -> bool:
 @click.command("demo")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for everything the demo makes.")
-@click.option("--steps", type=click.IntRange(1), default=700, show_default=True, help="Training steps per model.")
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Training steps per model.")
 @click.option("--size", type=click.IntRange(32, 512), default=128, show_default=True, help="Image side in pixels.")
 @click.option("--crops-per-photo", type=click.IntRange(1), default=24, show_default=True,
               help="Random crops taken from each training photo.")
