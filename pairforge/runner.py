@@ -51,7 +51,7 @@ class RunnerConfig:
     def describe(self) -> str:
         if self.scheduler:
             return f"dask cluster at {self.scheduler}"
-        return "1 worker (in-process)" if self.workers == 1 else f"{self.workers} local worker processes"
+        return "1 worker (in-process)" if self.workers == 1 else f"{self.workers} local processes"
 
 
 def default_workers() -> int:
@@ -70,6 +70,10 @@ def run_partitions(
 ) -> list[R]:
     """Run ``function`` on every task and return the results in task order.
 
+    One worker runs the graph in this process (Dask's synchronous scheduler);
+    N workers run it on Dask's local process pool; a scheduler address runs it
+    on a dask.distributed cluster. The graph and the function are the same.
+
     Args:
         function: a picklable callable processing one partition; it must catch its
             own per-sample errors. An exception escaping it is a bug or an
@@ -80,35 +84,72 @@ def run_partitions(
     """
     if not tasks:
         return []
-    from dask.distributed import Client, LocalCluster, as_completed
+    graph = {_key(index): (_call, function, _Opaque(task)) for index, task in enumerate(tasks)}
+    keys = [_key(index) for index in range(len(tasks))]
+    if config.scheduler:
+        return _run_distributed(graph, keys, config.scheduler, on_result)
+    return _run_local(graph, keys, config.workers, on_result)
+
+
+class _Opaque:
+    """Hides a task's contents from Dask's graph traversal (lists of items are not subtasks)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _call(function: Callable[[Any], Any], task: _Opaque) -> Any:
+    return function(task.value)
+
+
+def _key(index: int) -> str:
+    return f"pairforge-partition-{index:06d}"
+
+
+def _run_local(graph: dict[str, Any], keys: list[str], workers: int,
+               on_result: Callable[[Any], Any] | None) -> list[Any]:
+    import dask
+    from dask.callbacks import Callback
+
+    callbacks = [Callback(posttask=lambda key, result, *_: on_result(result))] if on_result else []
+    if workers == 1:
+        with ExitStack() as stack:
+            for callback in callbacks:
+                stack.enter_context(callback)
+            return list(dask.get(graph, keys))
+    import multiprocessing
+
+    import dask.multiprocessing
+
+    # A forkserver starts clean (no threads, no torch) and forks each worker with the
+    # image libraries already imported: workers start in milliseconds, safely.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pairforge.sources", "pairforge.shards", "pairforge.build"])
+    with ExitStack() as stack, context.Pool(workers) as pool:
+        for callback in callbacks:
+            stack.enter_context(callback)
+        return list(dask.multiprocessing.get(graph, keys, pool=pool, num_workers=workers, chunksize=1))
+
+
+def _run_distributed(graph: dict[str, Any], keys: list[str], address: str,
+                     on_result: Callable[[Any], Any] | None) -> list[Any]:
+    from dask.distributed import Client, as_completed
 
     _quiet_dask_logs()
-    with ExitStack() as stack:
-        if config.scheduler:
-            try:
-                client = stack.enter_context(Client(config.scheduler, timeout="10s"))
-            except (OSError, TimeoutError) as exc:
-                raise PairforgeError(
-                    f"cannot reach the Dask scheduler at {config.scheduler}: {exc}. "
-                    "Start one with `dask scheduler` and workers with `dask worker ADDRESS`."
-                ) from None
-        else:
-            processes = config.workers > 1
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=config.workers,
-                    threads_per_worker=1,
-                    processes=processes,
-                    dashboard_address=None,
-                    memory_limit=0,
-                    silence_logs=logging.ERROR,
-                )
-            )
-            client = stack.enter_context(Client(cluster))
-        log.debug("running %d partitions on %s", len(tasks), config.describe())
-        futures = client.map(function, list(tasks), pure=False)
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise PairforgeError(
+            f"cannot reach the Dask scheduler at {address}: {exc}. "
+            "Start one with `dask scheduler` and workers with `dask worker ADDRESS`."
+        ) from None
+    with client:
+        log.debug("running %d partitions on %s", len(keys), address)
+        futures = client.get(graph, keys, sync=False)
         index_of = {future.key: index for index, future in enumerate(futures)}
-        results: list[Any] = [None] * len(tasks)
+        results: list[Any] = [None] * len(keys)
         for future in as_completed(futures):
             result = future.result()
             results[index_of[future.key]] = result

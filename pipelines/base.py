@@ -6,6 +6,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pairforge.errors import SampleError
 from pairforge.sample import PairSample
 
 
@@ -32,3 +33,15 @@ class Stage(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable parameters, enough to rebuild A the same way later."""
         ...
+
+
+def require_rgb(image: Any, what: str = "image") -> None:
+    """Raise :class:`SampleError` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
+    if not isinstance(image, np.ndarray):
+        raise SampleError(f"{what} is not an array ({type(image).__name__})")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SampleError(f"{what} must be RGB (H, W, 3), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise SampleError(f"{what} must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise SampleError(f"{what} is empty ({image.shape[1]}x{image.shape[0]})")

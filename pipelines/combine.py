@@ -11,6 +11,7 @@ import numpy as np
 from pairforge.errors import ConfigError, SampleError
 from pairforge.keys import unique_keys_per_split
 from pairforge.pairs import FoundFile, discover
+from pairforge.pipelines.base import require_rgb
 from pairforge.pipelines.geometry import resize
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem
@@ -44,10 +45,10 @@ class CombineStage:
         self.config = config
 
     def __call__(self, image: np.ndarray, key: str, b: np.ndarray | None = None) -> PairSample:
-        _check_rgb(image, "A")
+        require_rgb(image, "A")
         if b is None:
             raise SampleError("no B image given")
-        _check_rgb(b, "B")
+        require_rgb(b, "B")
         if image.shape[:2] != b.shape[:2]:
             if self.config.size_mismatch == "reject":
                 raise SampleError(
@@ -59,13 +60,6 @@ class CombineStage:
 
     def describe(self) -> dict[str, Any]:
         return {"stage": "combine", "size_mismatch": self.config.size_mismatch}
-
-
-def _check_rgb(image: np.ndarray, name: str) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise SampleError(f"{name} must be an RGB uint8 image, got {getattr(image, 'shape', type(image))}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise SampleError(f"{name} is empty ({image.shape[1]}x{image.shape[0]})")
 
 
 def match_folders(

@@ -17,6 +17,7 @@ import numpy as np
 from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
 
+from .base import require_rgb
 from .canny import canny_edges
 from .geometry import FitConfig, fit_image
 from .hed_post import postprocess_hed, soft_to_image
@@ -162,9 +163,7 @@ class EdgesStage:
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """Check one input and fit it to the output size."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise SampleError(f"expected an RGB uint8 image (H, W, 3), got {got}")
+        require_rgb(image, "photo")
         height, width = image.shape[:2]
         if min(height, width) < MIN_SIDE:
             raise SampleError(f"image too small: {width}x{height} px (minimum {MIN_SIDE} px per side)")

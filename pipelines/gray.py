@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.pipelines.base import require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image
 from pairforge.sample import PairSample
 
@@ -129,15 +130,3 @@ def lab_lightness(image: np.ndarray) -> np.ndarray:
     """
     lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     return np.clip(np.rint(lab[..., 0] * (255.0 / 100.0)), 0, 255).astype(np.uint8)
-
-
-def require_rgb(image: Any, what: str = "image") -> None:
-    """Raise :class:`SampleError` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
-    if not isinstance(image, np.ndarray):
-        raise SampleError(f"{what} is not an array ({type(image).__name__})")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise SampleError(f"{what} must be RGB (H, W, 3), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise SampleError(f"{what} must be uint8, got {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise SampleError(f"{what} is empty ({image.shape[1]}x{image.shape[0]})")

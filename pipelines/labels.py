@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.pipelines.base import require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
 from pairforge.pipelines.palettes import UNKNOWN, Palette
 from pairforge.sample import PairSample
@@ -103,7 +104,7 @@ class LabelsStage:
             SampleError: bad photo or label map, unknown ids/colours with
                 ``unknown="reject"``, or a size mismatch with ``size_mismatch="reject"``.
         """
-        _require_rgb(image)
+        require_rgb(image, "photo")
         label, source = self._checked_label(label)
         if source == "ids":
             index = self.palette.index_of_ids(label)
@@ -193,14 +194,3 @@ def _examples(label: np.ndarray, unknown: np.ndarray, source: str, limit: int = 
         str(v) if source == "ids" else "#{:02x}{:02x}{:02x}".format(*v) for v in found.tolist()
     )
     return f"{source} {text}" + (", ..." if len(found) == limit else "")
-
-
-def _require_rgb(image: Any) -> None:
-    if not isinstance(image, np.ndarray):
-        raise SampleError(f"photo is not an array ({type(image).__name__})")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise SampleError(f"photo must be RGB (H, W, 3), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise SampleError(f"photo must be uint8, got {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise SampleError(f"photo is empty ({image.shape[1]}x{image.shape[0]})")
