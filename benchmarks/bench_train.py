@@ -39,6 +39,7 @@ from pairforge.trainer.config import (
     OptimConfig,
     TrainConfig,
 )
+from pairforge.trainer.data import default_num_workers
 from pairforge.trainer.loop import train
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss, l1_loss
 from pairforge.trainer.networks import build_discriminator, build_generator
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--device cuda: no CUDA device")
     channels = 8 if args.quick else args.channels
     steps = args.steps or (4 if args.quick else (20 if device.type == "cpu" else 200))
-    workers = args.num_workers if args.num_workers is not None else (1 if device.type == "cpu" else 8)
+    workers = args.num_workers if args.num_workers is not None else default_num_workers(device.type)
     model = ModelConfig(generator="unet_256", in_channels=1, out_channels=3, generator_channels=channels,
                         discriminator_channels=channels, crop_size=256)
     summary: dict[str, object] = {

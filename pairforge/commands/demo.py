@@ -156,11 +156,12 @@ def _train(shards: Path, runs: Path, task: str, steps: int, size: int, device: s
         OptimConfig,
         TrainConfig,
     )
+    from pairforge.trainer.data import default_num_workers
     from pairforge.trainer.loop import train
 
     load_size = size + size // 8
     config = TrainConfig(
-        data=DataConfig(shards=str(shards), colorspace="lab" if task == "gray" else "rgb", batch_size=4, num_workers=1,
+        data=DataConfig(shards=str(shards), colorspace="lab" if task == "gray" else "rgb", batch_size=4, num_workers=default_num_workers(device),
                         shuffle_buffer=200, max_val_samples=32),
         augment=AugmentConfig(mode="pix2pix", load_size=load_size, crop_size=size),
         model=ModelConfig(generator="unet", generator_channels=32, discriminator_channels=32, crop_size=size),

@@ -48,7 +48,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--steps", type=int, callback=_positive, help="Total steps (overrides epochs; extends a resumed run).")
 @click.option("--ema", type=float, default=0.0, show_default=True, help="Generator EMA decay (0.999; 0 = off).")
 @click.option("--batch-size", type=int, default=1, show_default=True, callback=_positive)
-@click.option("--num-workers", type=int, default=2, show_default=True)
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU].")
 @click.option("--shuffle-buffer", type=int, default=1000, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
@@ -85,6 +86,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
         OptimConfig,
         TrainConfig,
     )
+    from pairforge.trainer.data import default_num_workers
     from pairforge.trainer.loop import resolve_config, resume_config, train
 
     if resume is not None:
@@ -97,7 +99,8 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
             data=DataConfig(
                 shards=shards, dataset_json=o["dataset_json"], val_shards=o["val_shards"],
                 label_input=o["label_input"], colorspace=o["colorspace"], batch_size=o["batch_size"],
-                num_workers=o["num_workers"], shuffle_buffer=o["shuffle_buffer"],
+                num_workers=o["num_workers"] if o["num_workers"] is not None else default_num_workers(o["device"]),
+                shuffle_buffer=o["shuffle_buffer"],
                 max_val_samples=o["max_val_samples"], record_keys=o["record_keys"],
             ),
             augment=AugmentConfig(mode=o["augment"], load_size=o["load_size"], crop_size=o["crop_size"], flip=not o["no_flip"]),
