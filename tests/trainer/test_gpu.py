@@ -28,8 +28,8 @@ def test_bf16_training_steps_on_cuda(shard_factory, tiny_config, tmp_path) -> No
 
 @pytest.mark.gpu
 def test_augmentation_runs_on_the_device() -> None:
-    a = torch.randint(0, 256, (4, 1, 80, 80), dtype=torch.uint8, device="cuda")
-    b = torch.randint(0, 256, (4, 3, 80, 80), dtype=torch.uint8, device="cuda")
+    a = torch.randint(0, 256, (4, 1, 80, 80), device="cuda").float()
+    b = torch.randint(0, 256, (4, 3, 80, 80), device="cuda").float()
     sizes = torch.tensor([[80, 80]] * 4)
     augment = PairAugment(AugmentConfig(load_size=72, crop_size=64))
     out_a, out_b = augment(a, b, sizes, torch.Generator().manual_seed(0))
