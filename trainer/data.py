@@ -27,12 +27,11 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
+from pairforge.shards import SHARDS_FORMAT
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
 cv2.setNumThreads(1)
-
-DATASET_FORMAT = "pairforge.shards/1"
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,8 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{meta_path}: unreadable dataset.json ({exc})") from None
-    if meta.get("format") != DATASET_FORMAT:
-        raise DatasetError(f"{meta_path}: format {meta.get('format')!r} is not {DATASET_FORMAT!r}")
+    if meta.get("format") != SHARDS_FORMAT:
+        raise DatasetError(f"{meta_path}: format {meta.get('format')!r} is not {SHARDS_FORMAT!r}")
     base = meta_path.parent
     splits: dict[str, tuple[str, ...]] = {}
     counts: dict[str, int] = {}
