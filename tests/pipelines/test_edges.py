@@ -104,9 +104,9 @@ def test_canny_pairs_are_aligned_black_on_white_and_deterministic() -> None:
 @pytest.mark.parametrize(
     ("image", "reason"),
     [
-        (np.zeros((64, 64, 3), np.float32), "RGB uint8"),
-        (np.zeros((64, 64), np.uint8), "RGB uint8"),
-        (np.zeros((64, 64, 4), np.uint8), "RGB uint8"),
+        (np.zeros((64, 64, 3), np.float32), "must be uint8"),
+        (np.zeros((64, 64), np.uint8), r"must be RGB \(H, W, 3\)"),
+        (np.zeros((64, 64, 4), np.uint8), r"must be RGB \(H, W, 3\)"),
         (np.zeros((20, 64, 3), np.uint8), "too small"),
     ],
 )
@@ -180,7 +180,7 @@ def test_hed_raw_mode_keeps_the_soft_map() -> None:
 def test_hed_stage_rejects_bad_input(hed_stage: EdgesStage) -> None:
     with pytest.raises(SampleError, match="too small"):
         hed_stage(np.zeros((31, 200, 3), np.uint8), "thin")
-    with pytest.raises(SampleError, match="RGB uint8"):
+    with pytest.raises(SampleError, match="must be uint8"):
         hed_stage(np.zeros((64, 64, 3), np.uint16), "deep")
 
 
