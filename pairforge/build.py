@@ -19,6 +19,7 @@ from pairforge.pairs import (
     PairsInfo,
     join_ab,
     reason_class,
+    summary_rows,
     write_jsonl,
 )
 from pairforge.runner import RunnerConfig, run_partitions
@@ -112,9 +113,7 @@ class BuildSummary:
     counts: dict[str, int]
 
     def as_rows(self) -> list[tuple[str, int]]:
-        rows = [("seen", self.seen), ("written", self.written), ("rejected", sum(self.rejected.values()))]
-        rows += [(f"  {reason}", count) for reason, count in self.rejected.most_common()]
-        return rows
+        return summary_rows(self.seen, self.written, self.rejected)
 
 
 def build_pairs(

@@ -46,9 +46,19 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     Raises:
         SampleError: zero-byte, truncated, non-image, too large or unreadable files.
     """
+    return decode_image(_read_bytes(path), max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes as RGB uint8 (see :func:`read_image`)."""
+    return to_rgb_uint8(ImageOps.exif_transpose(_load(data, max_pixels)))
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, or a SampleError saying why they cannot be read."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         reason = "dangling link" if path.is_symlink() else "file not found"
         raise SampleError(reason) from None
@@ -58,11 +68,10 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise SampleError("unreadable: permission denied") from None
     except OSError as exc:
         raise SampleError(f"unreadable: {exc.strerror or exc}") from None
-    return decode_image(data, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes as RGB uint8 (see :func:`read_image`)."""
+def _load(data: bytes, max_pixels: int) -> Image.Image:
+    """Open image bytes, check the header's size against ``max_pixels``, then decode the pixels."""
     if not data:
         raise SampleError("empty file (0 bytes)")
     try:
@@ -78,8 +87,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
                     f"exceeds the limit of {max_pixels:,} (raise --max-pixels)"
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb_uint8(image)
+            return image
     except SampleError:
         raise
     except UnidentifiedImageError:
@@ -104,27 +112,7 @@ def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX
     Raises:
         SampleError: as :func:`read_image`.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SampleError(f"unreadable label map: {exc.strerror or exc}") from None
-    if not data:
-        raise SampleError("empty label map (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise SampleError(f"label map too large: {width}x{height}")
-            image.load()
-    except SampleError:
-        raise
-    except UnidentifiedImageError:
-        raise SampleError("label map is not an image") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise SampleError(f"corrupt label map: {exc}") from None
+    image = _load(_read_bytes(path), max_pixels)
     mode = image.mode
     if mode in ("L", "P"):
         return np.asarray(image, dtype=np.uint8)

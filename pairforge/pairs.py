@@ -193,3 +193,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def reason_class(reason: str) -> str:
     """Group reject reasons for summary tables: the text before the first colon."""
     return reason.split(":", 1)[0].strip()
+
+
+def summary_rows(seen: int, written: int, rejected: dict[str, int]) -> list[tuple[str, int]]:
+    """Seen / written / rejected (then each reason, most common first) for summary tables."""
+    rows = [("seen", seen), ("written", written), ("rejected", sum(rejected.values()))]
+    return rows + [(f"  {reason}", count) for reason, count in sorted(rejected.items(), key=lambda kv: -kv[1])]

@@ -29,7 +29,7 @@ from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split
-from pairforge.pairs import REJECTS_NAME, reason_class, write_json, write_jsonl
+from pairforge.pairs import REJECTS_NAME, reason_class, summary_rows, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
@@ -226,8 +226,7 @@ class ShardSummary:
     out_dir: str
 
     def as_rows(self) -> list[tuple[str, int]]:
-        rows = [("seen", self.seen), ("written", self.written), ("rejected", sum(self.rejected.values()))]
-        rows += [(f"  {reason}", count) for reason, count in self.rejected.most_common()]
+        rows = summary_rows(self.seen, self.written, self.rejected)
         rows += [(f"split {split}", count) for split, count in sorted(self.counts.items())]
         rows += [("shards", self.shards), ("shards reused", self.reused_shards)]
         return rows
