@@ -23,6 +23,10 @@ TASKS = {
 }
 
 
+_DETECTORS = {"hed": "HED (Xie & Tu 2015, BSDS500 weights) + the official post-processing",
+              "canny": "OpenCV Canny (HED weights not installed)"}
+
+
 def make_demo_photos(folder: Path, crops_per_photo: int, size: int, seed: int) -> tuple[Path, Path, list[str]]:
     """Random crops of the training sources, and the held-out photos whole (centre square).
 
@@ -137,7 +141,8 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
         ctx.invoke(evaluate_command, run=str(run_dir), shards=str(shards), split="val", output=output / "eval" / task,
                    device=device, seed=seed)
         results.append({"task": task, "shards": shards, "run": run_dir, "predict": output / "predict" / task,
-                        "eval": output / "eval" / task, "detector": detector if task == "edges" else "Lab L channel"})
+                        "eval": output / "eval" / task,
+                        "detector": _DETECTORS[detector] if task == "edges" else "the L channel of CIE Lab"})
     report = write_demo_report(output, results, sources, time.monotonic() - started)
     print_table("demo", [("tasks", ", ".join(chosen)), ("minutes", f"{(time.monotonic() - started) / 60:.1f}"),
                          ("report", str(report))])
@@ -218,7 +223,8 @@ all predictions: <a href="{(predict_dir / 'index.html').relative_to(output).as_p
 img{{image-rendering:pixelated;border:1px solid #ccc}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px}}
 .curves svg{{margin-right:12px}} section{{margin-bottom:3em}}</style></head><body>
 <h1>pairforge demo</h1>
-<p>Pairs built from scikit-image's bundled photos ({html.escape(', '.join(sources))}), packed into WebDataset shards,
+<p>Pairs built from scikit-image's bundled photos ({html.escape(', '.join(s for s in sources if s not in HELD_OUT_SOURCES))};
+held back from training: {html.escape(', '.join(s for s in sources if s in HELD_OUT_SOURCES))}), packed into WebDataset shards,
 a small pix2pix (U-Net + PatchGAN, L1 + cGAN) trained on each, run on held-back photos and evaluated.
 Total time: {seconds / 60:.1f} minutes. A model this small trained this briefly gives blurry, plausible colours and
 shapes, not photographs: train longer on more data for real results.</p>
