@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -72,9 +71,6 @@ class PairFileReader:
     def __call__(self, item: SourceItem) -> PairSample:
         a, b = split_ab(read_image(item.path, self.max_pixels), self.a_channels)
         return PairSample(item.key, a, b, {"source": item.path, "kind": self.kind})
-
-    def describe(self) -> dict[str, Any]:
-        return {"reader": "ab-file", "a_channels": self.a_channels, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -156,10 +152,6 @@ class StageReader:
             results[position] = outcome
         return [result for result in results if result is not None]
 
-    def describe(self) -> dict[str, Any]:
-        stage = cached_stage(self.spec)
-        return {"reader": "stage", "target": self.spec.target, "kind": stage.kind, "stage": stage.describe()}
-
 
 def capture(reader: Callable[[Any], PairSample], item: Any) -> PairSample | SampleError:
     """Run a reader on one item; any failure becomes a :class:`SampleError` (a reject, not a crash)."""
@@ -186,8 +178,3 @@ def iter_samples(
         chunk = items[start : start + batch_size]
         outcomes = batch(chunk) if batch is not None else [capture(reader, item) for item in chunk]
         yield from zip(chunk, outcomes, strict=True)
-
-
-def stable_json(data: Any) -> str:
-    """Canonical JSON text (sorted keys) for hashing configurations."""
-    return json.dumps(data, sort_keys=True, default=repr)

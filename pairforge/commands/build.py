@@ -64,10 +64,11 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
     from pairforge.pairs import PairsInfo
     from pairforge.runner import RunnerConfig
     from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.sources import StageReader, StageSpec
+    from pairforge.sources import StageReader, StageSpec, cached_stage
 
     spec = StageSpec(target, stage_config)
-    stage = spec.build()  # validates the config (and finds weights) before any work starts
+    # validates the config (and loads weights) before any work starts; an in-process run reuses it
+    stage = cached_stage(spec)
     palette = stage.palette.to_json() if hasattr(stage, "palette") else None
     description = stage.describe()
     description["builder"] = target
