@@ -171,7 +171,7 @@ class WriteShard:
         tmp_path = out_dir / f".{task.name}.tmp-{os.getpid()}"
         rejects: list[dict[str, str]] = []
         count = 0
-        with open(tmp_path, "wb") as stream:
+        with open(tmp_path, "wb") as file, _HashingWriter(file) as stream:
             writer = ShardTarWriter(stream)
             for item, outcome in iter_samples(self.reader, list(task.items)):
                 if not isinstance(outcome, PairSample):
@@ -185,8 +185,8 @@ class WriteShard:
             "name": task.name,
             "split": task.split,
             "count": count,
-            "bytes": tar_path.stat().st_size,
-            "sha256": file_sha256(tar_path),
+            "bytes": stream.size,
+            "sha256": stream.digest.hexdigest(),
             "plan": task.plan,
             "rejects": rejects,
         }
@@ -323,6 +323,27 @@ def read_dataset(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if data.get("format") != SHARDS_FORMAT:
         raise DatasetError(f"{path} has format {data.get('format')!r}, expected {SHARDS_FORMAT!r}")
     return data
+
+
+class _HashingWriter:
+    """A write-only stream that hashes and counts what passes through (no second read of the tar)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.digest, self.size = file, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def __enter__(self) -> _HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.flush()
 
 
 def stats_path_for(tar_path: Path) -> Path:
