@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pairforge.errors import ConfigError
-from pairforge.imageio import encode_image
+from pairforge.errors import ConfigError, DatasetError
+from pairforge.imageio import encode_image, is_image_path
 from pairforge.keys import chunk
 from pairforge.pairs import (
     MANIFEST_NAME,
     REJECTS_NAME,
+    NothingUsableError,
     PairsInfo,
     join_ab,
     reason_class,
     summary_rows,
     write_jsonl,
 )
+from pairforge.paths import absolute, describe_path, ensure_output_dir
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
@@ -37,11 +40,14 @@ class PairFolderConfig:
         out_dir: the pair folder.
         image_format: ``png`` (default; lossless) or ``jpg``.
         quality: JPEG quality when ``image_format`` is ``jpg``.
+        overwrite: replace a pair folder made by a different config (or not by
+            pairforge); without it such a folder is refused.
     """
 
     out_dir: str
     image_format: str = "png"
     quality: int = 95
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.image_format not in ("png", "jpg"):
@@ -138,9 +144,16 @@ def build_pairs(
 
     Returns:
         Totals; ``seen == written + rejected`` always.
+
+    Raises:
+        OutputError: the folder cannot be written (checked before any work).
+        DatasetError: the folder holds pairs of a different config (and not ``config.overwrite``).
+        NothingUsableError: no input gave a pair (after writing the manifests and rejects).
     """
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(absolute(config.out_dir))
+    config = replace(config, out_dir=str(out_dir))
+    check_reuse(out_dir, info, config.overwrite)
+    ensure_output_dir(out_dir, "pair folder")
     partitions = [list(part) for part in chunk(list(items), runner.partition_size)]
     function = WritePairs(reader, config)
     results = run_partitions(
@@ -164,6 +177,68 @@ def build_pairs(
         counts=dict(counts),
     )
     assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
+    removed = remove_unlisted(out_dir, {row["path"] for row in rows})
+    if removed:
+        log.info("removed %d files of an earlier build that the new manifest does not list", removed)
+    if not rows:
+        raise NothingUsableError(str(out_dir), summary.seen, summary.rejected, out_dir / REJECTS_NAME)
     log.info("wrote %d pairs to %s (%d rejected)", summary.written, out_dir, len(rejects))
     return summary
+
+
+def check_reuse(out_dir: Path, info: PairsInfo, overwrite: bool) -> None:
+    """Refuse to write into a non-empty folder made by a different config (unless ``overwrite``).
+
+    Same kind and same stage description (builder, its parameters, weights) is the same
+    config: the folder is brought up to date. Anything else would leave the earlier pairs
+    beside the new ones, and ``shard`` would mix them.
+
+    Raises:
+        DatasetError: saying what the folder holds and how to go on.
+    """
+    if overwrite or not out_dir.is_dir() or not any(_visible_entries(out_dir)):
+        return
+    try:
+        existing = PairsInfo.read(out_dir)
+    except DatasetError:
+        existing = None
+    if existing is not None and existing.kind == info.kind and _recipe(existing.stage) == _recipe(info.stage):
+        return
+    if existing is None:
+        what = "files that pairforge did not make (no pairs.json)"
+    else:
+        made_by = f" by `{existing.command}`" if existing.command else ""
+        what = f"{existing.kind} pairs made{made_by} with a different config"
+    raise DatasetError(
+        f"{describe_path(out_dir)} already holds {what}; writing here would mix two datasets. "
+        "Pass --overwrite to replace them, or choose another folder with -o."
+    )
+
+
+def _recipe(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage description without where it ran (the same recipe on a GPU is the same config)."""
+    return {name: value for name, value in stage.items() if name not in ("device", "precision")}
+
+
+def _visible_entries(folder: Path) -> list[str]:
+    return [name for name in os.listdir(folder) if not name.startswith(".")]
+
+
+def remove_unlisted(out_dir: Path, listed: set[str]) -> int:
+    """Delete pair images under ``out_dir`` that ``listed`` (manifest paths) does not name, and temporaries.
+
+    Only image files and pairforge's own temporaries go; other files stay (``shard``
+    reports them as unsupported). Returns how many files were removed.
+    """
+    removed = 0
+    for directory, dirnames, filenames in os.walk(out_dir):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(directory) / name
+            relative = path.relative_to(out_dir).as_posix()
+            temporary = name.startswith(".") and ".tmp" in name
+            if temporary or (not name.startswith(".") and is_image_path(path) and relative not in listed):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 

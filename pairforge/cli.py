@@ -19,7 +19,13 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class _Group(click.Group):
-    """Turns pairforge errors into one-line messages instead of tracebacks."""
+    """The error boundary: pairforge errors and file-system failures become one-line messages.
+
+    A :class:`PairforgeError` already says what happened and what to do; an ``OSError``
+    escaping a command (permissions, a full disk, a read-only or vanished folder) is reported
+    with its path and cause. Either way the exit code is 1 and no traceback is printed
+    (``-vv`` logs it).
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["pairforge.argv"] = list(args)  # recorded in pairs.json / data cards as the exact command
@@ -30,6 +36,17 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PairforgeError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            logging.getLogger(__name__).debug("file-system error", exc_info=True)
+            raise click.ClickException(_os_error_line(exc)) from exc
+
+
+def _os_error_line(exc: OSError) -> str:
+    from pairforge.paths import describe_path, os_reason
+
+    paths = [describe_path(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "a file"
+    return f"cannot access {where}: {os_reason(exc)}"
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

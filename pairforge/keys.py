@@ -25,7 +25,7 @@ def sanitize_key(relative_stem: str) -> str:
         ascii_part = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii")
         cleaned = _UNSAFE.sub("_", ascii_part).strip("_")
         if not cleaned:
-            cleaned = "x" + hashlib.sha1(part.encode("utf-8")).hexdigest()[:8]
+            cleaned = "x" + hashlib.sha1(part.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         parts.append(cleaned)
     return "__".join(parts)
 
@@ -78,10 +78,15 @@ def unique_keys_per_split(entries: Sequence[tuple[str, str]]) -> tuple[list[str]
     return keys, collisions
 
 
+def split_position(key: str) -> float:
+    """Where a key falls in [0, 1) for split assignment (a hash: stable across runs and machines)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_split(key: str, val_fraction: float, test_fraction: float = 0.0) -> str:
     """Deterministic split from a hash of the key (stable across runs and machines)."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
+    position = split_position(key)
     if position < test_fraction:
         return "test"
     if position < test_fraction + val_fraction:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from pairforge import __version__
 from pairforge.errors import DatasetError, SampleError
 from pairforge.imageio import is_image_path
+from pairforge.paths import absolute, has_surrogates
 
 PAIRS_FORMAT = "pairforge.pairs/1"
 MANIFEST_NAME = "manifest.jsonl"
@@ -88,13 +90,15 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
 
     When ``root`` has ``train/``, ``val/`` or ``test/`` subfolders, every top-level
     subfolder is a split and files directly in ``root`` are rejected; otherwise the
-    folder is one flat split. Files without an image extension are rejected too,
-    so inputs seen = found + rejected.
+    folder is one flat split. Files without an image extension are rejected too, and
+    so are hidden files (``.name``; a hidden folder is one reject row), so inputs
+    seen = found + rejected. Paths are absolute (see :func:`pairforge.paths.absolute`),
+    so any Dask worker resolves them alike.
 
     Returns:
         (image files, reject rows ``{"path", "reason"}``).
     """
-    root = Path(root)
+    root = Path(absolute(root))
     if not root.exists():
         raise DatasetError(f"input folder {root} does not exist")
     if not root.is_dir():
@@ -103,9 +107,12 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
     has_splits = any(name in ("train", "val", "test") for name in subdirs)
     found: list[FoundFile] = []
     rejects: list[dict[str, str]] = []
-    for path in _walk(root):
+    for path, hidden in _walk(root):
         relative = path.relative_to(root)
         if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
+            continue
+        if hidden:
+            rejects.append({"path": str(path), "reason": f"hidden {hidden}: name starts with '.'"})
             continue
         if has_splits:
             if len(relative.parts) == 1:
@@ -121,12 +128,27 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
     return found, rejects
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path) -> Iterator[tuple[Path, str]]:
+    """Files under ``root`` in sorted order, with ``"file"``/``"folder"`` when hidden (else ``""``).
+
+    A hidden folder is yielded once (not entered); pairforge's own temporary files
+    (``.<name>.tmp...``, ``.pairforge-...``) are not inputs and are left out.
+    """
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(directory) / name
+        entries = [(name, "folder") for name in hidden_dirs]
+        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not _is_own_temporary(name)]
+        for name, hidden in sorted(entries):
+            yield Path(directory) / name, hidden
+
+
+_OWN_TEMPORARY = re.compile(r"^\.(pairforge-write-test-[0-9a-f]+|.+\.tmp(-?\d+)?)$")
+
+
+def _is_own_temporary(name: str) -> bool:
+    """Temporaries of an interrupted or running pairforge writer (``.x.png.tmp``, ``.t.tar.tmp-12``)."""
+    return bool(_OWN_TEMPORARY.match(name))
 
 
 def split_ab(ab: np.ndarray, a_channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -165,19 +187,29 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # ASCII escapes: names that are not valid UTF-8 (lone surrogates) survive as \udcXX
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows as JSON lines atomically; returns the row count."""
+    """Write rows as JSON lines atomically; returns the row count.
+
+    Rows are UTF-8 text; a row holding a file name that is not valid UTF-8 (a ``str`` with
+    lone surrogates, as Python decodes such names) is written with ASCII escapes instead,
+    which :func:`read_jsonl` turns back into the same ``str`` (and :func:`os.fsencode`
+    into the original bytes): the name is kept losslessly.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     count = 0
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+            line = json.dumps(row, sort_keys=True, ensure_ascii=False)
+            if has_surrogates(line):
+                line = json.dumps(row, sort_keys=True)
+            handle.write(line + "\n")
             count += 1
     os.replace(tmp, path)
     return count
@@ -193,6 +225,25 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def reason_class(reason: str) -> str:
     """Group reject reasons for summary tables: the text before the first colon."""
     return reason.split(":", 1)[0].strip()
+
+
+class NothingUsableError(DatasetError):
+    """No input gave a pair: the output would be an empty dataset.
+
+    Args:
+        out_dir: the folder that was written (manifests and rejects are there).
+        seen: inputs seen.
+        rejected: reject reason class -> count.
+        rejects_file: where the reasons are listed one per input.
+    """
+
+    def __init__(self, out_dir: str, seen: int, rejected: dict[str, int], rejects_file: str | os.PathLike[str]) -> None:
+        if seen == 0:
+            detail = "no input files were found"
+        else:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items(), key=lambda kv: -kv[1]))
+            detail = f"all {seen} inputs were rejected ({reasons}); one reason per input in {rejects_file}"
+        super().__init__(f"nothing usable for {out_dir}: {detail}")
 
 
 def summary_rows(seen: int, written: int, rejected: dict[str, int]) -> list[tuple[str, int]]:

@@ -21,15 +21,23 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError
 from pairforge.imageio import encode_jpeg, encode_png
-from pairforge.keys import assign_split
-from pairforge.pairs import REJECTS_NAME, reason_class, summary_rows, write_json, write_jsonl
+from pairforge.keys import assign_split, split_position
+from pairforge.pairs import (
+    REJECTS_NAME,
+    NothingUsableError,
+    reason_class,
+    summary_rows,
+    write_json,
+    write_jsonl,
+)
+from pairforge.paths import absolute, ensure_output_dir, relative_source
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
@@ -97,20 +105,41 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the shards hold, as recorded in ``dataset.json``."""
+    """What the shards hold, as recorded in ``dataset.json``.
+
+    ``root`` is the input folder: each sample's json records its source relative to it
+    (so shard bytes do not depend on how the folder was spelled), and dataset.json
+    records the root once, as ``source.root``.
+    """
 
     kind: str = "generic"
     a_channels: int = 3
     palette: dict[str, Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    root: str | None = None
 
 
 def assign_splits(items: Sequence[SourceItem], config: ShardConfig) -> list[SourceItem]:
-    """Give items without a split one, by hash of the key."""
-    return [
-        item if item.split else SourceItem(item.key, item.path, assign_split(item.key, config.val_fraction, config.test_fraction), item.extras)
+    """Give items without a split one, by hash of the key.
+
+    When a val (or test) fraction is asked but the hash sends no item there, the train item
+    nearest to that split's hash range moves over, as long as train keeps at least one item:
+    a small set still gets a validation sample. The choice depends only on the keys.
+    """
+    assigned = [
+        item if item.split else replace(item, split=assign_split(item.key, config.val_fraction, config.test_fraction))
         for item in items
     ]
+    unsplit = [index for index, item in enumerate(items) if not item.split]
+    for split, fraction in (("val", config.val_fraction), ("test", config.test_fraction)):
+        if fraction <= 0 or any(assigned[index].split == split for index in unsplit):
+            continue
+        train = [index for index in unsplit if assigned[index].split == "train"]
+        if len(train) >= 2:
+            nearest = min(train, key=lambda index: (split_position(items[index].key), items[index].key))
+            assigned[nearest] = replace(assigned[nearest], split=split)
+            log.info("%s fraction %.3g gave no sample; moved %s to %s", split, fraction, items[nearest].key, split)
+    return assigned
 
 
 def plan_shards(items: Sequence[SourceItem], config: ShardConfig, recipe: str) -> list[ShardTask]:
@@ -142,9 +171,9 @@ def plan_shards(items: Sequence[SourceItem], config: ShardConfig, recipe: str) -
         if current:
             groups.append(current)
         for index, group in enumerate(groups):
-            digest = hashlib.sha256(recipe.encode())
+            digest = hashlib.sha256(recipe.encode("utf-8", "surrogateescape"))
             for item in group:
-                digest.update(item.fingerprint().encode())
+                digest.update(item.fingerprint().encode("utf-8", "surrogateescape"))
             tasks.append(ShardTask(f"{split}-{index:06d}.tar", split, tuple(group), digest.hexdigest()))
     return tasks
 
@@ -158,6 +187,8 @@ class WriteShard:
     a_channels: int
     b_format: str
     quality: int
+    root: str | None = None
+    """Input root: sample sources are recorded relative to it."""
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out_dir = Path(self.out_dir)
@@ -201,7 +232,7 @@ class WriteShard:
         height, width = sample.size
         meta = {
             "key": item.key,
-            "source": sample.meta.get("source", item.path),
+            "source": relative_source(sample.meta.get("source", item.path), self.root),
             "height": height,
             "width": width,
             "kind": sample.meta.get("kind", "generic"),
@@ -251,9 +282,13 @@ def write_shard_set(
         runner: where the shard tasks run (one task per shard).
         early_rejects: inputs rejected before the run, kept in the rejects file.
         on_progress: called with the number of inputs finished per completed shard.
+
+    Raises:
+        OutputError: the folder cannot be written (checked before any work).
+        NothingUsableError: no input gave a sample (after writing rejects.jsonl).
     """
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_output_dir(absolute(config.out_dir), "shard folder")
+    root = absolute(info.root) if info.root else None
     items = assign_splits(items, config)
     recipe = json.dumps(
         {"reader": repr(reader), "a_channels": info.a_channels, "b": config.b_format, "quality": config.quality},
@@ -261,15 +296,18 @@ def write_shard_set(
     )
     tasks = plan_shards(items, config, recipe)
     _remove_stale(out_dir, {task.name for task in tasks})
-    function = WriteShard(reader, str(out_dir), info.a_channels, config.b_format, config.quality)
+    function = WriteShard(reader, str(out_dir), info.a_channels, config.b_format, config.quality, root)
     results = run_partitions(
         function,
         tasks,
         runner,
         on_result=(lambda stats: on_progress(stats["count"] + len(stats["rejects"]))) if on_progress else None,
     )
+    _remove_temporaries(out_dir)  # of workers killed mid-shard whose task was rerun elsewhere
     rejects = list(early_rejects) + [reject for stats in results for reject in stats["rejects"]]
     write_jsonl(out_dir / REJECTS_NAME, rejects)
+    if root is not None:
+        info = replace(info, source={**info.source, "root": root})
     dataset = dataset_json(info, results, config.b_format)
     write_json(out_dir / DATASET_NAME, dataset)
     summary = ShardSummary(
@@ -282,6 +320,8 @@ def write_shard_set(
         out_dir=str(out_dir),
     )
     assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
+    if summary.written == 0:
+        raise NothingUsableError(str(out_dir), summary.seen, summary.rejected, out_dir / REJECTS_NAME)
     return summary
 
 
@@ -365,12 +405,18 @@ def _load_stats(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _remove_stale(out_dir: Path, keep: set[str]) -> None:
-    """Delete shards and stats of an earlier, different plan, and leftover temporaries."""
+def _remove_temporaries(out_dir: Path) -> None:
+    """Delete ``.<shard>.tar.tmp-<pid>`` files (a worker killed while writing leaves one)."""
     for path in out_dir.iterdir():
         if path.name.startswith(".") and ".tar.tmp-" in path.name:
+            log.info("removing leftover temporary %s", path.name)
             path.unlink(missing_ok=True)
-            continue
+
+
+def _remove_stale(out_dir: Path, keep: set[str]) -> None:
+    """Delete shards and stats of an earlier, different plan, and leftover temporaries."""
+    _remove_temporaries(out_dir)
+    for path in out_dir.iterdir():
         match = _SHARD_NAME.match(path.name)
         if match and f"{match['split']}-{match['index']}.tar" not in keep:
             log.info("removing %s from an earlier plan", path.name)

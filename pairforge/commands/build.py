@@ -37,6 +37,9 @@ def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would."),
         click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
                      help="Format of the AB pair files (label maps and edges stay lossless in shards)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace a pair folder made by a different config (by default such a folder is refused; "
+                          "a folder made by the same config is brought up to date)."),
         shard_options,
         runner_options,
     ]
@@ -64,8 +67,13 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
     from pairforge.pairs import PairsInfo
     from pairforge.runner import RunnerConfig
     from pairforge.shards import DatasetInfo, ShardConfig
+    from pairforge.paths import ensure_output_dir
     from pairforge.sources import StageReader, StageSpec, cached_stage
 
+    # the output must be writable before weights load or any image is decoded
+    target_dir = options["shards_dir"] if options["shards_dir"] is not None else options["output"]
+    check_not_input(options["photos"], target_dir)
+    ensure_output_dir(target_dir, "shard folder" if options["shards_dir"] is not None else "pair folder")
     spec = StageSpec(target, stage_config)
     # validates the config (and loads weights) before any work starts; an in-process run reuses it
     stage = cached_stage(spec)
@@ -80,19 +88,31 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
         config = ShardConfig(str(options["shards_dir"]), options["samples_per_shard"], options["max_shard_bytes"],
                              options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
         info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
-                           source={"kind": stage.kind, "stage": description, "command": command})
+                           source={"kind": stage.kind, "stage": description, "command": command},
+                           root=str(options["photos"]))
         write_shards_with_card(items, reader, info, config, options["workers"] or workers, options["scheduler"], rejects,
                                commands=[command], license_=options["license_"], source=options["source"])
         return
     info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
     output: Path = options["output"]
     with progress(len(items), f"{stage.kind} pairs ({runner.describe()})") as advance:
-        summary = build_pairs(items, reader, info, PairFolderConfig(str(output), options["image_format"]), runner,
-                              early_rejects=rejects, on_progress=advance)
+        summary = build_pairs(items, reader, info,
+                              PairFolderConfig(str(output), options["image_format"], overwrite=options["overwrite"]),
+                              runner, early_rejects=rejects, on_progress=advance)
     print_table(f"make-{stage.kind} -> {output}", summary.as_rows())
     if sum(summary.rejected.values()):
         click.echo(f"rejected inputs and reasons: {output / 'rejects.jsonl'}")
     click.echo(f"next: pairforge shard {output}")
+
+
+def check_not_input(inputs: Path, output: Path) -> None:
+    """Refuse an output folder that is the input folder or contains it (a rerun would eat its own output)."""
+    from pairforge.paths import absolute
+
+    source, target = Path(absolute(inputs)), Path(absolute(output))
+    if source == target or target in source.parents:
+        raise click.BadParameter(f"{output} is (or contains) the input folder {inputs}; choose another folder",
+                                 param_hint="-o/--output or --shards")
 
 
 def _fit(options: dict[str, Any]) -> Any:
@@ -206,7 +226,10 @@ def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, siz
 
 def _stems(root: Path, items: list[Any]) -> list[str]:
     """The relative stem (without split folder) of each photo item."""
+    from pairforge.paths import absolute
+
     stems = []
+    root = Path(absolute(root))
     for item in items:
         relative = Path(item.path).relative_to(root)
         parts = relative.parts[1:] if item.split else relative.parts
@@ -220,7 +243,9 @@ def synth_group() -> None:
 
 
 @synth_group.command("facades")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("facades"), show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("synth_facades"),
+              show_default=True, help="Folder for photos/, labels/ and palette.json (not named facades/, the reference's "
+                                      "AB dataset, which `shard` reads directly).")
 @click.option("--count", type=click.IntRange(1, 10_000_000), default=400, show_default=True, help="Facades to render.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same dataset, byte for byte.")
 @click.option("--size", type=click.IntRange(32, 4096), default=256, show_default=True, help="Side of each image.")

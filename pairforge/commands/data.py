@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -91,20 +92,28 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
 @click.argument("pairs_dir", type=click.Path(path_type=Path), default=Path("pairs"))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"), show_default=True,
               help="Shard folder to write (a rerun completes it, reusing finished shards).")
+@click.option("--force-ab", is_flag=True,
+              help="Take every image of a folder without pairs.json as an AB pair (A left half, B right half), even "
+                   "when it does not look like one (width = 2 x height).")
 @shard_options
 @runner_options
-def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_shard_bytes: int | None, lossless: bool,
-                  quality: int, val_fraction: float, test_fraction: float, license_: str | None, source: str | None,
-                  workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_shard: int, max_shard_bytes: int | None,
+                  lossless: bool, quality: int, val_fraction: float, test_fraction: float, license_: str | None,
+                  source: str | None, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Pack a pair folder (default pairs/) into WebDataset shards (default shards/).
 
     Reads pairforge pair folders and official pix2pix datasets alike (train/,
     val/, test/ folders of AB images). Every AB image is decoded and checked;
     A is stored as <key>.a.png (1 channel for edges and gray), B as <key>.b.jpg
     (or .png with --lossless). Writes dataset.json and DATA_CARD.md.
+
+    A pair folder's manifest.jsonl decides what is packed (other files are
+    listed as rejects). A folder without pairs.json is taken as AB pairs only
+    when its images look like pairs (width = 2 x height); --force-ab overrides.
     """
     from pairforge.keys import unique_keys_per_split
     from pairforge.pairs import PairsInfo, discover
+    from pairforge.paths import ensure_output_dir
     from pairforge.shards import DatasetInfo, ShardConfig
     from pairforge.sources import PairFileReader, SourceItem
 
@@ -113,8 +122,18 @@ def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_sha
             f"pair folder {pairs_dir} not found: make one with `pairforge make-edges PHOTOS` or "
             "`pairforge combine A_DIR B_DIR`, or pass an existing pix2pix dataset folder"
         )
-    info = PairsInfo.read(pairs_dir) or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
+    ensure_output_dir(output, "shard folder")
+    read_info = PairsInfo.read(pairs_dir)
+    info = read_info or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
     found, rejects = discover(pairs_dir)
+    if read_info is not None:
+        found, unlisted = _manifest_listed(pairs_dir, found)
+        rejects += unlisted
+        if unlisted:
+            click.echo(f"warning: {len(unlisted)} files in {pairs_dir} are not in its manifest.jsonl (left from an "
+                       "earlier build?); not packed, listed in rejects.jsonl", err=True)
+    elif not force_ab:
+        _require_ab_layout(pairs_dir, [entry.path for entry in found])
     keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     for key, names in sorted(collisions.items()):
         click.echo(f"key collision: {', '.join(names)} -> {key}, {key}-2, ...", err=True)
@@ -125,11 +144,64 @@ def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_sha
         kind=info.kind,
         a_channels=info.a_channels,
         palette=info.palette,
-        source={"kind": info.kind, "stage": info.stage, "command": info.command, "pairs_dir": str(pairs_dir)},
+        source={"kind": info.kind, "stage": info.stage, "command": info.command},
+        root=str(pairs_dir),
     )
     write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
                   commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
                   collisions=len(collisions))
+
+
+def _manifest_listed(pairs_dir: Path, found: list[Any]) -> tuple[list[Any], list[dict[str, str]]]:
+    """Split found files into those manifest.jsonl lists and reject rows for the rest."""
+    from pairforge.pairs import MANIFEST_NAME, read_jsonl
+    from pairforge.paths import absolute
+
+    manifest = pairs_dir / MANIFEST_NAME
+    if not manifest.exists():
+        return found, []
+    listed = {row["path"] for row in read_jsonl(manifest) if "path" in row}
+    root = Path(absolute(pairs_dir))
+    kept, rejects = [], []
+    for entry in found:
+        if Path(entry.path).relative_to(root).as_posix() in listed:
+            kept.append(entry)
+        else:
+            rejects.append({"path": entry.path, "reason": f"not in {MANIFEST_NAME}: not made by the build that wrote it"})
+    return kept, rejects
+
+
+def _require_ab_layout(folder: Path, paths: list[str]) -> None:
+    """Refuse a folder whose images mostly do not look like AB pairs (width = 2 x height), saying what to run instead.
+
+    Every reference pix2pix dataset (facades, edges2shoes, maps...) is 2:1; ordinary photos
+    and label maps are not, and cutting them in two makes nonsense pairs.
+    """
+    from PIL import Image
+
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size)
+        except Exception:  # unreadable: rejected with its reason during the run
+            continue
+    odd = [size for size in sizes if size[0] != 2 * size[1]]
+    if 2 * len(odd) <= len(sizes):  # mostly pairs: the odd ones are rejected one by one with their reason
+        return
+    children = {p.name for p in folder.iterdir() if p.is_dir()}
+    if {"photos", "labels"} <= children:
+        instead = f"`pairforge make-labels {folder / 'photos'} --labels {folder / 'labels'}`"
+        if (folder / "palette.json").exists():
+            instead += f" --palette {folder / 'palette.json'}"
+    else:
+        instead = f"`pairforge make-edges {folder}`, `pairforge make-gray {folder}`, or `pairforge combine A_DIR B_DIR`"
+    width, height = odd[0]
+    raise click.ClickException(
+        f"{folder} has no pairs.json and {len(odd)} of its {len(sizes)} images do not look like AB pairs "
+        f"(width = 2 x height; e.g. {width}x{height}): they look like photos or label maps, and packing them would cut "
+        f"each in two. To make pairs from them run {instead}; to pack them as AB pairs anyway pass --force-ab."
+    )
 
 
 def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
@@ -149,9 +221,22 @@ def write_shards_with_card(items, reader, dataset_info, config, workers, schedul
     if collisions:
         rows.append(("key collisions renamed", collisions))
     print_table(f"shard -> {config.out_dir}", rows)
+    warn_empty_splits(summary.counts, config.val_fraction, config.test_fraction)
     click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {card_path}")
     if sum(summary.rejected.values()):
         click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
+
+
+def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None, test_fraction: float = 0.0) -> None:
+    """Warn on stderr when a split that training or evaluation reads is empty."""
+    if not counts.get("train"):
+        click.echo("warning: the train split is empty: `pairforge train` needs train samples", err=True)
+    if not counts.get("val"):
+        asked = f" (--val-fraction {val_fraction} gave none)" if val_fraction else ""
+        click.echo(f"warning: the val split is empty{asked}: training skips validation and `evaluate --split val` "
+                   "has nothing to read; add a val/ folder or more samples", err=True)
+    if test_fraction and not counts.get("test"):
+        click.echo(f"warning: the test split is empty (--test-fraction {test_fraction} gave none)", err=True)
 
 
 @click.command("inspect")
@@ -176,6 +261,7 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int)
     if command:
         rows.append(("made by", command))
     print_table(f"dataset {shards_dir}", rows)
+    warn_empty_splits({name: entry["count"] for name, entry in dataset["splits"].items()})
     samples = sample_pairs(shards_dir, dataset, count, seed)
     if not samples:
         click.echo("no samples to draw")

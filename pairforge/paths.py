@@ -1,0 +1,91 @@
+"""Path rules shared by every command: absolute on the client, writable before work, lossless in JSON.
+
+* :func:`absolute` is applied to every input and output folder before a Dask graph is
+  built, so a worker started in another working folder (``dask worker`` elsewhere, or on
+  another machine sharing the file system) reads and writes the same files.
+* :func:`ensure_output_dir` creates an output folder and proves it is writable before any
+  image is decoded, so a read-only or impossible folder is one clear error, not a traceback
+  after minutes of work.
+* :func:`relative_source` records where a sample came from relative to its input root, so
+  identical data gives identical shard bytes however the input folder was spelled.
+* File names that are not valid UTF-8 reach Python as ``str`` with lone surrogates
+  (``surrogateescape``); :func:`text_for_json` keeps them losslessly (JSON ``\\udcXX``
+  escapes, which :func:`os.fsencode` turns back into the original bytes).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+
+from pairforge.errors import PairforgeError
+
+
+class OutputError(PairforgeError):
+    """An output folder that cannot be created or written."""
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute against this process's working folder (symlinks kept)."""
+    return os.path.abspath(os.fspath(path))
+
+
+def is_remote(text: str) -> bool:
+    """URLs and ``pipe:`` commands are not local paths."""
+    return "://" in text or text.startswith("pipe:")
+
+
+def ensure_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Create ``path`` (and its parents) and check that a file can be written in it.
+
+    Raises:
+        OutputError: naming the folder and the cause (permission, read-only file system,
+            a parent that is a file, no space...).
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".pairforge-write-test-{uuid.uuid4().hex}"
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {what} {describe_path(folder)}: {os_reason(exc)}") from None
+    return folder
+
+
+def os_reason(exc: OSError) -> str:
+    """The human part of an OSError: its strerror (or its errno name), without the Python wrapping."""
+    reason = exc.strerror or (errno.errorcode.get(exc.errno or 0) if exc.errno else None) or str(exc)
+    if isinstance(exc, FileExistsError) or exc.errno == errno.ENOTDIR:
+        reason = f"{reason} (a file is in the way of the folder)"
+    return reason
+
+
+def describe_path(path: str | os.PathLike[str]) -> str:
+    """A path for a message: non-UTF-8 bytes shown as ``\\xNN`` instead of failing to print."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def relative_source(path: str, root: str | None) -> str:
+    """``path`` relative to the input ``root`` (``/``-separated) when it lies inside it, else as given."""
+    if not root:
+        return path
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:  # another drive on Windows
+        return path
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return path
+    return relative.replace(os.sep, "/")
+
+
+def has_surrogates(text: str) -> bool:
+    """True for a ``str`` decoded from a non-UTF-8 file name."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
