@@ -35,6 +35,18 @@ class Stage(Protocol):
         ...
 
 
+MIN_PHOTO_SIDE = 32
+"""Smallest photo side every builder accepts, in pixels (one rule for edges, gray and labels):
+smaller inputs enlarged to ``--size`` carry no detail to learn from, and HED needs 32 px."""
+
+
+def require_min_side(image: np.ndarray, what: str = "image") -> None:
+    """Raise :class:`SampleError` when ``image`` is smaller than :data:`MIN_PHOTO_SIDE` on a side."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_PHOTO_SIDE:
+        raise SampleError(f"image too small: {width}x{height} px (minimum {MIN_PHOTO_SIDE} px per side)")
+
+
 def require_rgb(image: Any, what: str = "image") -> None:
     """Raise :class:`SampleError` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
     if not isinstance(image, np.ndarray):

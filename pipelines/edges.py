@@ -17,7 +17,7 @@ import numpy as np
 from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
 
-from .base import require_rgb
+from .base import MIN_PHOTO_SIDE, require_min_side, require_rgb
 from .canny import canny_edges
 from .geometry import FitConfig, fit_image
 from .hed_post import postprocess_hed, soft_to_image
@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 DETECTORS = ("hed", "canny")
 DEVICES = ("auto", "cpu", "cuda")
-MIN_SIDE = 32
-"""Smallest input side accepted, in pixels."""
+MIN_SIDE = MIN_PHOTO_SIDE
+"""Smallest input side accepted, in pixels (shared by every builder)."""
 HED_MAX_PIXELS = 4096 * 4096
 """Largest image HED runs on (after fitting); bigger ones need ``--size``."""
 
@@ -164,9 +164,7 @@ class EdgesStage:
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """Check one input and fit it to the output size."""
         require_rgb(image, "photo")
-        height, width = image.shape[:2]
-        if min(height, width) < MIN_SIDE:
-            raise SampleError(f"image too small: {width}x{height} px (minimum {MIN_SIDE} px per side)")
+        require_min_side(image, "photo")
         photo = np.ascontiguousarray(fit_image(image, self.config.fit))
         if self._hed is not None and photo.shape[0] * photo.shape[1] > HED_MAX_PIXELS:
             raise SampleError(

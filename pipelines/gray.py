@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
-from pairforge.pipelines.base import require_rgb
+from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image
 from pairforge.sample import PairSample
 
@@ -83,6 +83,7 @@ class GrayStage:
             SampleError: not an RGB uint8 image, or ``already grayscale``.
         """
         require_rgb(image)
+        require_min_side(image, "photo")
         photo = np.ascontiguousarray(fit_image(image, self.config.fit))
         color_fraction = colored_fraction(photo, self.config.gray_tolerance)
         if color_fraction <= GRAY_OUTLIER_FRACTION:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
-from pairforge.pipelines.base import require_rgb
+from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
 from pairforge.pipelines.palettes import UNKNOWN, Palette
 from pairforge.sample import PairSample
@@ -105,6 +105,7 @@ class LabelsStage:
                 ``unknown="reject"``, or a size mismatch with ``size_mismatch="reject"``.
         """
         require_rgb(image, "photo")
+        require_min_side(image, "photo")
         label, source = self._checked_label(label)
         if source == "ids":
             index = self.palette.index_of_ids(label)

@@ -10,13 +10,18 @@ A checkpoint folder ``runs/<00001>-<name>/checkpoints/step-00001000/`` holds::
     config.json                  the run's resolved config (same as the run folder's)
 
 Nothing here unpickles code: weights are safetensors and state is read with
-``torch.load(..., weights_only=True)``.
+``torch.load(..., weights_only=True)``. Every reader of a checkpoint (``train --resume``,
+predict, evaluate, export, serve) goes through the checked loaders here
+(:func:`load_state`, :func:`load_weights`, :func:`load_config`, :func:`load_generator`):
+a damaged or refused file is one :class:`CheckpointError` naming the file and the cause.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -26,9 +31,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from pairforge.errors import DatasetError
+from pairforge.errors import DatasetError, PairforgeError
 
 logger = logging.getLogger(__name__)
+
+
+
+class CheckpointError(DatasetError):
+    """A checkpoint that is missing, damaged, or refused because loading it could run code."""
+
 
 RUN_PATTERN = re.compile(r"^(\d{5})-")
 STEP_PATTERN = re.compile(r"^step-(\d{9})$")
@@ -95,8 +106,14 @@ def save_checkpoint(
         save_file(_tensors(module), str(temporary / f"{name}.safetensors"))
     torch.save(state, temporary / "state.pt")
     (temporary / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    shutil.rmtree(final, ignore_errors=True)
-    temporary.rename(final)
+    if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
+        previous = root / f".step-{step:09d}.old"
+        shutil.rmtree(previous, ignore_errors=True)
+        final.rename(previous)
+        temporary.rename(final)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        temporary.rename(final)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -115,30 +132,81 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder, or the newest checkpoint of a run folder.
 
     Raises:
-        DatasetError: neither a checkpoint nor a run with checkpoints.
+        CheckpointError: neither a checkpoint nor a run with checkpoints.
     """
     path = Path(path)
     if (path / "state.pt").is_file() and (path / "generator.safetensors").is_file():
         return path
     checkpoints = list_checkpoints(path)
     if not checkpoints:
-        raise DatasetError(f"{path}: no checkpoint found (expected a run folder or a checkpoints/step-* folder)")
+        raise CheckpointError(f"{path}: no checkpoint found (expected a run folder or a checkpoints/step-* folder)")
     return checkpoints[-1]
 
 
 def load_weights(module: nn.Module, file: str | Path) -> None:
-    """Load a safetensors file into ``module`` (strict)."""
-    unwrap(module).load_state_dict(load_file(str(file)), strict=True)
+    """Load a safetensors file into ``module`` (strict).
+
+    Raises:
+        CheckpointError: a missing, truncated or foreign file, or weights that do not fit the network.
+    """
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{file}: missing")
+    try:
+        tensors = load_file(str(file))
+    except Exception as exc:  # SafetensorError, OSError...: a damaged file
+        raise CheckpointError(f"{file}: cannot load this damaged safetensors file ({type(exc).__name__}: {_first_line(exc)})") from None
+    try:
+        unwrap(module).load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{file}: cannot load these weights into the network ({_first_line(exc)})") from None
 
 
 def load_state(checkpoint: str | Path) -> dict[str, Any]:
-    """The checkpoint's state.pt, without executing code."""
-    return torch.load(Path(checkpoint) / "state.pt", map_location="cpu", weights_only=True)
+    """The checkpoint's state.pt, read with ``torch.load(weights_only=True)``: no code runs.
+
+    Raises:
+        CheckpointError: a pickle that would build arbitrary objects (refused, never run), or a
+            truncated/garbage file.
+    """
+    path = Path(checkpoint) / "state.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False: advice never to follow for a file like this
+        raise CheckpointError(
+            f"{path}: refused -- it holds objects that weights-only loading does not allow, so loading it "
+            f"could run code ({_first_line(exc)}). Use checkpoints written by `pairforge train`."
+        ) from None
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a pairforge training state (a {type(state).__name__}, not a dict)")
+    return state
 
 
 def load_config(checkpoint: str | Path) -> dict[str, Any]:
-    """The run config stored in a checkpoint folder."""
-    return json.loads((Path(checkpoint) / "config.json").read_text())
+    """The run config stored in a checkpoint (or run) folder.
+
+    Raises:
+        CheckpointError: missing or not valid JSON.
+    """
+    path = Path(checkpoint) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({_first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not a run config")
+    return config
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> tuple[nn.Module, dict[str, Any]]:
@@ -158,14 +226,22 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
         :func:`pairforge.trainer.transforms.output_to_rgb`.
 
     Raises:
-        DatasetError: no checkpoint at ``path``.
+        CheckpointError: no checkpoint at ``path``, a refused ``state.pt`` (checked even though
+            inference does not need it: a run that holds a malicious file is not trusted), or
+            unreadable weights/config.
     """
     from pairforge.trainer.config import ModelConfig
     from pairforge.trainer.networks import build_generator
 
     checkpoint = resolve_checkpoint(path)
+    load_state(checkpoint)
     config = load_config(checkpoint)
-    generator = build_generator(ModelConfig(**config["model"]))
+    try:
+        generator = build_generator(ModelConfig(**config["model"]))
+    except PairforgeError:
+        raise
+    except Exception as exc:  # a config.json edited by hand or from another tool
+        raise CheckpointError(f"{checkpoint / 'config.json'}: no usable model section ({_first_line(exc)})") from None
     weights = checkpoint / "generator_ema.safetensors"
     if not (ema and weights.is_file()):
         weights = checkpoint / "generator.safetensors"

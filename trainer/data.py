@@ -47,6 +47,7 @@ class DatasetInfo:
         counts: split name -> number of samples.
         source: how the pairs were made (dataset.json "source").
         raw: the whole dataset.json.
+        base: the folder of dataset.json (shard names in it are relative to this).
     """
 
     kind: str
@@ -57,6 +58,7 @@ class DatasetInfo:
     counts: dict[str, int]
     source: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    base: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The part of the run config that inference needs."""
@@ -129,6 +131,7 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
         counts=counts,
         source=meta.get("source") or {},
         raw=meta,
+        base=str(base),
     )
 
 
@@ -161,6 +164,52 @@ def check_shards(urls: tuple[str, ...]) -> None:
             tarfile.TarInfo.frombuf(header, tarfile.ENCODING, "surrogateescape")
         except tarfile.HeaderError as exc:
             raise DatasetError(f"shard {url}: not a tar file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class ShardProblem:
+    """A shard whose file does not match what dataset.json recorded for it.
+
+    Attributes:
+        url: the shard.
+        reason: what differs (size, checksum).
+        missing_bytes: bytes short of the recorded size (0 when not shorter).
+    """
+
+    url: str
+    reason: str
+    missing_bytes: int = 0
+
+
+def recorded_shards(info: DatasetInfo) -> dict[str, dict[str, Any]]:
+    """Shard URL -> its dataset.json entry (``count``, ``bytes``, ``sha256``), for local shard sets."""
+    entries: dict[str, dict[str, Any]] = {}
+    for entry in info.raw.get("shards", []) if info.base else []:
+        if isinstance(entry, dict) and "name" in entry:
+            entries[str(Path(info.base) / entry["name"])] = entry
+    return entries
+
+
+def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False) -> list[ShardProblem]:
+    """Compare local shards with dataset.json: sizes always (a stat), sha256 when ``full``.
+
+    A shard cut short or altered after ``pairforge shard`` wrote it is reported here, per
+    shard, before the first step; the loader then skips what cannot be read and counts it.
+    """
+    from pairforge.shards import file_sha256
+
+    recorded = recorded_shards(info)
+    problems: list[ShardProblem] = []
+    for url in urls:
+        entry = recorded.get(url)
+        if entry is None or not os.path.isfile(url):
+            continue
+        size, expected = os.path.getsize(url), int(entry.get("bytes", -1))
+        if expected >= 0 and size != expected:
+            problems.append(ShardProblem(url, f"{size} bytes, dataset.json records {expected}", max(0, expected - size)))
+        elif full and entry.get("sha256") and file_sha256(url) != entry["sha256"]:
+            problems.append(ShardProblem(url, "sha256 differs from dataset.json"))
+    return problems
 
 
 def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +310,8 @@ class PairStream(torch.utils.data.IterableDataset):
         workers: DataLoader workers (0 counts as one logical worker).
         shuffle_buffer: samples in each worker's shuffle buffer.
         state: resume point (positions per logical worker and batches consumed).
+        expected: shard URL -> samples dataset.json records in it; a shard that ends early
+            (truncated) adds the samples it lost to the skipped count.
     """
 
     def __init__(
@@ -274,6 +325,7 @@ class PairStream(torch.utils.data.IterableDataset):
         workers: int = 0,
         shuffle_buffer: int = 1000,
         state: StreamState | None = None,
+        expected: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.urls = tuple(urls)
@@ -285,6 +337,7 @@ class PairStream(torch.utils.data.IterableDataset):
         self.logical_workers = max(1, workers)
         self.shuffle_buffer = shuffle_buffer
         self.state = state or StreamState.fresh(self.logical_workers)
+        self.expected = dict(expected or {})
 
     def _logical_worker(self) -> int:
         info = torch.utils.data.get_worker_info()
@@ -293,8 +346,21 @@ class PairStream(torch.utils.data.IterableDataset):
         # turn was next when the checkpoint was written answers first.
         return (physical + self.state.batches) % self.logical_workers
 
-    def _raw_samples(self, slot: int, slots: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _read(self, urls: list[str], lost: list[int], count_lost: bool) -> Iterator[dict[str, Any]]:
+        """Raw samples of ``urls`` in order; samples a shard lacks against dataset.json go to ``lost[0]``."""
+        for url in urls:
+            read = 0
+            for sample in wds.tarfile_to_samples(handler=_warn_and_continue)(iter([{"url": url}])):
+                read += 1
+                yield sample
+            missing = self.expected.get(url, read) - read
+            if missing > 0 and count_lost:
+                logger.warning("shard %s ended after %d of %d samples (truncated?)", url, read, read + missing)
+                lost[0] += missing
+
+    def _raw_samples(self, slot: int, slots: int, lost: list[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
         """(epoch, raw sample) pairs of this slot, epoch after epoch."""
+        lost = lost if lost is not None else [0]
         for epoch in count():
             shard_order = list(self.urls)
             random.Random(f"{self.seed}/shards/{epoch}").shuffle(shard_order)
@@ -302,9 +368,8 @@ class PairStream(torch.utils.data.IterableDataset):
                 mine, by_sample = shard_order[slot::slots], False
             else:
                 mine, by_sample = shard_order, True
-            samples: Iterator[dict[str, Any]] = wds.tarfile_to_samples(handler=_warn_and_continue)(
-                iter([{"url": url} for url in mine])
-            )
+            # shards split by sample are read by every slot: slot 0 alone counts their losses
+            samples: Iterator[dict[str, Any]] = self._read(mine, lost, not by_sample or slot == 0)
             if by_sample:
                 samples = (s for index, s in enumerate(samples) if index % slots == slot)
             rng = random.Random(f"{self.seed}/buffer/{epoch}/{slot}")
@@ -323,10 +388,13 @@ class PairStream(torch.utils.data.IterableDataset):
         resume_at = self.state.positions[logical]
         skipped = self.state.skipped[logical]
         pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []
-        for epoch, sample in self._raw_samples(slot, slots):
+        lost = [0]  # samples missing from truncated shards, counted as skipped once past the resume point
+        for epoch, sample in self._raw_samples(slot, slots, lost):
             position += 1
             if position <= resume_at:
+                lost[0] = 0  # already in the resumed skipped count
                 continue
+            skipped, lost[0] = skipped + lost[0], 0
             key = str(sample.get("__key__", "?"))
             try:
                 a, b = decode_pair(sample, self.encoding)

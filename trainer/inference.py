@@ -16,7 +16,6 @@ same down-sampling grid as the whole image) and blended with linear ramps across
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
-from pairforge.trainer.checkpoint import load_generator, load_state, resolve_checkpoint
+from pairforge.trainer.checkpoint import CheckpointError, load_generator  # noqa: F401 - re-exported
 from pairforge.trainer.networks import enable_dropout, unet_depth
 from pairforge.trainer.transforms import Encoding, output_to_rgb, prepare_input
 
@@ -38,10 +37,6 @@ GRAY_TOLERANCE = 8
 """A colour image counts as grayscale when its channels differ by at most this (JPEG noise)."""
 PALETTE_TOLERANCE = 0.01
 """Largest fraction of label pixels allowed off the palette's exact colours."""
-
-
-class CheckpointError(PairforgeError):
-    """A checkpoint that is missing, damaged, or refused because loading it could run code."""
 
 
 class InputMismatchError(PairforgeError):
@@ -91,26 +86,7 @@ def load_checked_generator(
     Raises:
         CheckpointError: no checkpoint, a refused ``state.pt``, or unreadable weights/config.
     """
-    try:
-        checkpoint = resolve_checkpoint(path)
-    except PairforgeError as exc:
-        raise CheckpointError(str(exc)) from None
-    try:
-        load_state(checkpoint)
-    except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{checkpoint / 'state.pt'}: refused -- it holds objects that weights-only loading does not "
-            f"allow, so it may run code ({first_line}). Use checkpoints written by `pairforge train`."
-        ) from None
-    except Exception as exc:  # torch.load raises many types on damaged files
-        raise CheckpointError(f"{checkpoint / 'state.pt'}: unreadable ({exc})") from None
-    try:
-        return load_generator(checkpoint, device=device, ema=ema)
-    except PairforgeError:
-        raise
-    except Exception as exc:  # safetensors, json and state-dict mismatches
-        raise CheckpointError(f"{checkpoint}: cannot load the generator ({type(exc).__name__}: {exc})") from None
+    return load_generator(path, device=device, ema=ema)  # the checked loader shared with train --resume
 
 
 def size_multiple(run_config: dict[str, Any]) -> int:

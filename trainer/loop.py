@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from pairforge import __version__
-from pairforge.errors import DatasetError
+from pairforge.errors import ConfigError, DatasetError, PairforgeError
+from pairforge.paths import absolute, is_remote
 from pairforge.trainer import checkpoint, ddp, report
 from pairforge.trainer import metrics as quality
 from pairforge.trainer.augment import PairAugment
@@ -31,6 +32,8 @@ from pairforge.trainer.data import (
     iterate_split,
     load_dataset_info,
     make_loader,
+    recorded_shards,
+    verify_shards,
 )
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss, l1_loss
 from pairforge.trainer.networks import build_discriminator, build_generator
@@ -63,6 +66,51 @@ class TrainResult:
     validation: dict[str, float]
     checkpoint: Path | None
     parameter_checksums: list[float]
+    skipped_shards: int = 0
+    """Shards whose size or checksum differs from dataset.json (reported one by one before training)."""
+    skipped_bytes: int = 0
+    """Bytes those shards lack against dataset.json."""
+
+
+class TrainingInterrupted(PairforgeError):
+    """SIGINT/SIGTERM stopped training; a checkpoint of the current step was saved."""
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
+
+    The first signal sets :attr:`signal`; the loop saves a checkpoint and raises
+    :class:`TrainingInterrupted`. A second signal interrupts at once (the checkpoint save
+    is atomic, so nothing half-written is left). Only installed in the main thread of a
+    single-process run (torchrun handles signals of DDP runs).
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        import signal
+
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(number).name
+        logger.warning("%s: finishing this step and saving a checkpoint (again to stop at once)", self.signal)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -77,10 +125,24 @@ def resolve_device(choice: str) -> torch.device:
 def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encoding]:
     """Read dataset.json and fill in what follows from it (network channels, crop size).
 
+    Local paths become absolute here, so the run's config.json works from any folder
+    (``train --resume /abs/run`` elsewhere). Flags that do not fit the dataset's kind are
+    refused.
+
     Returns:
         the resolved config, the dataset facts, and the pixel encoding.
+
+    Raises:
+        ConfigError: ``--colorspace lab`` on a dataset whose A is not the photo's lightness.
     """
+    config = absolute_paths(config)
     info = load_dataset_info(config.data.shards, config.data.dataset_json, config.data.val_shards)
+    if config.data.colorspace == "lab" and info.kind != "gray":
+        raise ConfigError(
+            "colorspace", "lab",
+            f"rgb for this {info.kind} dataset: lab feeds the network the lightness L of B (the photo) and ignores A, "
+            "so it only fits gray (colorization) datasets made by `pairforge make-gray`",
+        )
     encoding = Encoding.from_config({"dataset": info.to_dict(), "data": dataclasses.asdict(config.data)})
     model = dataclasses.replace(
         config.model,
@@ -100,13 +162,64 @@ def config_document(config: TrainConfig, info: DatasetInfo, schedule: Schedule) 
     return document
 
 
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its local shard/dataset.json/output paths made absolute (URLs and ``pipe:`` kept)."""
+
+    def fix(value: str | None) -> str | None:
+        return value if not value or is_remote(value) else absolute(value)
+
+    data = dataclasses.replace(
+        config.data, shards=fix(config.data.shards) or "", dataset_json=fix(config.data.dataset_json),
+        val_shards=fix(config.data.val_shards),
+    )
+    return dataclasses.replace(config, data=data, output=fix(config.output) or config.output)
+
+
 def resume_config(run_dir: str | Path, steps: int | None = None) -> TrainConfig:
-    """The config a run was started with, optionally with a new total step count."""
-    document = json.loads((Path(run_dir) / "config.json").read_text())
-    config = TrainConfig.from_dict(document)
+    """The config a run was started with, optionally with a new total step count.
+
+    Runs written before paths were stored absolute hold paths relative to the folder training
+    started in; that folder is recovered from the run folder's place under ``output``, so the
+    run resumes from anywhere.
+
+    Raises:
+        CheckpointError: no readable config.json in ``run_dir``.
+    """
+    document = checkpoint.load_config(run_dir)
+    try:
+        config = TrainConfig.from_dict(document)
+    except (TypeError, KeyError) as exc:
+        raise checkpoint.CheckpointError(f"{Path(run_dir) / 'config.json'}: not a pairforge run config ({exc})") from None
+    started_in = _start_folder(Path(absolute(run_dir)), config.output)
+    if started_in is not None:
+        config = _rebase(config, started_in)
     if steps is not None:
         config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=steps))
     return config
+
+
+def _start_folder(run_dir: Path, output: str) -> Path | None:
+    """Where a run with a relative ``output`` was started: ``run_dir`` minus ``output/<run>``."""
+    if os.path.isabs(output) or is_remote(output):
+        return None
+    parts = Path(output).parts
+    parent = run_dir.parent
+    if len(parts) > len(parent.parts) or parent.parts[len(parent.parts) - len(parts):] != parts:
+        return None
+    return Path(*parent.parts[: len(parent.parts) - len(parts)])
+
+
+def _rebase(config: TrainConfig, folder: Path) -> TrainConfig:
+    """Relative paths of an older run config, read against the folder its training started in."""
+
+    def fix(value: str | None) -> str | None:
+        return value if not value or is_remote(value) or os.path.isabs(value) else str(folder / value)
+
+    data = dataclasses.replace(
+        config.data, shards=fix(config.data.shards) or "", dataset_json=fix(config.data.dataset_json),
+        val_shards=fix(config.data.val_shards),
+    )
+    return dataclasses.replace(config, data=data, output=fix(config.output) or config.output)
 
 
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -151,6 +264,7 @@ def train(
     resume: str | Path | None = None,
     progress: Progress | None = None,
     stop_at: int | None = None,
+    verify: bool = False,
 ) -> TrainResult:
     """Train pix2pix on a shard set (or continue ``resume`` exactly).
 
@@ -160,14 +274,30 @@ def train(
         progress: called after every step with (step, total_steps, latest logged row).
         stop_at: stop (with a checkpoint) after this many steps, as if interrupted; the
             schedule still spans the whole run, so ``--resume`` continues it exactly.
+        verify: hash every shard against dataset.json's sha256 before training (sizes are
+            always compared).
 
     Returns:
         the run summary.
 
     Raises:
         DatasetError: missing/unreadable dataset.json or shards (before the first step).
+        CheckpointError: ``resume`` holds a damaged or refused checkpoint.
         ConfigError: invalid settings.
+        TrainingInterrupted: SIGINT/SIGTERM; the checkpoint of the current step is saved.
     """
+    with _StopRequest() as stop:
+        return _train(config, resume, progress, stop_at, verify, stop)
+
+
+def _train(
+    config: TrainConfig,
+    resume: str | Path | None,
+    progress: Progress | None,
+    stop_at: int | None,
+    verify: bool,
+    stop: _StopRequest,
+) -> TrainResult:
     # -- config, device, process group ------------------------------------------------------
     config, info, encoding = resolve_config(config)
     device = resolve_device(config.device)
@@ -183,6 +313,11 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     check_shards(info.splits["train"] + info.splits.get("val", ()))
+    problems = verify_shards(info, info.splits["train"] + info.splits.get("val", ()), full=verify)
+    for problem in problems:
+        logger.warning("shard %s: %s; its unreadable part is skipped and counted", problem.url, problem.reason)
+    if not info.counts.get("val") and not config.data.val_shards:
+        logger.warning("the shard set has no val samples: training runs without validation scores")
     schedule = make_schedule(config.optim, info.counts.get("train", 0), config.data.batch_size, context.world_size)
     document = config_document(config, info, schedule)
 
@@ -264,6 +399,7 @@ def train(
         workers,
         config.data.shuffle_buffer,
         copy.deepcopy(stream_state),
+        expected={url: int(entry.get("count", 0)) for url, entry in recorded_shards(info).items()},
     )
     batches = _Batches(make_loader(stream, workers, pin_memory=use_cuda), device, stream_state)
     augment = PairAugment(config.augment, nearest_a=encoding.label_a)
@@ -387,7 +523,7 @@ def train(
     if discriminator is not None:
         discriminator.train()
     end = total if stop_at is None else min(total, stop_at)
-    while step < end:
+    while step < end and stop.signal is None:
         lr = config.optim.lr * lr_factor(step, schedule)
         for optimizer in (optimizer_g, optimizer_d):
             if optimizer is not None:
@@ -422,6 +558,7 @@ def train(
                 "images_per_s": window_steps * images_per_step / elapsed,
                 "data_wait_fraction": (batches.wait_s - window_wait) / elapsed,
                 "skipped_samples": sum(ddp.gather(sum(stream_state.skipped), context)),
+                "skipped_shards": len(problems),
             }
             if writer is not None:
                 writer.write(row)
@@ -442,6 +579,14 @@ def train(
                 report.write_report(run_dir)
 
     # -- the end ------------------------------------------------------------------------------------
+    if stop.signal is not None:
+        saved = save()
+        if writer is not None:
+            writer.close()
+        raise TrainingInterrupted(
+            f"interrupted by {stop.signal} at step {step} of {total}; checkpoint saved to {saved}. "
+            f"Continue with: pairforge train --resume {Path(absolute(run_dir))}"
+        )
     elapsed = time.perf_counter() - run_start
     if context.enabled:
         ddp.sync_buffers(generator, context)
@@ -475,6 +620,8 @@ def train(
         validation=validation,
         checkpoint=last_checkpoint,
         parameter_checksums=checksums,
+        skipped_shards=len(problems),
+        skipped_bytes=sum(problem.missing_bytes for problem in problems),
     )
     if context.is_main:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}

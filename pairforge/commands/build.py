@@ -65,9 +65,9 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
     """Build pairs (or shards) with one stage; print the summary."""
     from pairforge.build import PairFolderConfig, build_pairs
     from pairforge.pairs import PairsInfo
+    from pairforge.paths import ensure_output_dir
     from pairforge.runner import RunnerConfig
     from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.paths import ensure_output_dir
     from pairforge.sources import StageReader, StageSpec, cached_stage
 
     # the output must be writable before weights load or any image is decoded

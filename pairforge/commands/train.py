@@ -64,8 +64,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--max-val-samples", type=int, default=64, show_default=True)
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
 @click.option("--record-keys", is_flag=True, hidden=True, help="Write keys.jsonl of the trained samples.")
+@click.option("--verify", is_flag=True,
+              help="Hash every shard against dataset.json's sha256 before training (sizes are always compared).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_command(shards: str | None, resume: str | None, steps: int | None, dry_run: bool, **options: object) -> None:
+def train_command(shards: str | None, resume: str | None, steps: int | None, dry_run: bool, verify: bool,
+                  **options: object) -> None:
     """Train pix2pix on the shard set SHARDS (a folder with dataset.json, a brace pattern or a URL).
 
     \b
@@ -137,9 +140,11 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
                  "wait": f"{row.get('data_wait_fraction', 0):.0%}"}, refresh=False
             )
 
-    result = train(config, resume=resume, progress=progress)
-    if bar:
-        bar[0].close()
+    try:
+        result = train(config, resume=resume, progress=progress, verify=verify)
+    finally:
+        if bar:
+            bar[0].close()
     if os.environ.get("RANK", "0") == "0":
         _summary(result, dataclasses.asdict(result))
 
@@ -150,7 +155,9 @@ def _summary(result: object, values: dict[str, object]) -> None:
     click.echo(f"run        {values['run_dir']}")
     click.echo(f"steps      {values['steps']} / {values['total_steps']} in {values['elapsed_s']:.1f} s")
     click.echo(f"speed      {values['images_per_s']:.1f} images/s, data wait {values['data_wait_fraction']:.1%}")
-    click.echo(f"skipped    {values['skipped_samples']} corrupt samples")
+    click.echo(f"skipped    {values['skipped_samples']} corrupt or missing samples"
+               + (f", {values['skipped_shards']} damaged shards ({values['skipped_bytes']} bytes short)"
+                  if values.get("skipped_shards") else ""))
     losses = values["last_losses"] or {}
     if losses:
         click.echo("losses     " + ", ".join(f"{k}={v:.4f}" for k, v in losses.items()))
