@@ -53,9 +53,11 @@ def shard_options(function):  # type: ignore[no-untyped-def]
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="Format of the AB files.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality with --format jpg.")
+@click.option("--overwrite", is_flag=True, help="Replace a pair folder made by a different config (refused by default).")
 @runner_options
 def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, size_mismatch: str,
-                    image_format: str, quality: int, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+                    image_format: str, quality: int, overwrite: bool, workers: int | None, scheduler: str | None,
+                    max_pixels: int) -> None:
     """Pair the images of A_DIR and B_DIR into the aligned AB layout (A left, B right).
 
     Files match by name without extension (x.png pairs with x.jpg), or by
@@ -64,10 +66,12 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
     """
     from pairforge.build import PairFolderConfig, build_pairs
     from pairforge.pairs import PairsInfo
+    from pairforge.paths import ensure_output_dir
     from pairforge.pipelines.combine import CombineConfig, match_folders
     from pairforge.runner import RunnerConfig
     from pairforge.sources import StageReader, StageSpec
 
+    ensure_output_dir(output, "pair folder")
     suffixes = None
     if suffix is not None:
         parts = suffix.split(",")
@@ -81,7 +85,7 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
                      "suffix": suffix}, command=command_line())
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
     with progress(len(items), "combine") as advance:
-        summary = build_pairs(items, reader, info, PairFolderConfig(str(output), image_format, quality), runner,
+        summary = build_pairs(items, reader, info, PairFolderConfig(str(output), image_format, quality, overwrite), runner,
                               early_rejects=rejects, on_progress=advance)
     print_table(f"combine -> {output}", summary.as_rows())
     if sum(summary.rejected.values()):

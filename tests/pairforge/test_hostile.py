@@ -1,0 +1,352 @@
+"""Issue 10, tried as a hostile user would: every failure is one clear line, nothing is lost or mixed.
+
+Each test names the point of the issue it covers. ``test_cluster_from_another_folder`` runs the
+builders and the shard writer on a real local Dask cluster (``dask scheduler`` + ``dask worker``
+started in a different working folder) with relative paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pairforge.cli import cli
+from pairforge.pairs import read_jsonl
+
+BAD_NAME = b"bad\xff\xfename.png"
+
+
+def run(*args: str, ok: bool = True) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    else:
+        assert result.exit_code != 0, result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, (AssertionError, TypeError)), (
+            result.output, result.exception)
+    return result.exit_code, result.output
+
+
+def write_photos(folder: Path, photos: list[np.ndarray], count: int = 6, size: tuple[int, int] = (64, 48)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        photo = np.roll(cv2.resize(photos[index % len(photos)], size, interpolation=cv2.INTER_AREA), 5 * index, axis=1)
+        cv2.imwrite(str(folder / f"p{index:02d}.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture()
+def photos(tmp_path: Path, skimage_photos: list[np.ndarray]) -> Path:
+    return write_photos(tmp_path / "photos", skimage_photos)
+
+
+def tars(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.tar"))}
+
+
+# -- 1. unwritable output ---------------------------------------------------------------------------
+
+
+def test_1_output_under_a_file_is_one_line_error(photos: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for command in (["make-gray", str(photos)], ["make-edges", str(photos), "--detector", "canny"],
+                    ["make-gray", str(photos), "--shards"], ["combine", str(photos), str(photos), "--suffix", "_A,_B"]):
+        if command[-1] == "--shards":
+            command = [*command, str(blocker / "s")]
+        else:
+            command = [*command, "-o", str(blocker / "out")]
+        _, output = run(*command, "-j", "1", ok=False)
+        assert "cannot write to" in output and "file.txt" in output, output
+        assert len(output.strip().splitlines()) == 1, output
+    _, output = run("shard", str(photos), "-o", str(blocker / "s"), ok=False)
+    assert "cannot write to shard folder" in output
+
+
+def test_1_read_only_folder_is_refused_before_any_work(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    import pairforge.paths as paths
+    import pairforge.sources as sources
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(paths, "open", refuse, raising=False)  # root ignores chmod; simulate EACCES
+    built: list[object] = []
+    monkeypatch.setattr(sources, "cached_stage", lambda spec: built.append(spec))
+    _, output = run("make-gray", str(photos), "-o", str(tmp_path / "ro_out"), "-j", "1", ok=False)
+    assert "cannot write to pair folder" in output and "Permission denied" in output
+    assert built == []  # refused before the stage was built or any image decoded
+
+
+def test_error_boundary_turns_os_errors_into_one_line(photos: Path, monkeypatch) -> None:
+    import pairforge.build as build
+
+    def vanish(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/data/pairs/manifest.jsonl")
+
+    monkeypatch.setattr(build, "write_jsonl", vanish)
+    code, output = run("make-gray", str(photos), "-o", str(photos.parent / "pairs"), "-j", "1", ok=False)
+    assert code == 1 and "cannot access /data/pairs/manifest.jsonl: Permission denied" in output
+
+
+# -- 2. file names that are not valid UTF-8 -----------------------------------------------------
+
+
+def test_2_non_utf8_names_are_processed_and_recorded_losslessly(photos: Path, tmp_path: Path) -> None:
+    bad = os.path.join(os.fsencode(photos), BAD_NAME)
+    shutil.copyfile(photos / "p00.png", bad)
+    run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    rows = read_jsonl(tmp_path / "pairs" / "manifest.jsonl")
+    assert len(rows) == 7
+    bad_row = next(row for row in rows if row["key"] == "badname")
+    assert os.fsencode(bad_row["source"]) == bad  # lossless: the original bytes come back
+    run("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1")
+    dataset = json.loads((tmp_path / "shards" / "dataset.json").read_text())
+    assert sum(split["count"] for split in dataset["splits"].values()) == 7
+    # fused mode and an AB folder with such a name
+    run("make-gray", str(photos), "--shards", str(tmp_path / "fused"), "-j", "1")
+    assert json.loads((tmp_path / "fused" / "dataset.json").read_text())["splits"]
+
+
+# -- 4. reused pair folders ---------------------------------------------------------------------
+
+
+def test_4_builder_refuses_a_folder_of_another_config_and_cleans_with_overwrite(photos: Path, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs"
+    run("make-gray", str(photos), "-o", str(pairs), "-j", "1")
+    _, output = run("make-edges", str(photos), "--detector", "canny", "-o", str(pairs), "-j", "1", ok=False)
+    assert "already holds gray pairs" in output and "--overwrite" in output and "-o" in output
+    (photos / "p05.png").unlink()
+    run("make-edges", str(photos), "--detector", "canny", "-o", str(pairs), "-j", "1", "--overwrite")
+    assert sorted(p.name for p in pairs.glob("*.png")) == [f"p{i:02d}.png" for i in range(5)]
+    assert json.loads((pairs / "pairs.json").read_text())["kind"] == "edges"
+    # same config again: allowed, and pairs the new manifest does not list are removed
+    (photos / "p04.png").unlink()
+    run("make-edges", str(photos), "--detector", "canny", "-o", str(pairs), "-j", "1")
+    assert sorted(p.name for p in pairs.glob("*.png")) == [f"p{i:02d}.png" for i in range(4)]
+    # a folder not made by pairforge is refused too
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    _, output = run("make-gray", str(photos), "-o", str(foreign), "-j", "1", ok=False)
+    assert "did not make" in output
+
+
+def test_4_shard_packs_only_manifest_listed_pairs(photos: Path, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs"
+    run("make-gray", str(photos), "-o", str(pairs), "-j", "1")
+    shutil.copyfile(pairs / "p00.png", pairs / "stale.png")  # a pair of an earlier build
+    _, output = run("shard", str(pairs), "-o", str(tmp_path / "shards"), "-j", "1", "--val-fraction", "0")
+    assert "not in its manifest.jsonl" in output
+    dataset = json.loads((tmp_path / "shards" / "dataset.json").read_text())
+    assert dataset["splits"]["train"]["count"] == 6
+    rejects = read_jsonl(tmp_path / "shards" / "rejects.jsonl")
+    assert [Path(r["path"]).name for r in rejects] == ["stale.png"] and "manifest" in rejects[0]["reason"]
+
+
+# -- 6. empty input -----------------------------------------------------------------------------
+
+
+def test_6_empty_or_all_rejected_input_fails_with_the_reasons(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _, output = run("make-gray", str(empty), "-o", str(tmp_path / "p1"), "-j", "1", ok=False)
+    assert "nothing usable" in output and "no input files" in output
+    grays = tmp_path / "grays"
+    grays.mkdir()
+    for index in range(3):
+        gray = cv2.cvtColor(cv2.resize(skimage_photos[index], (64, 48)), cv2.COLOR_RGB2GRAY)
+        cv2.imwrite(str(grays / f"g{index}.png"), gray)
+    _, output = run("make-gray", str(grays), "-o", str(tmp_path / "p2"), "-j", "1", ok=False)
+    assert "all 3 inputs were rejected" in output and "already grayscale" in output and "next:" not in output
+    assert len(read_jsonl(tmp_path / "p2" / "rejects.jsonl")) == 3  # the reasons are still written
+    _, output = run("make-gray", str(grays), "--shards", str(tmp_path / "s2"), "-j", "1", ok=False)
+    assert "nothing usable" in output
+
+
+# -- 8. shard bytes do not depend on how the input path is spelled --------------------------------
+
+
+def test_8_shards_identical_for_relative_and_absolute_input(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    run("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "abs"), "-j", "1")
+    monkeypatch.chdir(tmp_path)
+    run("shard", "pairs", "-o", "rel", "-j", "2")
+    monkeypatch.chdir(tmp_path / "pairs")
+    run("shard", ".", "-o", "../dot", "-j", "1")
+    assert tars(tmp_path / "abs") == tars(tmp_path / "rel") == tars(tmp_path / "dot")
+    dataset = json.loads((tmp_path / "rel" / "dataset.json").read_text())
+    assert dataset["source"]["root"] == str(tmp_path / "pairs")
+    # fused mode too
+    monkeypatch.chdir(tmp_path)
+    run("make-gray", "photos", "--shards", "f1", "-j", "1")
+    run("make-gray", str(photos), "--shards", str(tmp_path / "f2"), "-j", "1")
+    assert tars(tmp_path / "f1") == tars(tmp_path / "f2")
+
+
+def test_8_existing_shard_sets_stay_readable(tmp_path: Path, make_ab_folder) -> None:
+    """A shard set of the earlier layout (no source.root) still trains/inspects."""
+    make_ab_folder(tmp_path / "ab", 4, size=32)
+    run("shard", str(tmp_path / "ab"), "-o", str(tmp_path / "s"), "-j", "1")
+    path = tmp_path / "s" / "dataset.json"
+    dataset = json.loads(path.read_text())
+    dataset["source"].pop("root")
+    path.write_text(json.dumps(dataset))
+    from pairforge.trainer.data import load_dataset_info
+
+    assert load_dataset_info(str(tmp_path / "s")).counts
+    run("inspect", str(tmp_path / "s"))
+
+
+# -- 10. temporaries of the finished set ------------------------------------------------------------
+
+
+def test_10_temporaries_left_by_killed_workers_are_removed(photos: Path, tmp_path: Path) -> None:
+    from pairforge.runner import RunnerConfig
+    from pairforge.shards import DatasetInfo, ShardConfig, write_shard_set
+    from pairforge.sources import PairFileReader, SourceItem
+
+    run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    items = [SourceItem(p.stem, str(p), "train") for p in sorted((tmp_path / "pairs").glob("*.png"))]
+    out = tmp_path / "shards"
+
+    def killed_worker_leftover(count: int) -> None:  # a worker died mid-shard; its task ran again elsewhere
+        (out / ".train-000000.tar.tmp-99999").write_bytes(b"")
+
+    write_shard_set(items, PairFileReader(1, "gray"), DatasetInfo("gray", 1), ShardConfig(str(out), 3), RunnerConfig(),
+                    on_progress=killed_worker_leftover)
+    assert not list(out.glob(".*tmp*")), sorted(p.name for p in out.iterdir())
+
+
+# -- 11. shard does not halve ordinary images ---------------------------------------------------------
+
+
+def test_11_shard_refuses_folders_that_are_not_ab_pairs(photos: Path, tmp_path: Path, monkeypatch) -> None:
+    _, output = run("shard", str(photos), "-o", str(tmp_path / "s"), ok=False)
+    assert "do not look like AB pairs" in output and "make-edges" in output and "--force-ab" in output
+    run("shard", str(photos), "-o", str(tmp_path / "s"), "-j", "1", "--force-ab")
+    monkeypatch.chdir(tmp_path)
+    run("synth", "facades", "--count", "3", "--size", "64")
+    assert (tmp_path / "synth_facades" / "photos").is_dir() and not (tmp_path / "facades").exists()
+    _, output = run("shard", "synth_facades", ok=False)
+    assert "make-labels synth_facades/photos --labels synth_facades/labels" in output
+
+
+# -- 13. small sets keep a validation sample ------------------------------------------------------------
+
+
+def test_13_small_set_keeps_one_val_sample_and_warns_when_empty(photos: Path, tmp_path: Path) -> None:
+    from pairforge.keys import assign_split
+
+    run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    keys = [f"p{i:02d}" for i in range(6)]
+    assert all(assign_split(key, 0.05) == "train" for key in keys)  # the hash alone gives no val sample
+    _, output = run("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "s"), "-j", "1", "--val-fraction", "0.05")
+    dataset = json.loads((tmp_path / "s" / "dataset.json").read_text())
+    assert dataset["splits"]["val"]["count"] == 1 and dataset["splits"]["train"]["count"] == 5
+    assert "warning" not in output
+    _, output = run("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "s0"), "-j", "1", "--val-fraction", "0")
+    assert "warning: the val split is empty" in output
+    _, output = run("inspect", str(tmp_path / "s0"))
+    assert "warning: the val split is empty" in output
+
+
+# -- smaller points -----------------------------------------------------------------------------------
+
+
+def test_one_minimum_size_for_every_builder(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    tiny = write_photos(tmp_path / "tiny", skimage_photos, count=1, size=(5, 7))
+    write_photos(tmp_path / "tiny2", skimage_photos, count=2)
+    shutil.copyfile(tiny / "p00.png", tmp_path / "tiny2" / "small.png")
+    for builder in (["make-gray"], ["make-edges", "--detector", "canny"]):
+        run(*builder, str(tmp_path / "tiny2"), "-o", str(tmp_path / builder[0]), "-j", "1")
+        reasons = [row["reason"] for row in read_jsonl(tmp_path / builder[0] / "rejects.jsonl")]
+        assert reasons == ["image too small: 5x7 px (minimum 32 px per side)"], reasons
+
+
+def test_hidden_files_are_counted_as_rejects(photos: Path, tmp_path: Path) -> None:
+    shutil.copyfile(photos / "p00.png", photos / ".hidden.png")
+    (photos / ".cache").mkdir()
+    shutil.copyfile(photos / "p00.png", photos / ".cache" / "x.png")
+    _, output = run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    rejects = {Path(row["path"]).name: row["reason"] for row in read_jsonl(tmp_path / "pairs" / "rejects.jsonl")}
+    assert rejects == {".hidden.png": "hidden file: name starts with '.'", ".cache": "hidden folder: name starts with '.'"}
+    assert "seen" in output and "hidden" in output
+
+
+# -- 7 (and 8, 10 on a cluster): relative paths with --scheduler --------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """``dask scheduler`` + one ``dask worker`` on 127.0.0.1, started in their own working folder."""
+    dask = Path(sys.executable).with_name("dask")
+    if not dask.exists():
+        pytest.skip("the dask command line is not installed next to this Python")
+    elsewhere = tmp_path / "worker_cwd"
+    elsewhere.mkdir()
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    common = {"cwd": elsewhere, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], **common)
+    worker = subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-nanny",
+                               "--no-dashboard", "--host", "127.0.0.1"], **common)
+    try:
+        from dask.distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout="2s") as client:
+                    if client.scheduler_info()["workers"]:
+                        break
+            except (OSError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the local Dask cluster did not start")
+            time.sleep(0.3)
+        yield address
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+        for process in (worker, scheduler):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert not any(elsewhere.iterdir()), "the workers wrote into their own working folder"
+
+
+def test_7_cluster_from_another_folder(dask_cluster: str, photos: Path, tmp_path: Path, monkeypatch) -> None:
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    shutil.move(str(photos), client_dir / "photos")
+    monkeypatch.chdir(client_dir)
+    _, output = run("make-gray", "photos", "-o", "pairs", "--scheduler", dask_cluster)
+    assert len(read_jsonl(client_dir / "pairs" / "manifest.jsonl")) == 6, output
+    assert read_jsonl(client_dir / "pairs" / "rejects.jsonl") == []
+    run("shard", "pairs", "-o", "s4", "--scheduler", dask_cluster, "--samples-per-shard", "2")
+    run("shard", "pairs", "-o", str(tmp_path / "local"), "-j", "1", "--samples-per-shard", "2")
+    assert tars(client_dir / "s4") == tars(tmp_path / "local") and len(tars(tmp_path / "local")) >= 3
+    assert not list((client_dir / "s4").glob(".*"))
