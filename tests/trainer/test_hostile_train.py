@@ -1,0 +1,171 @@
+"""Issue 10, training side: damaged runs, truncated shards, misfit flags, Ctrl-C, resuming from elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pairforge.cli import cli
+from pairforge.errors import ConfigError
+from pairforge.trainer import checkpoint
+from pairforge.trainer.loop import TrainingInterrupted, resolve_config, resume_config, train
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture()
+def trained_run(edge_shards: Path, tmp_path: Path, tiny_config) -> Path:
+    return train(tiny_config(edge_shards, tmp_path / "runs", steps=2)).run_dir
+
+
+def _resume(run_dir: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run_dir), "--steps", "3"])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+# -- 3. train --resume on a damaged run -----------------------------------------------------------
+
+
+def test_3_resume_refuses_a_malicious_state_like_predict(trained_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    state = checkpoint.list_checkpoints(trained_run)[-1] / "state.pt"
+    state.write_bytes(pickle.dumps({"step": _Evil(str(marker))}))
+    code, output = _resume(trained_run)
+    assert code != 0 and "refused" in output and "could run code" in output, output
+    assert "weights_only=False" not in output and not marker.exists()
+    predict = CliRunner().invoke(cli, ["predict", str(trained_run), str(tmp_path), "-o", str(tmp_path / "out")])
+    assert predict.exit_code != 0 and f"{state}: refused" in predict.output and f"{state}: refused" in output
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_3_resume_refuses_damaged_safetensors(trained_run: Path, damage: str) -> None:
+    weights = checkpoint.list_checkpoints(trained_run)[-1] / "generator.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00" * 64)
+    code, output = _resume(trained_run)
+    assert code != 0 and "generator.safetensors: cannot load" in output, output
+
+
+def test_3_resume_of_a_run_without_config(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    code, output = _resume(tmp_path / "run")
+    assert code != 0 and "config.json: missing" in output
+
+
+# -- 5. truncated shards are counted and reported ----------------------------------------------------
+
+
+def _complete_samples(path: Path) -> int:
+    """Samples webdataset can read from a (truncated) shard."""
+    import webdataset as wds
+
+    samples = wds.tarfile_to_samples(handler=wds.ignore_and_continue)(iter([{"url": str(path)}]))
+    return sum(1 for sample in samples if "a.png" in sample and "b.png" in sample)
+
+
+def test_5_truncated_shard_counts_lost_samples_everywhere(shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
+    shards = shard_factory(kind="edges", count=8, shards=2)
+    victim = shards / "train-000001.tar"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    lost = 4 - _complete_samples(victim)
+    assert 0 < lost < 4
+    with caplog.at_level("WARNING"):
+        result = train(tiny_config(shards, tmp_path / "runs", steps=3))  # 6 samples: the train set is read once
+    assert f"{victim}: {len(data) // 2} bytes, dataset.json records {len(data)}" in caplog.text
+    assert result.skipped_samples >= lost and result.skipped_shards == 1 and result.skipped_bytes == len(data) - len(data) // 2
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["skipped_samples"] == result.skipped_samples and summary["skipped_shards"] == 1
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [row for row in rows if "split" not in row]
+    assert rows[-1]["skipped_samples"] >= lost and rows[-1]["skipped_shards"] == 1
+
+
+def test_5_verify_reports_a_changed_shard_with_the_same_size(edge_shards: Path) -> None:
+    from pairforge.trainer.data import load_dataset_info, verify_shards
+
+    victim = edge_shards / "train-000000.tar"
+    data = bytearray(victim.read_bytes())
+    data[700] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    info = load_dataset_info(str(edge_shards))
+    assert verify_shards(info, info.splits["train"]) == []  # a stat cannot see it
+    problems = verify_shards(info, info.splits["train"], full=True)
+    assert [(Path(p.url).name, p.reason) for p in problems] == [("train-000000.tar", "sha256 differs from dataset.json")]
+    result = CliRunner().invoke(cli, ["train", str(edge_shards), "--verify", "--dry-run"])
+    assert result.exit_code == 0
+
+
+# -- 9. resume from another folder ------------------------------------------------------------------
+
+
+def test_9_resume_from_another_folder(edge_shards: Path, tmp_path: Path, tiny_config, monkeypatch) -> None:
+    monkeypatch.chdir(edge_shards.parent)
+    result = train(tiny_config(Path(edge_shards.name), Path("runs"), steps=1, checkpoint_every=1))
+    document = json.loads((result.run_dir / "config.json").read_text())
+    assert document["data"]["shards"] == str(edge_shards) and document["output"] == str(edge_shards.parent / "runs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run_dir = edge_shards.parent / result.run_dir
+    assert train(resume_config(run_dir, steps=2), resume=run_dir).steps == 2
+    # a run written before paths were stored absolute: relative to where training started
+    document["data"]["shards"], document["output"] = edge_shards.name, "runs"
+    (run_dir / "config.json").write_text(json.dumps(document))
+    assert resume_config(run_dir).data.shards == str(edge_shards)
+
+
+# -- 12. flags that do not fit the dataset's kind ---------------------------------------------------
+
+
+def test_12_lab_is_refused_on_a_dataset_that_is_not_gray(shard_factory, tmp_path: Path, tiny_config) -> None:
+    edges = shard_factory(kind="edges")
+    with pytest.raises(ConfigError, match="lab feeds the network the lightness L of B"):
+        resolve_config(tiny_config(edges, tmp_path / "runs", data__colorspace="lab"))
+    result = CliRunner().invoke(cli, ["train", str(edges), "--colorspace", "lab", "--dry-run"])
+    assert result.exit_code != 0 and "only fits gray" in result.output
+    gray = shard_factory(kind="gray")
+    resolve_config(tiny_config(gray, tmp_path / "runs", data__colorspace="lab"))
+
+
+# -- 13. training says when there is no validation split ---------------------------------------------
+
+
+def test_13_training_warns_without_val_split(shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
+    shards = shard_factory(kind="edges", val=0)
+    with caplog.at_level("WARNING"):
+        train(tiny_config(shards, tmp_path / "runs", steps=1))
+    assert "no val samples" in caplog.text
+
+
+# -- 14. Ctrl-C saves the run -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_14_signal_saves_a_checkpoint_and_says_how_to_resume(edge_shards: Path, tmp_path: Path, tiny_config,
+                                                             number: int) -> None:
+    def interrupt(step: int, total: int, row: dict) -> None:
+        if step == 2:
+            os.kill(os.getpid(), number)
+
+    config = tiny_config(edge_shards, tmp_path / "runs", steps=50)
+    with pytest.raises(TrainingInterrupted, match="pairforge train --resume") as caught:
+        train(config, progress=interrupt)
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert [p.name for p in checkpoint.list_checkpoints(run_dir)] == ["step-000000002"]
+    assert "at step 2 of 50" in str(caught.value) and signal.Signals(number).name in str(caught.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert train(resume_config(run_dir, steps=3), resume=run_dir).steps == 3
