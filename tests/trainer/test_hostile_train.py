@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
 from pairforge.trainer import checkpoint
-from pairforge.trainer.loop import TrainingInterrupted, resolve_config, resume_config, train
+from pairforge.trainer.loop import resolve_config, resume_config, train
 
 
 class _Evil:
@@ -157,6 +157,8 @@ def test_13_training_warns_without_val_split(shard_factory, tmp_path: Path, tiny
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_14_signal_saves_a_checkpoint_and_says_how_to_resume(edge_shards: Path, tmp_path: Path, tiny_config,
                                                              number: int) -> None:
+    from pairforge.trainer.loop import TrainingInterrupted
+
     def interrupt(step: int, total: int, row: dict) -> None:
         if step == 2:
             os.kill(os.getpid(), number)
