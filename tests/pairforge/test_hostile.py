@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,6 +188,12 @@ def test_8_shards_identical_for_relative_and_absolute_input(photos: Path, tmp_pa
     monkeypatch.chdir(tmp_path / "pairs")
     run("shard", ".", "-o", "../dot", "-j", "1")
     assert tars(tmp_path / "abs") == tars(tmp_path / "rel") == tars(tmp_path / "dot")
+    shutil.copytree(tmp_path / "pairs", tmp_path / "moved" / "elsewhere")  # the same data in another place
+    run("shard", str(tmp_path / "moved" / "elsewhere"), "-o", str(tmp_path / "moved_shards"), "-j", "1")
+    assert tars(tmp_path / "moved_shards") == tars(tmp_path / "abs")
+    with tarfile.open(tmp_path / "abs" / "train-000000.tar") as tar:
+        member = next(m for m in tar if m.name.endswith(".json"))
+        assert json.loads(tar.extractfile(member).read())["source"] == member.name[: -len(".json")] + ".png"
     dataset = json.loads((tmp_path / "rel" / "dataset.json").read_text())
     assert dataset["source"]["root"] == str(tmp_path / "pairs")
     # fused mode too
