@@ -51,12 +51,14 @@ def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
     from pairforge.keys import unique_keys_per_split
     from pairforge.pairs import discover
+    from pairforge.paths import describe_path
     from pairforge.sources import SourceItem
 
     found, rejects = discover(photos)
     keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     for key, names in sorted(collisions.items()):
-        click.echo(f"key collision: {', '.join(names)} -> {key}, {key}-2, ...", err=True)
+        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
+        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
     return [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)], rejects
 
 

@@ -117,7 +117,7 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_sha
     """
     from pairforge.keys import unique_keys_per_split
     from pairforge.pairs import PairsInfo, discover
-    from pairforge.paths import ensure_output_dir
+    from pairforge.paths import describe_path, ensure_output_dir
     from pairforge.shards import DatasetInfo, ShardConfig
     from pairforge.sources import PairFileReader, SourceItem
 
@@ -140,7 +140,8 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_sha
         _require_ab_layout(pairs_dir, [entry.path for entry in found])
     keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     for key, names in sorted(collisions.items()):
-        click.echo(f"key collision: {', '.join(names)} -> {key}, {key}-2, ...", err=True)
+        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
+        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
     items = [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)]
     reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
     config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction)

@@ -108,14 +108,16 @@ def test_error_boundary_turns_os_errors_into_one_line(photos: Path, monkeypatch)
 def test_2_non_utf8_names_are_processed_and_recorded_losslessly(photos: Path, tmp_path: Path) -> None:
     bad = os.path.join(os.fsencode(photos), BAD_NAME)
     shutil.copyfile(photos / "p00.png", bad)
-    run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    shutil.copyfile(photos / "p01.png", photos / "badname.png")  # collides with the sanitised key
+    _, output = run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    assert "key collision: badname, bad\\xff\\xfename" in output
     rows = read_jsonl(tmp_path / "pairs" / "manifest.jsonl")
-    assert len(rows) == 7
-    bad_row = next(row for row in rows if row["key"] == "badname")
+    assert len(rows) == 8
+    bad_row = next(row for row in rows if row["key"] == "badname-2")
     assert os.fsencode(bad_row["source"]) == bad  # lossless: the original bytes come back
     run("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1")
     dataset = json.loads((tmp_path / "shards" / "dataset.json").read_text())
-    assert sum(split["count"] for split in dataset["splits"].values()) == 7
+    assert sum(split["count"] for split in dataset["splits"].values()) == 8
     # fused mode and an AB folder with such a name
     run("make-gray", str(photos), "--shards", str(tmp_path / "fused"), "-j", "1")
     assert json.loads((tmp_path / "fused" / "dataset.json").read_text())["splits"]
