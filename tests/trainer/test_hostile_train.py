@@ -171,3 +171,16 @@ def test_14_signal_saves_a_checkpoint_and_says_how_to_resume(edge_shards: Path, 
     assert "at step 2 of 50" in str(caught.value) and signal.Signals(number).name in str(caught.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert train(resume_config(run_dir, steps=3), resume=run_dir).steps == 3
+
+
+def test_5_end_of_run_summary_names_damaged_shards(shard_factory, tmp_path: Path) -> None:
+    shards = shard_factory(kind="edges", count=4, shards=2)
+    victim = shards / "train-000001.tar"
+    victim.write_bytes(victim.read_bytes()[:3000])
+    result = CliRunner().invoke(cli, [
+        "train", str(shards), "-o", str(tmp_path / "runs"), "--steps", "2", "--batch-size", "2", "--num-workers", "0",
+        "--generator", "unet", "--generator-channels", "8", "--discriminator-channels", "8", "--crop-size", "64",
+        "--load-size", "72", "--val-every", "0", "--sample-every", "0", "--checkpoint-every", "0", "--shuffle-buffer", "4",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "1 damaged shards (" in result.output and "corrupt or missing samples" in result.output
