@@ -133,7 +133,8 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encod
         the resolved config, the dataset facts, and the pixel encoding.
 
     Raises:
-        ConfigError: ``--colorspace lab`` on a dataset whose A is not the photo's lightness.
+        ConfigError: ``--colorspace lab`` on a dataset whose A is not the photo's lightness, or
+            ``--label-input color`` on a dataset without label maps.
     """
     config = absolute_paths(config)
     info = load_dataset_info(config.data.shards, config.data.dataset_json, config.data.val_shards)
@@ -142,6 +143,12 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encod
             "colorspace", "lab",
             f"rgb for this {info.kind} dataset: lab feeds the network the lightness L of B (the photo) and ignores A, "
             "so it only fits gray (colorization) datasets made by `pairforge make-gray`",
+        )
+    if config.data.label_input == "color" and info.kind != "labels":
+        raise ConfigError(
+            "label_input", "color",
+            f"onehot (the default) for this {info.kind} dataset: --label-input chooses how label maps are fed and "
+            "only applies to labels datasets made by `pairforge make-labels`",
         )
     encoding = Encoding.from_config({"dataset": info.to_dict(), "data": dataclasses.asdict(config.data)})
     model = dataclasses.replace(

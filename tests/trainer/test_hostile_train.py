@@ -137,8 +137,11 @@ def test_12_lab_is_refused_on_a_dataset_that_is_not_gray(shard_factory, tmp_path
         resolve_config(tiny_config(edges, tmp_path / "runs", data__colorspace="lab"))
     result = CliRunner().invoke(cli, ["train", str(edges), "--colorspace", "lab", "--dry-run"])
     assert result.exit_code != 0 and "only fits gray" in result.output
+    with pytest.raises(ConfigError, match="only applies to labels datasets"):
+        resolve_config(tiny_config(edges, tmp_path / "runs", data__label_input="color"))
     gray = shard_factory(kind="gray")
     resolve_config(tiny_config(gray, tmp_path / "runs", data__colorspace="lab"))
+    resolve_config(tiny_config(shard_factory(kind="labels"), tmp_path / "runs", data__label_input="color"))
 
 
 # -- 13. training says when there is no validation split ---------------------------------------------
