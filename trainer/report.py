@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 CURVES = (
-    ("loss_g_l1", "generator L1"),
+    ("loss_g_l1", "generator L1 loss (outputs in [-1, 1])"),
     ("loss_g_gan", "generator GAN"),
     ("loss_d", "discriminator"),
-    ("val_l1", "validation L1"),
+    ("val_l1", "validation L1 (RGB in [0, 1], as evaluate)"),
     ("val_psnr", "validation PSNR (dB)"),
     ("val_ssim", "validation SSIM"),
     ("lr", "learning rate"),

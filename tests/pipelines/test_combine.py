@@ -44,10 +44,13 @@ def test_combine_by_stem_keeps_splits_and_reports_rejects(tmp_path: Path, skimag
     ab = read_image(pairs / "train" / "x.png")
     assert ab.shape == (48, 128, 3)
     assert np.array_equal(ab[:, :64], a_img)
-    rejects = {Path(r["path"]).name + ("@B" if "/B/" in r["path"] else ""): r["reason"]
-               for r in map(json.loads, (pairs / "rejects.jsonl").read_text().splitlines())}
-    assert "no B image" in rejects["only_a.png"] and "no A image" in rejects["only_b.png@B"]
-    assert "size mismatch" in rejects["big.png"]
+    rows = {Path(r["path"]).name + ("@B" if "/B/" in r["path"] else ""): r
+            for r in map(json.loads, (pairs / "rejects.jsonl").read_text().splitlines())}
+    rejects = {name: row["reason"] for name, row in rows.items()}
+    # a fixed reason code (group-able) plus the specifics in detail
+    assert rejects["only_a.png"] == rejects["only_b.png@B"] == "unmatched"
+    assert "no B image" in rows["only_a.png"]["detail"] and "no A image" in rows["only_b.png@B"]["detail"]
+    assert rejects["big.png"] == "size mismatch" and "resize-b" in rows["big.png"]["detail"]
     assert "broken.png" in rejects and "size mismatch" not in rejects["broken.png"]
     manifest = [json.loads(line) for line in (pairs / "manifest.jsonl").read_text().splitlines()]
     assert [(row["split"], row["key"]) for row in manifest] == [("train", "x"), ("val", "x")]
@@ -74,7 +77,7 @@ def test_suffix_matching_in_one_folder(tmp_path: Path, skimage_photos: list[np.n
     write(folder / "stray.png", skimage_photos[2][:32, :32])
     items, rejects = match_folders(folder, folder, ("_A", "_B"))
     assert [item.key for item in items] == ["cat"]
-    reasons = {Path(r["path"]).name: r["reason"] for r in rejects}
+    reasons = {Path(r["path"]).name: r["reason"] + ": " + r["detail"] for r in rejects}
     assert "no B image" in reasons["dog_A.png"] and "suffix" in reasons["stray.png"]
     assert len(items) * 2 + len(rejects) == 4  # every file accounted for exactly once
     with pytest.raises(ConfigError):
