@@ -265,8 +265,7 @@ def _dry_run(config: object, resume: str | None) -> None:
             warnings.append(
                 f"the crop ({augment.crop_size} px) is larger than the stored images ({size[1]}x{size[0]} px): "
                 f"training upscales them {wanted / min(size):.2f}x to {wanted} px first; for these data "
-                f"use the paper's 286/256 ratio at this size: --load-size {round(min(size) * 286 / 256)} "
-                f"--crop-size {min(size)} (--generator unet fits the U-Net depth to the crop)")
+                f"keep the paper's 286/256 ratio at this size: {_fitting_options(min(size), resolved.model.generator)}")
     click.echo(json.dumps(document, indent=2, sort_keys=True))
     facts = document["resolved"]
     click.echo(f"device {facts['device']}, precision {precision}; {facts['total_steps']} steps = "
@@ -275,6 +274,14 @@ def _dry_run(config: object, resume: str | None) -> None:
                err=True)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _fitting_options(side: int, generator: str) -> str:
+    """Load/crop sizes (and generator) for images of ``side`` px: crop a multiple of 32 within them."""
+    crop = max(32, side // 32 * 32)
+    text = f"--load-size {round(crop * 286 / 256)} --crop-size {crop}"
+    fixed = {"unet_256": 256, "unet_128": 128}.get(generator)
+    return text + (" --generator unet" if fixed is not None and fixed != crop else "")
 
 
 COMMANDS.append(train_command)
