@@ -83,3 +83,16 @@ def shard_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sharded = runner.invoke(cli, ["shard", str(root / "pairs"), "-o", str(root / "shards"), "-j", "1", "-q"])
     assert sharded.exit_code == 0, sharded.output
     return root / "shards"
+
+
+def test_quiet_hides_the_judge_progress_bar(tmp_path: Path) -> None:
+    from tests.trainer.conftest import write_shards
+
+    shards = write_shards(tmp_path / "shards", kind="labels", count=2, size=32, shards=1, val=0)
+    common = ["train-judge", str(shards), "--steps", "2", "--batch-size", "1", "--crop-size", "16",
+              "--channels", "4", "--device", "cpu"]
+    loud = CliRunner().invoke(cli, [*common, "-o", str(tmp_path / "j1")])
+    quiet = CliRunner().invoke(cli, [*common, "-o", str(tmp_path / "j2"), "-q"])
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "%|" in loud.stderr and "%|" not in quiet.stderr
+    assert "saved" in quiet.stdout
