@@ -63,10 +63,10 @@ def test_resume_steps_keeps_lr_continuous_and_nothing_left_says_so(shard_factory
     assert resolved["steps_done"] == 4 and resolved["schedule"]["resume_step"] == 4
     extended = runner.invoke(cli, ["train", "--resume", str(run), "--steps", "8"])
     assert extended.exit_code == 0, extended.output
-    assert "%|" in extended.stderr and "%|" not in first.stderr  # -q hides the training progress bar
-    assert "extending the run from 4 to 8 steps" in extended.stderr  # says exactly what it does
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     lrs = [row["lr"] for row in rows if "lr" in row]
     assert len(lrs) == 8
     assert all(later <= earlier + 1e-12 for earlier, later in zip(lrs, lrs[1:], strict=False)), lrs
     assert json.loads((run / "config.json").read_text())["schedule"]["resume_step"] == 4
+    assert "%|" in extended.stderr and "%|" not in first.stderr  # -q hides the training progress bar
+    assert "extending the run from 4 to 8 steps" in extended.stderr  # says exactly what it does
