@@ -81,7 +81,7 @@ class WritePairs:
         out_dir = Path(self.config.out_dir)
         for item, outcome in iter_samples(self.reader, list(items)):
             if not isinstance(outcome, PairSample):
-                result.rejects.append({"path": item.path, "key": item.key, "reason": outcome.reason})
+                result.rejects.append(outcome.row(item.path, item.key))
                 continue
             data = encode_image(join_ab(outcome.a, outcome.b), self.config.image_format, self.config.quality)
             relative = Path(item.split or ".") / f"{item.key}.{self.config.image_format}"

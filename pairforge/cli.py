@@ -7,12 +7,12 @@ Heavy modules (torch, dask, kornia) are imported inside command bodies so that
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from pairforge import __version__
 from pairforge.commands import build, data, demo, model, train
+from pairforge.commands.common import verbosity_options
 from pairforge.errors import PairforgeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -51,9 +51,7 @@ def _os_error_line(exc: OSError) -> str:
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="pairforge")
-@click.option("-v", "--verbose", count=True, help="Log progress details (-vv: debug, including Dask).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the final summary.")
-def cli(verbose: int, quiet: bool) -> None:
+def cli() -> None:
     """Prepare paired image datasets and train pix2pix models on them.
 
     \b
@@ -63,17 +61,15 @@ def cli(verbose: int, quiet: bool) -> None:
       pairforge train shards/             shards/ -> runs/00001-.../
       pairforge predict runs/00001-... edges/ -o out/
 
+    -v/--verbose and -q/--quiet work before or after any command.
     Run `pairforge demo` to see all of it on scikit-image's bundled photos.
     """
-    level = logging.WARNING if quiet or not verbose else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("distributed", "bokeh", "tornado", "fsspec", "PIL"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 for _module in (data, build, train, model, demo):
     for _command in _module.COMMANDS:
-        cli.add_command(_command)
+        cli.add_command(verbosity_options(_command))
+verbosity_options(cli)
 
 
 def main() -> None:

@@ -26,13 +26,35 @@ class ConfigError(PairforgeError, ValueError):
 class SampleError(PairforgeError):
     """One input sample cannot be used; the runner turns it into a reject row.
 
+    A reject row carries ``reason``, a fixed code that groups rejects (``jq -r .reason
+    rejects.jsonl | sort | uniq -c``), and ``detail``, the specifics of this sample
+    (sizes, counts, the file at fault).
+
     Args:
-        reason: a short, human-readable reason ("truncated image", "already grayscale").
+        reason: a short fixed reason code ("truncated image", "already grayscale"); never
+            counts, sizes or paths.
+        detail: what exactly was wrong with this sample ("12 pixels with ids 7, 9").
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
-        super().__init__(reason)
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keep reason and detail across processes
+        return (type(self), (self.reason, self.detail))
+
+    def row(self, path: str, key: str | None = None) -> dict[str, str]:
+        """The reject row of this sample (``rejects.jsonl``)."""
+        row = {"path": path}
+        if key is not None:
+            row["key"] = key
+        return {**row, "reason": self.reason, "detail": self.detail}
+
+
+def reject_row(path: str, reason: str, detail: str = "", key: str | None = None) -> dict[str, str]:
+    """A reject row for an input turned away before any stage ran (unmatched, unsupported type)."""
+    return SampleError(reason, detail).row(path, key)
 
 
 class DatasetError(PairforgeError):

@@ -60,45 +60,46 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        reason = "dangling link" if path.is_symlink() else "file not found"
-        raise SampleError(reason) from None
+        detail = "a dangling symbolic link" if path.is_symlink() else "it was moved or deleted after the listing"
+        raise SampleError("file not found", detail) from None
     except IsADirectoryError:
         raise SampleError("is a directory") from None
     except PermissionError:
-        raise SampleError("unreadable: permission denied") from None
+        raise SampleError("unreadable", "permission denied") from None
     except OSError as exc:
-        raise SampleError(f"unreadable: {exc.strerror or exc}") from None
+        raise SampleError("unreadable", str(exc.strerror or exc)) from None
 
 
 def _load(data: bytes, max_pixels: int) -> Image.Image:
     """Open image bytes, check the header's size against ``max_pixels``, then decode the pixels."""
     if not data:
-        raise SampleError("empty file (0 bytes)")
+        raise SampleError("empty file", "0 bytes")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width <= 0 or height <= 0:
-                raise SampleError(f"invalid image size {width}x{height}")
+                raise SampleError("invalid image size", f"{width}x{height}")
             if width * height > max_pixels:
                 raise SampleError(
-                    f"too large: {width}x{height} = {width * height:,} pixels "
-                    f"exceeds the limit of {max_pixels:,} (raise --max-pixels)"
+                    "too large",
+                    f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+                    "(raise --max-pixels)",
                 )
             image.load()
             return image
     except SampleError:
         raise
     except UnidentifiedImageError:
-        raise SampleError("not an image (unrecognised format)") from None
+        raise SampleError("not an image", "unrecognised format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         message = str(exc) or type(exc).__name__
         if "truncated" in message or isinstance(exc, EOFError):
-            raise SampleError(f"truncated image: {message}") from None
-        raise SampleError(f"corrupt image: {message}") from None
+            raise SampleError("truncated image", message) from None
+        raise SampleError("corrupt image", message) from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
-        raise SampleError(f"too large: {exc}") from None
+        raise SampleError("too large", str(exc)) from None
 
 
 def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -119,7 +120,7 @@ def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(image)
         if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
-            raise SampleError("label ids outside 0..65535")
+            raise SampleError("bad label map", "label ids outside 0..65535")
         return values.astype(np.uint16)
     if mode in ("RGB", "RGBA", "LA", "1", "CMYK", "YCbCr"):
         if mode == "LA":
@@ -127,7 +128,7 @@ def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX
         if mode == "1":
             return np.asarray(image.convert("L"), dtype=np.uint8) // 255
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    raise SampleError(f"unsupported label map mode {mode}")
+    raise SampleError("bad label map", f"unsupported image mode {mode}")
 
 
 def to_rgb_uint8(image: Image.Image) -> np.ndarray:
@@ -193,7 +194,7 @@ def decode_fast(data: bytes, channels: int = 3) -> np.ndarray:
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if array is None:
-        raise SampleError("corrupt image bytes")
+        raise SampleError("corrupt image", "the bytes do not decode")
     if channels != 1:
         array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     return array

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pairforge import __version__
-from pairforge.errors import DatasetError, SampleError
+from pairforge.errors import DatasetError, SampleError, reject_row
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
 
@@ -112,17 +112,18 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
         if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
             continue
         if hidden:
-            rejects.append({"path": str(path), "reason": f"hidden {hidden}: name starts with '.'"})
+            rejects.append(reject_row(str(path), f"hidden {hidden}", "name starts with '.'"))
             continue
         if has_splits:
             if len(relative.parts) == 1:
-                rejects.append({"path": str(path), "reason": "outside the split folders (train/, val/, test/)"})
+                rejects.append(reject_row(str(path), "outside split folders",
+                                          "the folder has train/, val/ or test/; files beside them are not used"))
                 continue
             split, inner = relative.parts[0], Path(*relative.parts[1:])
         else:
             split, inner = "", relative
         if not is_image_path(path):
-            rejects.append({"path": str(path), "reason": f"unsupported file type {path.suffix or '(none)'!r}"})
+            rejects.append(reject_row(str(path), "unsupported file type", repr(path.suffix or "(none)")))
             continue
         found.append(FoundFile(str(path), split, inner.with_suffix("").as_posix()))
     return found, rejects
@@ -163,9 +164,9 @@ def split_ab(ab: np.ndarray, a_channels: int = 3) -> tuple[np.ndarray, np.ndarra
     """
     height, width = ab.shape[:2]
     if width % 2:
-        raise SampleError(f"odd width {width}: an AB image must be two halves of equal width")
+        raise SampleError("odd width", f"{width} px: an AB image must be two halves of equal width")
     if height == 0 or width < 2:
-        raise SampleError(f"empty halves ({width}x{height})")
+        raise SampleError("empty halves", f"{width}x{height}")
     half = width // 2
     a, b = ab[:, :half], ab[:, half:]
     if a_channels == 1:

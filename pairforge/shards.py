@@ -206,7 +206,7 @@ class WriteShard:
             writer = ShardTarWriter(stream)
             for item, outcome in iter_samples(self.reader, list(task.items)):
                 if not isinstance(outcome, PairSample):
-                    rejects.append({"path": item.path, "key": item.key, "reason": outcome.reason})
+                    rejects.append(outcome.row(item.path, item.key))
                     continue
                 writer.write(self._encode(item, outcome))
                 count += 1

@@ -119,7 +119,7 @@ class StageReader:
             try:
                 extras[name] = reader(path, self.max_pixels)
             except SampleError as exc:
-                raise SampleError(f"{name} ({path}): {exc.reason}") from None
+                raise SampleError(exc.reason, f"{name} {path}" + (f": {exc.detail}" if exc.detail else "")) from None
         sample = stage(image, item.key, **extras)
         sample.meta.setdefault("source", item.path)
         sample.meta.setdefault("kind", stage.kind)
@@ -160,10 +160,10 @@ def capture(reader: Callable[[Any], PairSample], item: Any) -> PairSample | Samp
     except SampleError as exc:
         return exc
     except MemoryError:
-        return SampleError("out of memory while processing this image")
+        return SampleError("out of memory", "while processing this image")
     except Exception as exc:  # a stage bug or library failure on odd input: report, keep going
         log.warning("unexpected %s on %s", type(exc).__name__, getattr(item, "path", item), exc_info=True)
-        return SampleError(f"unexpected {type(exc).__name__}: {exc}")
+        return SampleError("unexpected error", f"{type(exc).__name__}: {exc}")
 
 
 def iter_samples(

@@ -44,16 +44,16 @@ def require_min_side(image: np.ndarray, what: str = "image") -> None:
     """Raise :class:`SampleError` when ``image`` is smaller than :data:`MIN_PHOTO_SIDE` on a side."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_PHOTO_SIDE:
-        raise SampleError(f"image too small: {width}x{height} px (minimum {MIN_PHOTO_SIDE} px per side)")
+        raise SampleError("too small", f"{what} is {width}x{height} px (minimum {MIN_PHOTO_SIDE} px per side)")
 
 
 def require_rgb(image: Any, what: str = "image") -> None:
     """Raise :class:`SampleError` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
     if not isinstance(image, np.ndarray):
-        raise SampleError(f"{what} is not an array ({type(image).__name__})")
+        raise SampleError("invalid array", f"{what} is not an array ({type(image).__name__})")
     if image.ndim != 3 or image.shape[2] != 3:
-        raise SampleError(f"{what} must be RGB (H, W, 3), got shape {image.shape}")
+        raise SampleError("invalid array", f"{what} must be RGB (H, W, 3), got shape {image.shape}")
     if image.dtype != np.uint8:
-        raise SampleError(f"{what} must be uint8, got {image.dtype}")
+        raise SampleError("invalid array", f"{what} must be uint8, got {image.dtype}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise SampleError(f"{what} is empty ({image.shape[1]}x{image.shape[0]})")
+        raise SampleError("empty image", f"{what} is {image.shape[1]}x{image.shape[0]}")

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from pairforge.errors import ConfigError, SampleError
+from pairforge.errors import ConfigError, SampleError, reject_row
 from pairforge.keys import unique_keys_per_split
 from pairforge.pairs import FoundFile, discover
 from pairforge.pipelines.base import require_rgb
-from pairforge.pipelines.geometry import resize
+from pairforge.pipelines.geometry import FitConfig, fit_image, resize
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem
 
@@ -26,9 +26,11 @@ class CombineConfig:
     Attributes:
         size_mismatch: ``reject`` pairs whose A and B sizes differ, or ``resize-b``
             to resize B (area/bicubic) to A's size.
+        fit: size policy applied to A and B alike after matching (default: keep the size).
     """
 
     size_mismatch: str = "reject"
+    fit: FitConfig = FitConfig(size=None)
 
     def __post_init__(self) -> None:
         if self.size_mismatch not in SIZE_POLICIES:
@@ -47,19 +49,22 @@ class CombineStage:
     def __call__(self, image: np.ndarray, key: str, b: np.ndarray | None = None) -> PairSample:
         require_rgb(image, "A")
         if b is None:
-            raise SampleError("no B image given")
+            raise SampleError("unmatched", "no B image given")
         require_rgb(b, "B")
         if image.shape[:2] != b.shape[:2]:
             if self.config.size_mismatch == "reject":
                 raise SampleError(
-                    f"size mismatch: A is {image.shape[1]}x{image.shape[0]}, B is {b.shape[1]}x{b.shape[0]}"
-                    " (use --size-mismatch resize-b to resize B)"
+                    "size mismatch",
+                    f"A is {image.shape[1]}x{image.shape[0]}, B is {b.shape[1]}x{b.shape[0]}"
+                    " (use --size-mismatch resize-b to resize B)",
                 )
             b = resize(b, image.shape[0], image.shape[1])
-        return PairSample(key, image, b, {"kind": self.kind})
+        image, b = fit_image(image, self.config.fit), fit_image(b, self.config.fit)
+        return PairSample(key, np.ascontiguousarray(image), np.ascontiguousarray(b), {"kind": self.kind})
 
     def describe(self) -> dict[str, Any]:
-        return {"stage": "combine", "size_mismatch": self.config.size_mismatch}
+        return {"stage": "combine", "size_mismatch": self.config.size_mismatch, "size": self.config.fit.size,
+                "fit": self.config.fit.fit}
 
 
 def match_folders(
@@ -93,14 +98,14 @@ def match_folders(
         claimed = {entry.path for entry in a_side.values()} | {entry.path for entry in b_side.values()}
         claimed |= {row["path"] for row in a_dups + b_dups}
         rest = [entry for entry in a_rest if entry.path not in claimed]
-        rejects += [{"path": e.path, "reason": f"no {a_suffix} or {b_suffix} suffix"} for e in rest]
+        rejects += [reject_row(e.path, "unmatched", f"no {a_suffix} or {b_suffix} suffix") for e in rest]
     else:
-        rejects += [{"path": e.path, "reason": f"no {a_suffix} suffix (A side)"} for e in a_rest]
-        rejects += [{"path": e.path, "reason": f"no {b_suffix} suffix (B side)"} for e in b_rest]
+        rejects += [reject_row(e.path, "unmatched", f"no {a_suffix} suffix (A side)") for e in a_rest]
+        rejects += [reject_row(e.path, "unmatched", f"no {b_suffix} suffix (B side)") for e in b_rest]
     for missing in sorted(set(a_side) - set(b_side)):
-        rejects.append({"path": a_side[missing].path, "reason": "unmatched: no B image with the same name"})
+        rejects.append(reject_row(a_side[missing].path, "unmatched", "no B image with the same name"))
     for missing in sorted(set(b_side) - set(a_side)):
-        rejects.append({"path": b_side[missing].path, "reason": "unmatched: no A image with the same name"})
+        rejects.append(reject_row(b_side[missing].path, "unmatched", "no A image with the same name"))
     common = sorted(set(a_side) & set(b_side))
     keys, _ = unique_keys_per_split(common)
     items = [
@@ -126,8 +131,49 @@ def _by_stem(
             stem = stem[: -len(suffix)]
         match = (entry.split, stem)
         if match in index:
-            reason = f"duplicate name: {index[match].path} has the same stem ({side} side)"
-            duplicates.append({"path": entry.path, "reason": reason})
+            detail = f"{index[match].path} has the same stem ({side} side)"
+            duplicates.append(reject_row(entry.path, "duplicate name", detail))
             continue
         index[match] = entry
     return index, rest, duplicates
+
+
+SUFFIX_SEPARATORS = "_-."
+
+
+def _ending(stem: str) -> str | None:
+    name = stem.rsplit("/", 1)[-1]
+    cut = max(name.rfind(separator) for separator in SUFFIX_SEPARATORS)
+    return name[cut:] if cut > 0 else None
+
+
+def guess_suffixes(a_stems: list[str], b_stems: list[str]) -> tuple[str, str] | None:
+    """The ``--suffix`` pair the names suggest, when stems do not match as they are.
+
+    ``photo_A`` / ``photo_B`` (or ``x-input`` / ``x-target``) give ``("_A", "_B")``: the most
+    common ending after the last ``_``, ``-`` or ``.`` on each side (for one folder holding
+    both sides, its two most common endings), kept when stripping them makes at least half
+    of the names meet. Returns None when no such pair exists.
+    """
+
+    def ranked(stems: list[str]) -> list[str]:
+        counts: dict[str, int] = {}
+        for stem in stems:
+            end = _ending(stem)
+            if end is not None:
+                counts[end] = counts.get(end, 0) + 1
+        return sorted(counts, key=lambda end: (-counts[end], end))
+
+    a_ends, b_ends = ranked(a_stems), ranked(b_stems)
+    if not a_ends or not b_ends:
+        return None
+    a_end, b_end = a_ends[0], b_ends[0]
+    if a_end == b_end:  # one folder with both sides: its two most common endings, A first by name
+        if len(a_ends) < 2:
+            return None
+        a_end, b_end = sorted(a_ends[:2])
+    a_base = {stem[: -len(a_end)] for stem in a_stems if stem.endswith(a_end)}
+    b_base = {stem[: -len(b_end)] for stem in b_stems if stem.endswith(b_end)}
+    if not a_base or not b_base or len(a_base & b_base) * 2 < min(len(a_base), len(b_base)):
+        return None
+    return a_end, b_end

@@ -168,7 +168,7 @@ class EdgesStage:
         photo = np.ascontiguousarray(fit_image(image, self.config.fit))
         if self._hed is not None and photo.shape[0] * photo.shape[1] > HED_MAX_PIXELS:
             raise SampleError(
-                f"image too large for HED: {photo.shape[1]}x{photo.shape[0]} px; set an output size (--size)"
+                "too large", f"{photo.shape[1]}x{photo.shape[0]} px is too large for HED; set an output size (--size)"
             )
         return photo
 

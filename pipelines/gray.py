@@ -87,7 +87,8 @@ class GrayStage:
         photo = np.ascontiguousarray(fit_image(image, self.config.fit))
         color_fraction = colored_fraction(photo, self.config.gray_tolerance)
         if color_fraction <= GRAY_OUTLIER_FRACTION:
-            raise SampleError("already grayscale")
+            raise SampleError("already grayscale", f"{color_fraction:.2%} of the pixels have colour "
+                              f"(channels differing by more than {self.config.gray_tolerance})")
         lightness = luma(photo) if self.config.space == "luma" else lab_lightness(photo)
         meta = {"space": self.config.space, "colored_fraction": round(color_fraction, 4)}
         return PairSample(key, lightness, photo, meta)

@@ -116,9 +116,10 @@ class LabelsStage:
         if unknown_pixels:
             if self.config.unknown == "reject":
                 raise SampleError(
+                    f"unknown {source}",
                     f"{unknown_pixels} label pixels with {source} not in palette "
                     f"{self.palette.name!r}: {_examples(label, unknown, source)} "
-                    "(use --unknown ignore, or another --palette)"
+                    "(use --unknown ignore, or another --palette)",
                 )
             index[unknown] = self.palette.ignore_index
         index = index.astype(np.uint16)
@@ -128,8 +129,9 @@ class LabelsStage:
         if resized:
             if self.config.size_mismatch == "reject":
                 raise SampleError(
-                    f"size mismatch: label map is {index.shape[1]}x{index.shape[0]}, "
-                    f"photo is {width}x{height} (use --size-mismatch resize)"
+                    "size mismatch",
+                    f"label map is {index.shape[1]}x{index.shape[0]}, "
+                    f"photo is {width}x{height} (use --size-mismatch resize)",
                 )
             index = resize(index, height, width, nearest=True)
 
@@ -155,36 +157,36 @@ class LabelsStage:
     def _checked_label(self, label: Any) -> tuple[np.ndarray, str]:
         """The label map as ``(H, W)`` ids or ``(H, W, 3)`` colours, and which of the two it is."""
         if label is None:
-            raise SampleError("no label map for this photo (label maps are matched by file stem)")
+            raise SampleError("unmatched", "no label map for this photo (label maps are matched by file stem)")
         if not isinstance(label, np.ndarray):
-            raise SampleError(f"label map is not an array ({type(label).__name__})")
+            raise SampleError("bad label map", f"not an array ({type(label).__name__})")
         if label.ndim == 3 and label.shape[2] == 1:
             label = label[..., 0]
         if label.ndim not in (2, 3) or (label.ndim == 3 and label.shape[2] != 3):
             raise SampleError(
-                f"label map must be (H, W) ids or (H, W, 3) colours, got shape {label.shape}"
+                "bad label map", f"label map must be (H, W) ids or (H, W, 3) colours, got shape {label.shape}"
             )
         if label.shape[0] == 0 or label.shape[1] == 0:
-            raise SampleError(f"label map is empty ({label.shape[1]}x{label.shape[0]})")
+            raise SampleError("bad label map", f"label map is empty ({label.shape[1]}x{label.shape[0]})")
         if label.ndim == 3 and self.config.input == "ids":
             if not (
                 np.array_equal(label[..., 0], label[..., 1])
                 and np.array_equal(label[..., 0], label[..., 2])
             ):
                 raise SampleError(
-                    "expected a single-channel class-id map, got a colour image (try --input colors)"
+                    "bad label map", "expected a single-channel class-id map, got a colour image (try --input colors)"
                 )
             label = label[..., 0]
         if label.ndim == 2:
             if self.config.input == "colors":
                 raise SampleError(
-                    "expected a colour-coded label map, got single-channel ids (try --input ids)"
+                    "bad label map", "expected a colour-coded label map, got single-channel ids (try --input ids)"
                 )
             if not np.issubdtype(label.dtype, np.integer):
-                raise SampleError(f"class ids must be integers, got {label.dtype}")
+                raise SampleError("bad label map", f"class ids must be integers, got {label.dtype}")
             return label, "ids"
         if label.dtype != np.uint8:
-            raise SampleError(f"colour label map must be uint8, got {label.dtype}")
+            raise SampleError("bad label map", f"colour label map must be uint8, got {label.dtype}")
         return label, "colors"
 
 

@@ -224,19 +224,19 @@ def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray,
     a_bytes = sample.get("a.png")
     b_bytes = sample.get("b.jpg", sample.get("b.png"))
     if a_bytes is None or b_bytes is None:
-        raise SampleError(f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
+        raise SampleError("incomplete sample", f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
     flag = cv2.IMREAD_GRAYSCALE if encoding.a_channels == 1 and not encoding.label_a else cv2.IMREAD_COLOR
     a = cv2.imdecode(np.frombuffer(a_bytes, np.uint8), flag)
     b = cv2.imdecode(np.frombuffer(b_bytes, np.uint8), cv2.IMREAD_COLOR)
     if a is None or a.size == 0:
-        raise SampleError("a.png does not decode")
+        raise SampleError("corrupt image", "a.png does not decode")
     if b is None or b.size == 0:
-        raise SampleError("B image does not decode")
+        raise SampleError("corrupt image", "the B image does not decode")
     if a.ndim == 3:
         a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
     b = cv2.cvtColor(b, cv2.COLOR_BGR2RGB)
     if a.shape[:2] != b.shape[:2]:
-        raise SampleError(f"A {a.shape[:2]} and B {b.shape[:2]} differ in size")
+        raise SampleError("size mismatch", f"A {a.shape[:2]} and B {b.shape[:2]} differ in size")
     return a_to_stored(a, encoding), np.ascontiguousarray(b.transpose(2, 0, 1))
 
 

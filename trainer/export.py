@@ -63,6 +63,19 @@ def _frozen(generator: nn.Module) -> nn.Module:
     return model
 
 
+def _dropout_active(model: nn.Module) -> bool:
+    """Whether any dropout layer of the exported model is active (in training mode)."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training for m in model.modules())
+
+
+def _model_facts(model_config: dict[str, Any]) -> dict[str, Any]:
+    """The run's model config for the sidecar, with ``dropout`` renamed ``trained_with_dropout``."""
+    facts = {k: v for k, v in model_config.items() if k != "dropout"}
+    if "dropout" in model_config:
+        facts["trained_with_dropout"] = model_config["dropout"]
+    return facts
+
+
 def _run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
     if fmt == "torchscript":
         module = torch.jit.load(str(path), map_location="cpu")
@@ -153,13 +166,16 @@ def export_generator(
         "format": fmt,
         "input": "encoded A (pairforge.trainer.transforms.prepare_input), float32 (B, C, H, W)",
         "output": "generator output in [-1, 1] (pairforge.trainer.transforms.output_to_rgb)",
-        "mode": "eval, dropout off",
+        "mode": f"eval, dropout {'on' if _dropout_active(model) else 'off'}",
         "size_multiple": multiple,
         "in_channels": in_channels,
         "out_channels": int(run_config["model"]["out_channels"]),
         "dataset": {k: run_config["dataset"].get(k) for k in ("kind", "a_channels", "palette")},
         "data": run_config.get("data", {}),
-        "model": run_config["model"],
+        # what the exported graph does, from its modules; the training-time setting is kept
+        # apart under another name so the file never says "dropout: true" beside "dropout off"
+        "dropout": _dropout_active(model),
+        "model": _model_facts(run_config["model"]),
         "max_abs_error": max_error,
         "verified_with": verified_with,
     }, indent=2, sort_keys=True))

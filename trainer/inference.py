@@ -178,9 +178,9 @@ class Predictor:
             SampleError: not a uint8 2-D/3-channel image.
         """
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim not in (2, 3):
-            raise SampleError(f"not a uint8 image ({getattr(a, 'shape', type(a))})")
+            raise SampleError("invalid array", f"not a uint8 image ({getattr(a, 'shape', type(a))})")
         if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
-            raise SampleError(f"{a.shape[2]} channels (expected 1 or 3)")
+            raise SampleError("invalid array", f"{a.shape[2]} channels (expected 1 or 3)")
         if min(a.shape[:2]) < 1:
             raise SampleError("empty image")
         expected = describe_expected_input(self.encoding)

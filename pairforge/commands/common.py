@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,8 @@ def runner_options(function: F) -> F:
         "--workers",
         type=click.IntRange(min=1, max=1024),
         default=None,
-        help="Local worker processes [default: all cores].",
+        help="Local worker processes [default: all cores; 1 for make-edges with HED, which uses every core "
+             "through torch].",
     )(function)
     return function
 
@@ -45,15 +47,85 @@ def resolve_workers(workers: int | None) -> int:
     return workers if workers is not None else default_workers()
 
 
+NOISY_LOGGERS = ("distributed", "bokeh", "tornado", "fsspec", "PIL", "matplotlib", "urllib3")
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (tests and tqdm swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
+    """Log levels for ``-v`` (pairforge debug logs), ``-vv`` (also Dask's) and ``-q`` (warnings only).
+
+    The options are accepted before and after the subcommand; this is called for each occurrence
+    and keeps the most verbose (or quiet) request seen so far in the Click context's ``meta``.
+    """
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
+    meta["pairforge.verbose"] = max(int(meta.get("pairforge.verbose", 0)), verbose)
+    meta["pairforge.quiet"] = bool(meta.get("pairforge.quiet", False)) or quiet
+    verbose, quiet = meta["pairforge.verbose"], meta["pairforge.quiet"]
+    level = logging.WARNING if quiet or not verbose else logging.DEBUG
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StderrHandler) for handler in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose > 1 and not quiet else logging.WARNING)
+    for name in ("pairforge", "__main__"):
+        logging.getLogger(name).setLevel(level)
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 and not quiet else logging.WARNING)
+
+
+def is_quiet() -> bool:
+    """True when ``-q`` was given (before or after the subcommand): progress bars are hidden."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.meta.get("pairforge.quiet"))
+
+
+def _verbosity_callback(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    if param.name == "verbose":
+        set_verbosity(verbose=int(value or 0))
+    elif value:
+        set_verbosity(quiet=True)
+
+
+def verbosity_options(command: click.Command) -> click.Command:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` to a command (and its subcommands), so they work after it too."""
+    names = {name for param in command.params for name in param.opts}
+    if "-v" not in names:
+        command.params.append(click.Option(
+            ["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity_callback,
+            help="Debug logs of pairforge (-vv: also Dask's)."))
+    if "-q" not in names:
+        command.params.append(click.Option(
+            ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_verbosity_callback,
+            help="No progress bars or info: warnings, errors and the final summary only."))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            verbosity_options(sub)
+    return command
+
+
 @contextmanager
 def progress(total: int, description: str, unit: str = "img") -> Iterator[Callable[[int], None]]:
     """A tqdm bar on stderr (hidden when not a terminal and quiet); yields an ``advance(n)`` function."""
     from tqdm import tqdm
 
-    context = click.get_current_context(silent=True)
-    quiet = bool(context and context.find_root().params.get("quiet"))
     bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
-               disable=quiet)
+               disable=is_quiet())
     try:
         yield bar.update
     finally:

@@ -28,7 +28,8 @@ def shard_options(function):  # type: ignore[no-untyped-def]
         click.option("--max-shard-bytes", type=click.IntRange(min=1024), default=None,
                      help="Also cut a shard before its inputs exceed this many bytes."),
         click.option("--lossless", is_flag=True, help="Store B as PNG instead of JPEG quality --quality."),
-        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality of B."),
+        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+                     help="JPEG quality of B in shards (and of AB files written with --format jpg)."),
         click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
                      help="Share of samples sent to val (by hash of the key) when the input has no split folders."),
         click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
@@ -50,46 +51,95 @@ def shard_options(function):  # type: ignore[no-untyped-def]
               help="Match x_A.* with x_B.* (like the official --use_AB) instead of identical stems.")
 @click.option("--size-mismatch", type=click.Choice(["reject", "resize-b"]), default="reject", show_default=True,
               help="When A and B differ in size: reject the pair, or resize B to A.")
+@click.option("--size", type=click.IntRange(8, 16384), default=None,
+              help="Output side in pixels, applied to A and B alike (see --fit) [default: keep the input size].")
+@click.option("--fit", type=click.Choice(["crop", "pad", "stretch", "none"]), default="crop", show_default=True,
+              help="With --size. crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
+                   "none: short side to SIZE, keep aspect.")
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would.")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
-              help="Format of the AB files.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality with --format jpg.")
+              help="Format of the AB files (JPEG quality: --quality).")
 @click.option("--overwrite", is_flag=True, help="Replace a pair folder made by a different config (refused by default).")
+@shard_options
 @runner_options
-def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, size_mismatch: str,
-                    image_format: str, quality: int, overwrite: bool, workers: int | None, scheduler: str | None,
-                    max_pixels: int) -> None:
+def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, size_mismatch: str, size: int | None,
+                    fit: str, shards_dir: Path | None, image_format: str, samples_per_shard: int,
+                    max_shard_bytes: int | None, lossless: bool, quality: int, val_fraction: float,
+                    test_fraction: float, overwrite: bool, license_: str | None, source: str | None, workers: int | None,
+                    scheduler: str | None, max_pixels: int) -> None:
     """Pair the images of A_DIR and B_DIR into the aligned AB layout (A left, B right).
 
     Files match by name without extension (x.png pairs with x.jpg), or by
     suffix with --suffix _A,_B. train/, val/ and test/ subfolders are kept.
     Unmatched, unreadable and mismatched files are listed in rejects.jsonl.
+    When nothing matches, nothing is written: the error suggests the --suffix
+    the file names point to.
     """
     from pairforge.build import PairFolderConfig, build_pairs
-    from pairforge.pairs import PairsInfo
+    from pairforge.errors import ConfigError
+    from pairforge.pairs import PairsInfo, discover
     from pairforge.paths import ensure_output_dir
-    from pairforge.pipelines.combine import CombineConfig, match_folders
+    from pairforge.pipelines.combine import CombineConfig, guess_suffixes, match_folders
+    from pairforge.pipelines.geometry import FitConfig
     from pairforge.runner import RunnerConfig
+    from pairforge.shards import DatasetInfo, ShardConfig
     from pairforge.sources import StageReader, StageSpec
 
-    ensure_output_dir(output, "pair folder")
     suffixes = None
     if suffix is not None:
         parts = suffix.split(",")
         if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
             raise click.BadParameter("expected two different suffixes like _A,_B", param_hint="--suffix")
         suffixes = (parts[0], parts[1])
-    stage_config = CombineConfig(size_mismatch=size_mismatch)
-    items, rejects = match_folders(a_dir, b_dir, suffixes)
+    stage_config = CombineConfig(size_mismatch=size_mismatch, fit=FitConfig(size=size, fit=fit))
+
+    def hint() -> str:
+        a_stems = [entry.stem for entry in discover(a_dir)[0]]
+        b_stems = a_stems if a_dir.resolve() == b_dir.resolve() else [entry.stem for entry in discover(b_dir)[0]]
+        guessed = guess_suffixes(a_stems, b_stems)
+        if guessed is None or guessed == suffixes:
+            return "check that A and B files share their names (extensions may differ)"
+        return f"the names end in {guessed[0]} and {guessed[1]}: try --suffix {guessed[0]},{guessed[1]}"
+
+    try:
+        items, rejects = match_folders(a_dir, b_dir, suffixes)
+    except ConfigError as exc:
+        raise click.UsageError(f"{exc}; {hint()}") from None
+    if not items:
+        raise click.ClickException(
+            f"nothing matched: {len(rejects)} file(s) in {a_dir} and {b_dir} have no partner; {hint()}")
+    ensure_output_dir(shards_dir or output, "shard folder" if shards_dir else "pair folder")
+    description = {**stage_config_description(stage_config), "suffix": suffix}
     reader = StageReader(StageSpec("pairforge.pipelines.combine:CombineStage", stage_config), max_pixels)
-    info = PairsInfo(kind="generic", a_channels=3, stage={"stage": "combine", "size_mismatch": size_mismatch,
-                     "suffix": suffix}, command=command_line())
+    command = command_line()
+    if shards_dir is not None:
+        config = ShardConfig(str(shards_dir), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction,
+                             test_fraction)
+        info = DatasetInfo(kind="generic", a_channels=3, palette=None,
+                           source={"kind": "generic", "stage": description, "command": command})
+        write_shards_with_card(items, reader, info, config, workers, scheduler, rejects, commands=[command],
+                               license_=license_, source=source)
+        return
+    info = PairsInfo(kind="generic", a_channels=3, stage=description, command=command)
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    with progress(len(items), "combine") as advance:
+    with progress(len(items), f"combine ({runner.describe()})") as advance:
         summary = build_pairs(items, reader, info, PairFolderConfig(str(output), image_format, quality, overwrite), runner,
                               early_rejects=rejects, on_progress=advance)
     print_table(f"combine -> {output}", summary.as_rows())
     if sum(summary.rejected.values()):
         click.echo(f"rejected inputs and reasons: {output / 'rejects.jsonl'}")
+        unmatched = summary.rejected.get("unmatched", 0)
+        if unmatched:
+            click.echo(f"{unmatched} unmatched: {hint()}")
+    click.echo(f"next: pairforge shard {output}")
+
+
+def stage_config_description(config: object) -> dict[str, object]:
+    """The combine stage's parameters as recorded in pairs.json / dataset.json."""
+    from pairforge.pipelines.combine import CombineStage
+
+    return CombineStage(config).describe()  # type: ignore[arg-type]
 
 
 @click.command("shard")
@@ -159,6 +209,7 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_sha
 
 def _manifest_listed(pairs_dir: Path, found: list[Any]) -> tuple[list[Any], list[dict[str, str]]]:
     """Split found files into those manifest.jsonl lists and reject rows for the rest."""
+    from pairforge.errors import reject_row
     from pairforge.pairs import MANIFEST_NAME, read_jsonl
     from pairforge.paths import absolute
 
@@ -172,7 +223,8 @@ def _manifest_listed(pairs_dir: Path, found: list[Any]) -> tuple[list[Any], list
         if Path(entry.path).relative_to(root).as_posix() in listed:
             kept.append(entry)
         else:
-            rejects.append({"path": entry.path, "reason": f"not in {MANIFEST_NAME}: not made by the build that wrote it"})
+            rejects.append(reject_row(entry.path, "not in manifest",
+                                      f"not listed in {MANIFEST_NAME}: not made by the build that wrote it"))
     return kept, rejects
 
 
@@ -210,14 +262,15 @@ def _require_ab_layout(folder: Path, paths: list[str]) -> None:
 
 
 def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
-                  collisions: int = 0) -> None:
+                  collisions: int = 0, workers_reason: str = "") -> None:
     """Run the shard writer with a progress bar, then write the data card and print the summary."""
     from pairforge.datacard import render_card, write_card
     from pairforge.runner import RunnerConfig
     from pairforge.shards import read_dataset, write_shard_set
 
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    with progress(len(items), f"shard ({runner.describe()})") as advance:
+    where = runner.describe() + (f": {workers_reason}" if workers_reason else "")
+    with progress(len(items), f"shard ({where})") as advance:
         summary = write_shard_set(items, reader, dataset_info, config, runner, early_rejects=rejects, on_progress=advance)
     dataset = read_dataset(config.out_dir)
     card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=license_, source=source)
@@ -271,9 +324,10 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int)
     if not samples:
         click.echo("no samples to draw")
         return
-    path = write_contact_sheet(sheet or shards_dir / "contact_sheet.png", contact_sheet(samples))
-    click.echo(f"contact sheet ({len(samples)} samples, A | B): {path}")
-    log.debug("sampled keys: %s", json.dumps([key for key, _, _ in samples]))
+    palette = dataset.get("palette") if dataset.get("kind") == "labels" else None
+    path = write_contact_sheet(sheet or shards_dir / "contact_sheet.png", contact_sheet(samples, palette=palette))
+    click.echo(f"contact sheet ({len(samples)} samples, A | B, captioned key (split)): {path}")
+    log.debug("sampled keys: %s", json.dumps([sample.key for sample in samples]))
 
 
 COMMANDS: list[click.Command] = [combine_command, shard_command, inspect_command]

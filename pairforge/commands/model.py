@@ -112,6 +112,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         except PairforgeError as exc:
             raise click.ClickException(f"--from-photos: {exc}") from None
 
+    kind = run_config["dataset"].get("kind")
     files = _input_files(inputs)
     if not files:
         raise click.ClickException(f"{inputs}: no images found")
@@ -139,8 +140,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
                     try:
                         image, target = prepare(name, path)
                     except SampleError as exc:
-                        rejects.append({"path": str(path), "reason": exc.reason})
-                        click.echo(f"skipped {path}: {exc.reason}", err=True)
+                        rejects.append({"path": str(path), "reason": exc.reason, "detail": exc.detail})
                         continue
                     chunk.append((name, image, target))
                 outputs = [predictor.predict([c[1] for c in chunk], sample=k) for k in range(samples)] if chunk else []
@@ -158,26 +158,58 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
                         target_rel = f"targets/{name}.png"
                         write_image(output / target_rel, target)
                     for rel in [input_rel, *row_outputs, *([target_rel] if target_rel else [])]:
-                        thumb = f"thumbs/{rel.replace('/', '__')}.jpg"
+                        # label maps and edge maps: lossless, nearest-neighbour upscaling (no new colours)
+                        exact = rel == input_rel and kind in ("labels", "edges")
+                        thumb = f"thumbs/{rel.replace('/', '__')}.{'png' if exact else 'jpg'}"
                         source = image if rel == input_rel else target if rel == target_rel else None
                         if source is None:
                             source = outputs[row_outputs.index(rel)][index]
-                        save_thumbnail(source, output / thumb)
+                        save_thumbnail(source, output / thumb, nearest=exact)
                         thumbs[rel] = thumb
                     rows.append(GalleryRow(name, input_rel, tuple(row_outputs), target_rel, thumbs))
                 advance(len(files[start : start + batch_size]))
     except PairforgeError as exc:
         raise click.ClickException(str(exc)) from None
-    page = write_gallery(output, rows, title=f"pairforge predict: {run_or_checkpoint}")
+    facts = {
+        "run": run_config.get("run_dir") or run_or_checkpoint,
+        "checkpoint": _checkpoint_label(run_or_checkpoint, not no_ema and bool(run_config.get("optim", {}).get("ema"))),
+        "model": f"{run_config['model'].get('generator')} trained on {run_config['dataset'].get('kind')} pairs",
+        "inputs": f"{inputs}" + (" (photos; A rebuilt with the dataset's stage)" if from_photos else ""),
+        "options": f"dropout {dropout}, seed {seed}, {samples} output(s) per input, device {resolved_device}, "
+                   f"tiles above {max_side} px (overlap {overlap})",
+    }
+    if rejects:
+        facts["skipped"] = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejects)
+    page = write_gallery(output, rows, title=f"pairforge predict: {Path(run_or_checkpoint).name}", facts=facts)
     if rejects:
         with open(output / "rejects.jsonl", "w", encoding="utf-8") as handle:
             for row in rejects:
                 handle.write(json.dumps(row) + "\n")
+    else:
+        (output / "rejects.jsonl").unlink(missing_ok=True)  # not a previous run's
     print_table("predict", [
         ("inputs", len(files)), ("predicted", len(rows)), ("skipped", len(rejects)),
         ("outputs per input", samples), ("dropout", dropout), ("device", resolved_device),
         ("page", str(page)),
     ])
+    for row in rejects:
+        click.echo(f"skipped {row['path']}: {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else ""))
+    if rejects:
+        click.echo(f"skipped inputs and reasons: {output / 'rejects.jsonl'}")
+
+
+def _checkpoint_label(path: str, ema: bool) -> str:
+    """``step 1000 (runs/00001-x/checkpoints/step-000001000), EMA weights`` for pages and summaries."""
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.checkpoint import resolve_checkpoint
+
+    try:
+        found = resolve_checkpoint(path)
+    except PairforgeError:
+        return str(path)
+    step = found.name.split("-", 1)[-1]
+    label = f"step {int(step)} ({found})" if step.isdigit() else str(found)
+    return label + (", EMA weights" if ema else "")
 
 
 COMMANDS.append(predict_command)
@@ -299,7 +331,7 @@ def train_judge_command(shards: str, output: Path | None, split: str, steps: int
     """
     from tqdm import tqdm
 
-    from pairforge.commands.common import print_table
+    from pairforge.commands.common import is_quiet, print_table
     from pairforge.errors import PairforgeError
     from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
     from pairforge.trainer.judge import JudgeConfig, save_judge, train_judge
@@ -311,7 +343,7 @@ def train_judge_command(shards: str, output: Path | None, split: str, steps: int
     try:
         config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
                              seed=seed, device=resolved)
-        with tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+        with tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stderr, disable=is_quiet()) as bar:
             def progress(step: int, loss: float) -> None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
@@ -332,19 +364,87 @@ def train_judge_command(shards: str, output: Path | None, split: str, steps: int
 COMMANDS.append(train_judge_command)
 
 
-@click.command("evaluate", context_settings=CONTEXT)
+class _EvaluateCommand(click.Command):
+    """Lets ``--compare`` take several runs, as in ``--compare RUN_B RUN_C`` (repeating it works too)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        value_next = in_compare = False
+        for arg in args:
+            if value_next:
+                value_next, in_compare = False, True
+            elif arg == "--compare":
+                value_next = True
+            elif arg.startswith("--compare="):
+                in_compare = True
+            elif in_compare and not arg.startswith("-") and _looks_like_run(arg):
+                rewritten.append("--compare")  # a further run after --compare RUN_B
+            else:
+                in_compare = False
+            rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+def _looks_like_run(arg: str) -> bool:
+    """A run folder, or a path that does not exist at all (so the error names it as a missing run)."""
+    return _is_run(arg) or not (Path(arg).exists() or any(c in arg for c in "{*?:"))
+
+
+def _is_run(path: str) -> bool:
+    """A run folder (config.json + checkpoints/) or a checkpoint folder (state.pt)."""
+    folder = Path(path)
+    return (folder / "config.json").is_file() and ((folder / "checkpoints").is_dir() or (folder / "state.pt").is_file())
+
+
+def _run_label(path: str, taken: dict[str, Any]) -> str:
+    """A short unique name for a run or checkpoint in tables (``00001-l1``, ``00001-l1/step-000001000``)."""
+    folder = Path(path).resolve()
+    label = folder.name if not folder.name.startswith("step-") else f"{folder.parent.parent.name}/{folder.name}"
+    unique, index = label, 2
+    while unique in taken:
+        unique, index = f"{label} ({index})", index + 1
+    return unique
+
+
+def _check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset: dict[str, Any], shards: str) -> None:
+    """Refuse a run trained on another kind of data than SHARDS (kind, A channels, label palette)."""
+    trained = run_config.get("dataset", {})
+
+    def facts(info: dict[str, Any]) -> str:
+        text = f"{info.get('kind')} pairs, A with {info.get('a_channels')} channel(s)"
+        classes = len((info.get("palette") or {}).get("classes", []))
+        return text + (f", {classes} label classes" if classes else "")
+
+    problems = []
+    if trained.get("kind") != dataset.get("kind"):
+        problems.append(f"kind {trained.get('kind')!r} vs {dataset.get('kind')!r}")
+    if trained.get("a_channels") != dataset.get("a_channels"):
+        problems.append(f"A channels {trained.get('a_channels')} vs {dataset.get('a_channels')}")
+    trained_colors = [c.get("color") for c in (trained.get("palette") or {}).get("classes", [])]
+    data_colors = [c.get("color") for c in (dataset.get("palette") or {}).get("classes", [])]
+    if trained_colors != data_colors:
+        problems.append("the label palettes differ")
+    if problems:
+        raise click.ClickException(
+            f"{run_path} was trained on {facts(trained)}, but {shards} holds {facts(dataset)} "
+            f"({'; '.join(problems)}): evaluate it on a shard set of its own kind, or train a run on this one")
+
+
+@click.command("evaluate", context_settings=CONTEXT, cls=_EvaluateCommand)
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("shards")
-@click.option("--split", default="val", show_default=True)
-@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Another run to evaluate on the same split (repeat); prints one table, a row per run.")
+@click.option("--split", default="val", show_default=True, help="Split of SHARDS to score.")
+@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="RUN_B [RUN_C ...]",
+              help="Other runs to score on the same split (--compare B C, or --compare B --compare C): "
+                   "writes compare.csv and compare.html, a row per run as in the paper's tables.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder [default: <run>/eval-<split>/ for each run].")
+              help="Report folder [default: <run>/eval-<split>/; with --compare, one subfolder per run "
+                   "and compare.* at its top].")
 @click.option("--judge", "judge_dir", type=click.Path(exists=True, file_okay=False),
               help="Judge for the FCN-score (labels) [default: SHARDS/judge when present].")
 @click.option("--dropout", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="Test-time dropout as in the paper (seeded, so repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dropout noise.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many pairs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -356,21 +456,26 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
     """Score RUN on a split of SHARDS: per-sample and mean L1, PSNR, SSIM plus the task scores.
 
     \b
-    Task scores by dataset kind:
+    L1 is the mean |output - target| on RGB values in [0, 1] (the same number
+    as training's val_l1); PSNR in dB; SSIM. Task scores by dataset kind:
       edges   edge consistency: the dataset's edge detector on the output vs the input
               edges, precision / recall / F1 with 2 px tolerance
       gray    colourfulness of output and target, Lab ab error
       labels  FCN-score: the judge (`pairforge train-judge`) on generated photos vs the input
               labels (pixel acc., class acc., class IoU), and on the real photos (upper bound)
-    Writes metrics.json, metrics.csv and metrics.html per run.
+    Writes metrics.json, metrics.csv and metrics.html per run; with --compare
+    also compare.csv and compare.html. A run trained on another kind of data
+    (other kind, channels or palette) is refused.
 
     \b
     Examples:
       pairforge evaluate runs/00001-pix2pix shards/
-      pairforge evaluate runs/00001-l1 shards/ --compare runs/00002-gan --compare runs/00003-l1-gan
+      pairforge evaluate runs/00001-l1 shards/ --compare runs/00002-gan runs/00003-l1-gan
     """
+    from pairforge.commands.common import progress
     from pairforge.errors import PairforgeError
-    from pairforge.trainer.evaluation import comparison_table, evaluate_pairs, write_report
+    from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
+    from pairforge.trainer.evaluation import evaluate_pairs, write_report
     from pairforge.trainer.inference import InferenceConfig, Predictor
 
     resolved = _device(device)
@@ -378,6 +483,12 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
     if not pairs:
         raise click.ClickException(f"{shards}: the {split!r} split has no readable pairs")
     kind = dataset["kind"]
+    runs = list(dict.fromkeys((run, *compare)))
+    loaded = []
+    for run_path in runs:  # all checks before any work
+        generator, run_config = _load(run_path, resolved, True)
+        _check_run_against_shards(run_path, run_config, dataset, shards)
+        loaded.append((run_path, generator, run_config))
     detector = segmenter = label_ids = None
     num_classes = 0
     if kind == "edges":
@@ -399,8 +510,10 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
                 raise click.ClickException(str(exc)) from None
             segmenter = judge.segment
     summaries: dict[str, dict[str, float]] = {}
-    for run_path in (run, *compare):
-        generator, run_config = _load(run_path, resolved, True)
+    pictures: list[PictureRow] = []
+    shown = pairs[:4]
+    for run_path, generator, run_config in loaded:
+        label = _run_label(run_path, summaries)
         try:
             predictor = Predictor(generator, run_config, InferenceConfig(dropout=dropout == "on", seed=seed,
                                                                          batch_size=batch_size, device=resolved))
@@ -409,27 +522,48 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
         except PairforgeError as exc:
             raise click.ClickException(f"{run_path}: {exc}") from None
         outputs = []
-        from pairforge.commands.common import progress
-
-        with progress(len(pairs), f"evaluate {Path(run_path).name}") as advance:
+        with progress(len(pairs), f"evaluate {label}") as advance:
             for start in range(0, len(pairs), batch_size):
                 chunk = pairs[start : start + batch_size]
                 outputs += predictor.predict([a for _, a, _ in chunk])
                 advance(len(chunk))
         report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(pairs, outputs, strict=True)), kind,
                                 detector, segmenter, label_ids, num_classes)
-        folder = output / Path(run_path).name if output and compare else output or Path(run_path) / f"eval-{split}"
+        folder = output / label.replace("/", "__") if output and len(loaded) > 1 else output or Path(run_path) / f"eval-{split}"
+        images = {key: (a, o, b) for (key, a, b), o in zip(pairs, outputs, strict=True)}  # input, output, target
         paths = write_report(report, folder, title=f"pairforge evaluate {run_path} on {shards} ({split})")
+        _add_example_images(paths["html"], report.rows, images, kind)
         for note in report.notes:
             click.echo(f"note: {note}", err=True)
-        summaries[Path(run_path).name] = report.summary()
+        summaries[label] = report.summary()
+        pictures.append(PictureRow(label, tuple(o for o in outputs[: len(shown)])))
         click.echo(f"{run_path}: {len(report.rows)} pairs -> {paths['html']}")
-    header, rows = comparison_table(summaries)
+    header, rows = table_rows(summaries)
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     click.echo("")
     for row in [header, *rows]:
         click.echo("  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width)
                              in enumerate(zip(row, widths, strict=True))))
+    if len(loaded) > 1:
+        compare_dir = output or Path(run) / f"eval-{split}"
+        picture_rows = [PictureRow("input", tuple(a for _, a, _ in shown)), *pictures,
+                        PictureRow("ground truth", tuple(b for _, _, b in shown))]
+        paths = write_comparison(compare_dir, summaries, picture_rows, keys=[key for key, _, _ in shown],
+                                 title=f"pairforge compare on {shards} ({split}, {len(pairs)} pairs, dropout {dropout})",
+                                 nearest_rows=("input",) if kind in ("labels", "edges") else ())
+        click.echo(f"\ncomparison: {paths['csv']}  {paths['html']}")
+
+
+def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str, Any], kind: str) -> None:
+    """Add the best and worst rows (by L1) with their input | output | target images to metrics.html."""
+    from pairforge.trainer.gallery import example_rows_html
+
+    section = example_rows_html(page.parent, rows, images, nearest_input=kind in ("labels", "edges"))
+    if section:
+        text = page.read_text(encoding="utf-8")
+        marker = "<br><table><caption>per sample"
+        text = text.replace(marker, section + marker, 1) if marker in text else text.replace("</body>", section + "</body>")
+        page.write_text(text, encoding="utf-8")
 
 
 COMMANDS.append(evaluate_command)

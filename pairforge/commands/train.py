@@ -22,51 +22,73 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), help="Continue this run folder exactly.")
 @click.option("--dataset-json", help="dataset.json for SHARDS given as a pattern or URL (pipe:, http://).")
 @click.option("--val-shards", help="Validation shards (pattern/URL); default: the val split of dataset.json.")
-@click.option("--label-input", type=click.Choice(["onehot", "color"]), default="onehot", show_default=True)
+@click.option("--label-input", type=click.Choice(["onehot", "color"]), default="onehot", show_default=True,
+              help="Labels datasets: feed the generator one channel per class, or the colour-coded map.")
 @click.option("--colorspace", type=click.Choice(["rgb", "lab"]), default="rgb", show_default=True,
               help="lab: input L, output ab (colorization).")
-@click.option("--augment", type=click.Choice(["none", "pix2pix", "strong"]), default="pix2pix", show_default=True)
-@click.option("--load-size", type=int, default=286, show_default=True)
-@click.option("--crop-size", type=int, default=256, show_default=True)
+@click.option("--augment", type=click.Choice(["none", "pix2pix", "strong"]), default="pix2pix", show_default=True,
+              help="pix2pix: resize to --load-size, random crop --crop-size, flip (the paper's jitter); "
+                   "strong: also a random resized crop and a small rotation; none: resize to --crop-size only.")
+@click.option("--load-size", type=int, default=286, show_default=True,
+              help="Side the pair is resized to before the random crop (the paper: 286).")
+@click.option("--crop-size", type=int, default=256, show_default=True,
+              help="Side of the random crop the networks train on (the paper: 256).")
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip.")
 @click.option("--generator", "generator", default="unet_256", show_default=True,
-              type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder"]))
-@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image"]), default="patch", show_default=True)
+              type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder"]),
+              help="U-Net as in the paper (unet: depth from --crop-size), ResNet blocks, or encoder_decoder "
+                   "(U-Net without skips, the paper's ablation).")
+@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image"]), default="patch", show_default=True,
+              help="patch: PatchGAN (see --n-layers); pixel: 1x1 PixelGAN; image: one score per image (ImageGAN).")
 @click.option("--n-layers", type=int, default=3, show_default=True, help="PatchGAN depth (3 = 70x70).")
-@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True)
-@click.option("--generator-channels", type=int, default=64, show_default=True)
-@click.option("--discriminator-channels", type=int, default=64, show_default=True)
+@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True,
+              help="Normalisation layers of both networks.")
+@click.option("--generator-channels", type=int, default=64, show_default=True,
+              help="Filters of the generator's first layer (ngf in the reference code).")
+@click.option("--discriminator-channels", type=int, default=64, show_default=True,
+              help="Filters of the discriminator's first layer (ndf).")
 @click.option("--no-dropout", is_flag=True, help="Turn off the generator's dropout noise.")
-@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan", "hinge"]), default="vanilla", show_default=True)
-@click.option("--lambda-l1", type=float, default=100.0, show_default=True)
+@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan", "hinge"]), default="vanilla", show_default=True,
+              help="GAN objective: vanilla (the paper's cross-entropy), lsgan (least squares) or hinge.")
+@click.option("--lambda-l1", type=float, default=100.0, show_default=True,
+              help="Weight of the L1 term (0 = GAN only).")
 @click.option("--no-gan", is_flag=True, help="L1 only.")
 @click.option("--unconditional", is_flag=True, help="The discriminator sees only B.")
-@click.option("--lr", type=float, default=2e-4, show_default=True)
-@click.option("--beta1", type=float, default=0.5, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Initial Adam learning rate of both networks.")
+@click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta1 (beta2 is 0.999).")
 @click.option("--epochs", type=int, default=100, show_default=True, help="Epochs at the initial lr.")
 @click.option("--decay-epochs", type=int, default=100, show_default=True, help="Epochs of linear lr decay.")
 @click.option("--steps", type=int, callback=_positive, help="Total steps (overrides epochs; extends a resumed run).")
 @click.option("--ema", type=float, default=0.0, show_default=True, help="Generator EMA decay (0.999; 0 = off).")
-@click.option("--batch-size", type=int, default=1, show_default=True, callback=_positive)
+@click.option("--batch-size", type=int, default=1, show_default=True, callback=_positive,
+              help="Pairs per step per GPU/process (the paper: 1, with batch norm acting as instance norm).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
               help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU].")
-@click.option("--shuffle-buffer", type=int, default=1000, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--shuffle-buffer", type=int, default=1000, show_default=True,
+              help="Samples held in memory to shuffle the shard stream.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when available, else the CPU.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on CPU.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks.")
 @click.option("--deterministic", is_flag=True, help="Deterministic kernels (exact resume).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--log-every", type=int, default=10, show_default=True, callback=_positive)
-@click.option("--sample-every", type=int, default=500, show_default=True)
-@click.option("--val-every", type=int, default=1000, show_default=True)
-@click.option("--checkpoint-every", type=int, default=1000, show_default=True)
-@click.option("--max-val-samples", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, shuffling, augmentation, dropout.")
+@click.option("--log-every", type=int, default=10, show_default=True, callback=_positive,
+              help="Steps between rows of metrics.jsonl.")
+@click.option("--sample-every", type=int, default=500, show_default=True,
+              help="Steps between sample grids in samples/ (0: only at the end).")
+@click.option("--val-every", type=int, default=1000, show_default=True,
+              help="Steps between validation passes (0: only at the end).")
+@click.option("--checkpoint-every", type=int, default=1000, show_default=True,
+              help="Steps between checkpoints (0: only at the end).")
+@click.option("--max-val-samples", type=int, default=64, show_default=True,
+              help="Validation pairs scored per pass (0: no validation).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
 @click.option("--record-keys", is_flag=True, hidden=True, help="Write keys.jsonl of the trained samples.")
 @click.option("--verify", is_flag=True,
               help="Hash every shard against dataset.json's sha256 before training (sizes are always compared).")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved config (device, precision, steps, epochs, lr schedule) and exit.")
 def train_command(shards: str | None, resume: str | None, steps: int | None, dry_run: bool, verify: bool,
                   **options: object) -> None:
     """Train pix2pix on the shard set SHARDS (a folder with dataset.json, a brace pattern or a URL).
@@ -90,7 +112,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
         TrainConfig,
     )
     from pairforge.trainer.data import default_num_workers
-    from pairforge.trainer.loop import resolve_config, resume_config, train
+    from pairforge.trainer.loop import resume_config, train
 
     if resume is not None:
         config = resume_config(resume, steps)
@@ -120,23 +142,22 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
             tensorboard=o["tensorboard"],
         )
     if dry_run:
-        resolved, info, _ = resolve_config(config)
-        document = resolved.to_dict()
-        document["dataset"] = info.to_dict()
-        click.echo(json.dumps(document, indent=2, sort_keys=True))
+        _dry_run(config, resume)
         return
 
     from tqdm import tqdm
+
+    from pairforge.commands.common import is_quiet
 
     bar: list[tqdm] = []
 
     def progress(step: int, total: int, row: dict[str, object]) -> None:
         if not bar:
-            bar.append(tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True))
+            bar.append(tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True, disable=is_quiet()))
         bar[0].update(step - bar[0].n)
         if row:
             bar[0].set_postfix(
-                {"img/s": f"{row.get('images_per_s', 0):.1f}", "L1": f"{row.get('loss_g_l1', 0):.3f}",
+                {"img/s": f"{row.get('images_per_s', 0):.1f}", "L1 loss": f"{row.get('loss_g_l1', 0):.3f}",
                  "wait": f"{row.get('data_wait_fraction', 0):.0%}"}, refresh=False
             )
 
@@ -154,7 +175,11 @@ def _summary(result: object, values: dict[str, object]) -> None:
     click.echo("")
     click.echo(f"run        {values['run_dir']}")
     click.echo(f"steps      {values['steps']} / {values['total_steps']} in {values['elapsed_s']:.1f} s")
-    click.echo(f"speed      {values['images_per_s']:.1f} images/s, data wait {values['data_wait_fraction']:.1%}")
+    if values["images_per_s"] > 0:
+        click.echo(f"speed      {values['images_per_s']:.1f} images/s, data wait {values['data_wait_fraction']:.1%}")
+    else:
+        click.echo(f"speed      - (nothing left to do: the run is at step {values['steps']} of "
+                   f"{values['total_steps']}; --resume RUN --steps N with N > {values['steps']} extends it)")
     click.echo(f"skipped    {values['skipped_samples']} corrupt or missing samples"
                + (f", {values['skipped_shards']} damaged shards ({values['skipped_bytes']} bytes short)"
                   if values.get("skipped_shards") else ""))
@@ -166,6 +191,104 @@ def _summary(result: object, values: dict[str, object]) -> None:
         click.echo("validation " + ", ".join(f"{k}={v:.4f}" for k, v in validation.items()))
     click.echo(f"checkpoint {values['checkpoint']}")
     click.echo(f"report     {values['run_dir']}/report.html")
+
+
+def _stored_size(urls: tuple[str, ...]) -> tuple[int, int] | None:
+    """(height, width) of the first sample of the first local shard, from its .json (None if unknown)."""
+    import tarfile
+    from pathlib import Path
+
+    for url in urls[:1]:
+        if not Path(url).is_file():
+            return None
+        try:
+            with tarfile.open(url) as tar:
+                for member in tar:
+                    if member.isfile() and member.name.endswith(".json"):
+                        handle = tar.extractfile(member)
+                        meta = json.loads(handle.read()) if handle else {}
+                        if "height" in meta and "width" in meta:
+                            return int(meta["height"]), int(meta["width"])
+        except (OSError, tarfile.TarError, ValueError):
+            return None
+    return None
+
+
+def _dry_run(config: object, resume: str | None) -> None:
+    """Print the resolved config as JSON (stdout) and what it implies as warnings (stderr)."""
+    import dataclasses
+    import os
+
+    import torch
+
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.loop import resolve_config, resolve_device
+    from pairforge.trainer.schedule import describe_schedule, make_schedule
+
+    resolved, info, _ = resolve_config(config)  # type: ignore[arg-type]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        device = resolve_device(resolved.device)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    precision = resolved.precision if resolved.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    schedule = make_schedule(resolved.optim, info.counts.get("train", 0), resolved.data.batch_size, world_size)
+    done = 0
+    if resume is not None:  # what the loop will do: continue, or extend with a continuous lr
+        from pathlib import Path
+
+        from pairforge.trainer import checkpoint
+        from pairforge.trainer.schedule import Schedule, extend_schedule
+
+        try:
+            state = checkpoint.load_state(checkpoint.resolve_checkpoint(Path(resume)))
+        except (PairforgeError, OSError) as exc:
+            raise click.ClickException(f"{resume}: {exc}") from None
+        done = int(state["step"])
+        planned = Schedule(**state["schedule"]) if state.get("schedule") else None
+        if planned is not None and schedule.total_steps > planned.total_steps:
+            schedule = extend_schedule(planned, done, schedule.total_steps)
+    document = resolved.to_dict()
+    document["dataset"] = info.to_dict()
+    document["resolved"] = {
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "precision": precision,
+        "world_size": world_size,
+        "train_samples": info.counts.get("train", 0),
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "total_steps": schedule.total_steps,
+        "steps_done": done,
+        "total_epochs": round(schedule.total_steps / schedule.steps_per_epoch, 4),
+        "schedule": dataclasses.asdict(schedule),
+        "lr_schedule": describe_schedule(schedule, resolved.optim.lr),
+    }
+    warnings = []
+    size = _stored_size(info.splits.get("train", ()))
+    augment = resolved.augment
+    if size is not None:
+        document["resolved"]["stored_size"] = f"{size[1]}x{size[0]}"
+        wanted = augment.load_size if augment.mode != "none" else augment.crop_size
+        if min(size) < augment.crop_size:
+            warnings.append(
+                f"the crop ({augment.crop_size} px) is larger than the stored images ({size[1]}x{size[0]} px): "
+                f"training upscales them {wanted / min(size):.2f}x to {wanted} px first; for these data "
+                f"keep the paper's 286/256 ratio at this size: {_fitting_options(min(size), resolved.model.generator)}")
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
+    facts = document["resolved"]
+    click.echo(f"device {facts['device']}, precision {precision}; {facts['total_steps']} steps = "
+               f"{facts['total_epochs']:g} epochs of {schedule.steps_per_epoch} steps (batch {resolved.data.batch_size}"
+               f" x {world_size} process(es), {facts['train_samples']} train pairs); {facts['lr_schedule']}",
+               err=True)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _fitting_options(side: int, generator: str) -> str:
+    """Load/crop sizes (and generator) for images of ``side`` px: crop a multiple of 32 within them."""
+    crop = max(32, side // 32 * 32)
+    text = f"--load-size {round(crop * 286 / 256)} --crop-size {crop}"
+    fixed = {"unet_256": 256, "unet_128": 128}.get(generator)
+    return text + (" --generator unet" if fixed is not None and fixed != crop else "")
 
 
 COMMANDS.append(train_command)

@@ -281,8 +281,9 @@ def test_one_minimum_size_for_every_builder(tmp_path: Path, skimage_photos: list
     shutil.copyfile(tiny / "p00.png", tmp_path / "tiny2" / "small.png")
     for builder in (["make-gray"], ["make-edges", "--detector", "canny"]):
         run(*builder, str(tmp_path / "tiny2"), "-o", str(tmp_path / builder[0]), "-j", "1")
-        reasons = [row["reason"] for row in read_jsonl(tmp_path / builder[0] / "rejects.jsonl")]
-        assert reasons == ["image too small: 5x7 px (minimum 32 px per side)"], reasons
+        rows = read_jsonl(tmp_path / builder[0] / "rejects.jsonl")
+        assert [(row["reason"], row["detail"]) for row in rows] == [
+            ("too small", "photo is 5x7 px (minimum 32 px per side)")], rows
 
 
 def test_hidden_files_are_counted_as_rejects(photos: Path, tmp_path: Path) -> None:
@@ -291,7 +292,7 @@ def test_hidden_files_are_counted_as_rejects(photos: Path, tmp_path: Path) -> No
     shutil.copyfile(photos / "p00.png", photos / ".cache" / "x.png")
     _, output = run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
     rejects = {Path(row["path"]).name: row["reason"] for row in read_jsonl(tmp_path / "pairs" / "rejects.jsonl")}
-    assert rejects == {".hidden.png": "hidden file: name starts with '.'", ".cache": "hidden folder: name starts with '.'"}
+    assert rejects == {".hidden.png": "hidden file", ".cache": "hidden folder"}
     assert "seen" in output and "hidden" in output
 
 

@@ -44,10 +44,13 @@ def test_combine_by_stem_keeps_splits_and_reports_rejects(tmp_path: Path, skimag
     ab = read_image(pairs / "train" / "x.png")
     assert ab.shape == (48, 128, 3)
     assert np.array_equal(ab[:, :64], a_img)
-    rejects = {Path(r["path"]).name + ("@B" if "/B/" in r["path"] else ""): r["reason"]
-               for r in map(json.loads, (pairs / "rejects.jsonl").read_text().splitlines())}
-    assert "no B image" in rejects["only_a.png"] and "no A image" in rejects["only_b.png@B"]
-    assert "size mismatch" in rejects["big.png"]
+    rows = {Path(r["path"]).name + ("@B" if "/B/" in r["path"] else ""): r
+            for r in map(json.loads, (pairs / "rejects.jsonl").read_text().splitlines())}
+    rejects = {name: row["reason"] for name, row in rows.items()}
+    # a fixed reason code (group-able) plus the specifics in detail
+    assert rejects["only_a.png"] == rejects["only_b.png@B"] == "unmatched"
+    assert "no B image" in rows["only_a.png"]["detail"] and "no A image" in rows["only_b.png@B"]["detail"]
+    assert rejects["big.png"] == "size mismatch" and "resize-b" in rows["big.png"]["detail"]
     assert "broken.png" in rejects and "size mismatch" not in rejects["broken.png"]
     manifest = [json.loads(line) for line in (pairs / "manifest.jsonl").read_text().splitlines()]
     assert [(row["split"], row["key"]) for row in manifest] == [("train", "x"), ("val", "x")]
@@ -74,7 +77,7 @@ def test_suffix_matching_in_one_folder(tmp_path: Path, skimage_photos: list[np.n
     write(folder / "stray.png", skimage_photos[2][:32, :32])
     items, rejects = match_folders(folder, folder, ("_A", "_B"))
     assert [item.key for item in items] == ["cat"]
-    reasons = {Path(r["path"]).name: r["reason"] for r in rejects}
+    reasons = {Path(r["path"]).name: r["reason"] + ": " + r["detail"] for r in rejects}
     assert "no B image" in reasons["dog_A.png"] and "suffix" in reasons["stray.png"]
     assert len(items) * 2 + len(rejects) == 4  # every file accounted for exactly once
     with pytest.raises(ConfigError):
@@ -89,3 +92,46 @@ def test_stage_rejects_size_mismatch_and_bad_arrays(skimage_photos: list[np.ndar
         stage(skimage_photos[0][:10, :10, 0], "k", b=skimage_photos[0][:10, :10])
     with pytest.raises(ConfigError):
         CombineConfig(size_mismatch="stretch")
+
+
+def test_guess_suffixes_from_names() -> None:
+    from pairforge.pipelines.combine import guess_suffixes
+
+    assert guess_suffixes(["a_A", "b_A", "c_A"], ["a_B", "b_B"]) == ("_A", "_B")
+    assert guess_suffixes(["x-input", "y-input"], ["x-target", "y-target"]) == ("-input", "-target")
+    one_folder = ["a_A", "a_B", "b_A", "b_B"]
+    assert guess_suffixes(one_folder, one_folder) == ("_A", "_B")
+    assert guess_suffixes(["cat", "dog"], ["cat", "dog"]) is None  # nothing to strip
+    assert guess_suffixes(["a_A", "b_A"], ["x_B", "y_B"]) is None  # stripping does not make them meet
+
+
+def test_combine_with_nothing_matched_suggests_the_suffix_and_fails(tmp_path: Path,
+                                                                    skimage_photos: list[np.ndarray]) -> None:
+    for index in range(3):
+        write(tmp_path / "A" / f"img{index}_A.png", skimage_photos[0][:32, :32])
+        write(tmp_path / "B" / f"img{index}_B.png", skimage_photos[1][:32, :32])
+    result = CliRunner().invoke(cli, ["combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o",
+                                      str(tmp_path / "pairs"), "-j", "1"])
+    assert result.exit_code != 0
+    assert "nothing matched" in result.output and "--suffix _A,_B" in result.output
+    assert not (tmp_path / "pairs").exists()  # nothing half-written
+    invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pairs"), "-j", "1",
+           "--suffix", "_A,_B")
+    assert sorted(p.name for p in (tmp_path / "pairs").glob("*.png")) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_combine_size_fit_and_fused_shards(tmp_path: Path, skimage_photos: list[np.ndarray]) -> None:
+    for index in range(4):
+        write(tmp_path / "A" / f"k{index}.png", skimage_photos[index % len(skimage_photos)][:40, :60])
+        write(tmp_path / "B" / f"k{index}.png", skimage_photos[(index + 1) % len(skimage_photos)][:40, :60])
+    invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "kept"), "-j", "1")
+    assert read_image(tmp_path / "kept" / "k0.png").shape == (40, 120, 3)  # default: the input size
+    invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pairs"), "-j", "1",
+           "--size", "32", "--fit", "crop")
+    assert read_image(tmp_path / "pairs" / "k0.png").shape == (32, 64, 3)
+    assert json.loads((tmp_path / "pairs" / "pairs.json").read_text())["stage"]["size"] == 32
+    output = invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "--shards", str(tmp_path / "shards"),
+                    "--size", "32", "--val-fraction", "0.5", "-j", "1")
+    dataset = json.loads((tmp_path / "shards" / "dataset.json").read_text())
+    assert dataset["kind"] == "generic" and sum(s["count"] for s in dataset["splits"].values()) == 4
+    assert "shard ->" in output and not (tmp_path / "pairs" / "train").exists()

@@ -16,7 +16,7 @@ def test_dry_run_prints_the_resolved_config(shard_factory) -> None:
     root = shard_factory(kind="labels", count=2, shards=1)
     result = CliRunner().invoke(cli, ["train", str(root), "--dry-run", *TINY])
     assert result.exit_code == 0, result.output
-    config = json.loads(result.output)
+    config = json.loads(result.stdout)  # the resolved facts and warnings go to stderr
     assert config["dataset"]["kind"] == "labels"
     assert config["model"]["in_channels"] == 4  # three classes + ignore, one-hot
 

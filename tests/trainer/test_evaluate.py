@@ -142,6 +142,6 @@ def test_evaluate_cli_with_compare(edge_runs: tuple[Path, Path, Path], tmp_path:
                                       str(tmp_path), "--dropout", "off", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     table = [line for line in result.output.splitlines() if line.startswith(("run", first.name, second.name))]
-    assert len(table) == 3 and "edge_f1" in table[0] and "psnr" in table[0]
+    assert len(table) == 3 and "Edge F1 \u2191" in table[0] and "PSNR (dB) \u2191" in table[0] and "L1 \u2193" in table[0]
     document = json.loads((tmp_path / first.name / "metrics.json").read_text())
     assert document["count"] == 3 and 0.0 <= document["means"]["edge_f1"] <= 1.0

@@ -180,7 +180,7 @@ def test_cli_writes_outputs_gallery_and_skips_bad_inputs(run_dir: Path, tmp_path
     page = (out / "index.html").read_text()
     assert page.count("<tr>") == 3 and 'loading="lazy"' in page
     thumbs = list((out / "thumbs").iterdir())
-    assert thumbs and all(max(cv2.imread(str(t)).shape[:2]) <= 192 for t in thumbs)
+    assert thumbs and all(max(cv2.imread(str(t)).shape[:2]) == 256 for t in thumbs)  # shown at 256 px, small or large
 
 
 def test_cli_channel_mismatch_fails_with_message(run_dir: Path, photos: list[np.ndarray], tmp_path: Path) -> None:
