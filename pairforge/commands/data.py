@@ -86,6 +86,9 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
     from pairforge.shards import DatasetInfo, ShardConfig
     from pairforge.sources import StageReader, StageSpec
 
+    target = shards_dir or output
+    created = not target.exists()
+    ensure_output_dir(target, "shard folder" if shards_dir else "pair folder")  # before any work
     suffixes = None
     if suffix is not None:
         parts = suffix.split(",")
@@ -102,14 +105,19 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
             return "check that A and B files share their names (extensions may differ)"
         return f"the names end in {guessed[0]} and {guessed[1]}: try --suffix {guessed[0]},{guessed[1]}"
 
+    def leave_nothing() -> None:
+        if created and not any(target.iterdir()):
+            target.rmdir()
+
     try:
         items, rejects = match_folders(a_dir, b_dir, suffixes)
     except ConfigError as exc:
+        leave_nothing()
         raise click.UsageError(f"{exc}; {hint()}") from None
     if not items:
+        leave_nothing()
         raise click.ClickException(
             f"nothing matched: {len(rejects)} file(s) in {a_dir} and {b_dir} have no partner; {hint()}")
-    ensure_output_dir(shards_dir or output, "shard folder" if shards_dir else "pair folder")
     description = {**stage_config_description(stage_config), "suffix": suffix}
     reader = StageReader(StageSpec("pairforge.pipelines.combine:CombineStage", stage_config), max_pixels)
     command = command_line()
