@@ -20,6 +20,8 @@ const state = {
   outputBlob: null,
   outputUrl: null,
   version: 0,
+  wanted: 0,
+  outputSeed: 0,
 };
 let canvas;
 let ctx;
@@ -343,7 +345,10 @@ function undo() {
 
 // ---------- prediction -----------------------------------------------------------------------
 
+// Every change asks for a prediction; the output records which request it answers
+// (output.dataset.answered == document.body.dataset.wanted: the output shows the current input).
 function predictSoon(delay = 200) {
+  document.body.dataset.wanted = String(++state.wanted);
   clearTimeout(state.timer);
   state.timer = setTimeout(predict, delay);
 }
@@ -362,14 +367,16 @@ async function predict() {
   state.dirty = false;
   $("busy").hidden = false;
   const started = performance.now();
+  const wanted = state.wanted;
+  const seed = state.seed;
   try {
     const form = new FormData();
     form.append("image", await canvasBlob(), "input.png");
-    form.append("seed", String(state.seed));
+    form.append("seed", String(seed));
     const response = await fetch("/api/predict", { method: "POST", body: form });
     if (!response.ok) throw new Error(await errorMessage(response));
     const blob = await response.blob();
-    await showOutput(blob);
+    await showOutput(blob, seed, wanted);
     $("latency").textContent = `${Math.round(performance.now() - started)} ms`;
     showStatus("");
   } catch (err) {
@@ -381,7 +388,7 @@ async function predict() {
   }
 }
 
-async function showOutput(blob) {
+async function showOutput(blob, seed, wanted) {
   const bytes = new Uint8Array(await blob.arrayBuffer());
   const output = $("output");
   if (state.outputUrl) URL.revokeObjectURL(state.outputUrl);
@@ -395,7 +402,10 @@ async function showOutput(blob) {
   fitView(output, output.naturalWidth, output.naturalHeight);
   output.dataset.checksum = checksum(bytes);
   output.dataset.version = String(++state.version);
-  $("seed").textContent = state.info.dropout ? `seed ${state.seed}` : "";
+  output.dataset.seed = String(seed);
+  output.dataset.answered = String(wanted);
+  state.outputSeed = seed;
+  $("seed").textContent = state.info.dropout ? `seed ${seed}` : "";
 }
 
 function checksum(bytes) {
@@ -430,7 +440,7 @@ function setUpOutput(info) {
     $("about-output").textContent = "Dropout is off (--dropout off): outputs are deterministic.";
   }
   $("download-output").addEventListener("click", () => {
-    if (state.outputBlob) download(state.outputBlob, `${fileStem()}-output-seed${state.seed}.png`);
+    if (state.outputBlob) download(state.outputBlob, `${fileStem()}-output-seed${state.outputSeed}.png`);
   });
   $("download-input").addEventListener("click", async () => download(await canvasBlob(), `${fileStem()}-input.png`));
 }
