@@ -90,7 +90,6 @@ def canvas_pixels(driver: Any) -> np.ndarray:
 
 def test_upload_then_draw_updates_the_output(url: str, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.support.ui import WebDriverWait
     from skimage import data
 
     browser.get(url)
