@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
@@ -163,7 +163,6 @@ class ServeStats:
     largest_batch: int = 0
     errors: int = 0
     busy_seconds: float = 0.0
-    batch_sizes: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "batches": self.batches, "largest_batch": self.largest_batch,
@@ -268,7 +267,6 @@ class PageServer:
             self.stats.busy_seconds += time.perf_counter() - started
             self.stats.batches += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-            self.stats.batch_sizes.append(len(batch))
             for pending, result in zip(batch, results, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(result)

@@ -97,7 +97,8 @@ class RunModel:
         stage = (dataset.get("source") or {}).get("stage") or {}
         recipe = None
         if self.stage is not None:
-            recipe = {"edges": f"{str(stage.get('detector', '')).upper()} edges", "gray": "grayscale"}.get(
+            detector = {"hed": "HED", "canny": "Canny"}.get(str(stage.get("detector")), str(stage.get("detector")))
+            recipe = {"edges": f"{detector} edges", "gray": "grayscale"}.get(
                 self.encoding.kind, self.encoding.kind)
             if self.encoding.kind == "gray" and stage.get("space"):
                 recipe = f"grayscale ({stage['space']})"
