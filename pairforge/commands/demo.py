@@ -147,6 +147,8 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
     print_table("demo", [("tasks", ", ".join(chosen)), ("minutes", f"{(time.monotonic() - started) / 60:.1f}"),
                          ("report", str(report))])
     click.echo(f"\nopen {report}")
+    click.echo("try the models in the browser (draw or upload an input): "
+               + "  or  ".join(f"pairforge serve {result['run']}" for result in results))
 
 
 def _train(shards: Path, runs: Path, task: str, steps: int, size: int, device: str, seed: int) -> Path:
