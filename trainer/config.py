@@ -15,6 +15,7 @@ GAN_MODES = ("vanilla", "lsgan", "hinge")
 AUGMENT_MODES = ("none", "pix2pix", "strong")
 LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
+DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,6 +45,8 @@ class DataConfig:
         shuffle_buffer: samples held in the shuffle buffer of each worker.
         max_val_samples: at most this many validation pairs per validation pass.
         record_keys: write the keys of every trained sample to ``keys.jsonl`` (debugging, tests).
+        direction: ``AtoB`` (A is the input) or ``BtoA`` (B is the input: the reference's
+            facades, cityscapes and maps folders); predict, evaluate and export follow it.
     """
 
     shards: str = ""
@@ -56,8 +59,10 @@ class DataConfig:
     shuffle_buffer: int = 1000
     max_val_samples: int = 64
     record_keys: bool = False
+    direction: str = "AtoB"
 
     def __post_init__(self) -> None:
+        _choice("direction", self.direction, DIRECTIONS)
         _choice("label_input", self.label_input, LABEL_INPUTS)
         _choice("colorspace", self.colorspace, COLORSPACES)
         _at_least("batch_size", self.batch_size, 1)

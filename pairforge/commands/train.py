@@ -25,6 +25,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--label-input", type=click.Choice(["onehot", "color"]), default="onehot", show_default=True)
 @click.option("--colorspace", type=click.Choice(["rgb", "lab"]), default="rgb", show_default=True,
               help="lab: input L, output ab (colorization).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="BtoA: B is the input and A the output (the reference's facades, cityscapes and maps "
+                   "folders hold photo|labels and train BtoA); recorded in the run.")
 @click.option("--augment", type=click.Choice(["none", "pix2pix", "strong"]), default="pix2pix", show_default=True)
 @click.option("--load-size", type=int, default=286, show_default=True)
 @click.option("--crop-size", type=int, default=256, show_default=True)
@@ -101,7 +104,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
                 label_input=o["label_input"], colorspace=o["colorspace"], batch_size=o["batch_size"],
                 num_workers=o["num_workers"] if o["num_workers"] is not None else default_num_workers(o["device"]),
                 shuffle_buffer=o["shuffle_buffer"],
-                max_val_samples=o["max_val_samples"], record_keys=o["record_keys"],
+                max_val_samples=o["max_val_samples"], record_keys=o["record_keys"], direction=o["direction"],
             ),
             augment=AugmentConfig(mode=o["augment"], load_size=o["load_size"], crop_size=o["crop_size"], flip=not o["no_flip"]),
             model=ModelConfig(
