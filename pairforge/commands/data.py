@@ -91,11 +91,14 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
 @click.argument("pairs_dir", type=click.Path(path_type=Path), default=Path("pairs"))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"), show_default=True,
               help="Shard folder to write (a rerun completes it, reusing finished shards).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="BtoA: the files hold B|A (the reference's facades, cityscapes, maps: photo|labels); the halves "
+                   "are swapped here so A is the input, and dataset.json describes the swapped pair.")
 @shard_options
 @runner_options
-def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_shard_bytes: int | None, lossless: bool,
-                  quality: int, val_fraction: float, test_fraction: float, license_: str | None, source: str | None,
-                  workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+def shard_command(pairs_dir: Path, output: Path, direction: str, samples_per_shard: int, max_shard_bytes: int | None,
+                  lossless: bool, quality: int, val_fraction: float, test_fraction: float, license_: str | None,
+                  source: str | None, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Pack a pair folder (default pairs/) into WebDataset shards (default shards/).
 
     Reads pairforge pair folders and official pix2pix datasets alike (train/,
@@ -127,6 +130,11 @@ def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_sha
         palette=info.palette,
         source={"kind": info.kind, "stage": info.stage, "command": info.command, "pairs_dir": str(pairs_dir)},
     )
+    if direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
+        reader = PairFileReader(a_channels=3, kind="generic", max_pixels=max_pixels, swap=True)
+        dataset_info = DatasetInfo(kind="generic", a_channels=3, palette=None, source={
+            "kind": "generic", "stage": {}, "command": info.command, "pairs_dir": str(pairs_dir),
+            "direction": "BtoA", "swapped_from_kind": info.kind})
     write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
                   commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
                   collisions=len(collisions))
