@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
 from pairforge.trainer.export import export_generator
-from pairforge.trainer.inference import InferenceConfig, Predictor, load_checked_generator, size_multiple
+from pairforge.trainer.inference import (
+    InferenceConfig,
+    Predictor,
+    load_checked_generator,
+    size_multiple,
+)
 from pairforge.trainer.loop import train
 from tests.trainer.conftest import make_tiny_config, write_shards
 

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import pickle
-import tarfile
 from pathlib import Path
 
 import cv2

@@ -14,7 +14,12 @@ from pairforge.errors import ConfigError
 from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.config import ModelConfig
 from pairforge.trainer.data import iterate_split, load_dataset_info
-from pairforge.trainer.inference import InferenceConfig, Predictor, load_checked_generator, model_scale_size
+from pairforge.trainer.inference import (
+    InferenceConfig,
+    Predictor,
+    load_checked_generator,
+    model_scale_size,
+)
 from pairforge.trainer.loop import resume_config, train
 from pairforge.trainer.networks import PerImageNorm, build_generator, inference_generator
 from pairforge.trainer.transforms import Encoding, encode_input, encode_target
