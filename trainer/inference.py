@@ -277,7 +277,7 @@ class Predictor:
                     f"{name}: a colour image, but the model expects {expected} "
                     "(give A images, or photos with --from-photos)"
                 )
-        if self.encoding.kind == "labels":
+        if self.encoding.kind == "labels" and self.encoding.palette_colors:
             if not rgb:
                 raise InputMismatchError(f"{name}: a 1-channel image, but the model expects {expected}")
             colors = np.asarray(self.encoding.palette_colors, dtype=np.int32)

@@ -261,6 +261,58 @@ def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: 
 COMMANDS.append(export_command)
 
 
+@click.command("import", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Run folder to create (e.g. runs/edges2shoes); must not exist or be empty.")
+@click.option("--generator", type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks"]),
+              help="The reference's --netG [default: read from the file].")
+@click.option("--norm", type=click.Choice(["batch", "instance"]), help="The reference's --norm [default: read from the file].")
+@click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]), default="generic", show_default=True,
+              help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
+                   "colorization model, input L, output ab; labels: colour-coded label maps fed as RGB).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="The --direction the reference trained with (recorded; feed the model its input side).")
+@click.option("--no-dropout", is_flag=True, help="The reference model was trained with --no_dropout.")
+@click.option("--crop-size", type=click.IntRange(min=8), help="Its training crop size [default: 256, 128 for unet_128].")
+def import_command(checkpoint: Path, output: Path, generator: str | None, norm: str | None, kind: str, direction: str,
+                   no_dropout: bool, crop_size: int | None) -> None:
+    """Import a generator trained by the reference PyTorch pix2pix (latest_net_G.pth) as a run folder.
+
+    The file is a state dict (torch.save(net.state_dict())); it is read with weights-only
+    loading (nothing in it can run code). U-Net depth, ResNet blocks, channels, width and batch
+    vs instance norm are read from its keys and shapes; keys that do not fit give one error
+    naming them and the likely --generator/--norm. predict, evaluate and export then use the
+    folder like any run trained here (batch norm with per-image statistics, dropout on, as the
+    reference's test.py runs it).
+
+    \b
+    Examples:
+      pairforge import checkpoints/edges2shoes_pix2pix/latest_net_G.pth -o runs/edges2shoes --kind edges
+      pairforge predict runs/edges2shoes shoes/ --from-photos
+    """
+    from pairforge.commands.common import print_table
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.reference import ImportOptions, import_reference
+
+    try:
+        options = ImportOptions(generator=generator, norm=norm, kind=kind, direction=direction,
+                                dropout=False if no_dropout else None, crop_size=crop_size)
+        folder = import_reference(checkpoint, output, options)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    model = json.loads((folder / "config.json").read_text())["model"]
+    print_table("import", [
+        ("checkpoint", str(checkpoint)), ("run", str(folder)), ("generator", model["generator"]),
+        ("norm", model["norm"]), ("channels", f"{model['in_channels']} -> {model['out_channels']}"),
+        ("width", model["generator_channels"]), ("dropout", "on" if model["dropout"] else "off"),
+        ("training size", model["crop_size"]), ("kind", kind), ("direction", direction),
+    ])
+
+
+COMMANDS.append(import_command)
+
+
 def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Any]]:
     """dataset.json facts and the (key, A, B) uint8 pairs of one split (A RGB for labels, else gray)."""
     import cv2
