@@ -22,7 +22,12 @@ from click.testing import CliRunner
 from torch import nn
 
 from pairforge.cli import cli
-from pairforge.trainer.inference import InferenceConfig, InputMismatchError, Predictor, load_checked_generator
+from pairforge.trainer.inference import (
+    InferenceConfig,
+    InputMismatchError,
+    Predictor,
+    load_checked_generator,
+)
 from pairforge.trainer.reference import ImportOptions, ReferenceImportError, import_reference
 
 
