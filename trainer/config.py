@@ -9,7 +9,7 @@ from typing import Any
 from pairforge.errors import ConfigError
 
 GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
-DISCRIMINATORS = ("patch", "pixel", "image")
+DISCRIMINATORS = ("patch", "pixel", "image", "global")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 AUGMENT_MODES = ("none", "pix2pix", "strong")
@@ -107,7 +107,8 @@ class ModelConfig:
 
     Attributes:
         generator: one of GENERATORS.
-        discriminator: ``patch`` (PatchGAN), ``pixel`` (1x1) or ``image`` (whole image).
+        discriminator: ``patch`` (PatchGAN), ``pixel`` (1x1), ``image`` (the paper's 286x286
+            ImageGAN: a 5-layer PatchGAN) or ``global`` (one logit per image, down to 4x4 then one conv).
         in_channels: generator input channels (resolved from the dataset).
         out_channels: generator output channels (3 for RGB, 2 for Lab ab).
         generator_channels: width of the generator's first layer (64 in the paper).
@@ -142,6 +143,11 @@ class ModelConfig:
         _at_least("n_layers", self.n_layers, 1)
         if self.crop_size % 2:
             raise ConfigError("crop_size", self.crop_size, "an even number of pixels")
+        if self.discriminator == "image" and self.crop_size < 96:
+            raise ConfigError(
+                "discriminator", self.discriminator,
+                f"a crop size of at least 96 for the 286x286 ImageGAN (got {self.crop_size}; use 'global' or 'patch')",
+            )
         fixed_depth = {"unet_256": 8, "unet_128": 7}.get(self.generator)
         if fixed_depth is not None and self.crop_size % (2**fixed_depth):
             raise ConfigError(

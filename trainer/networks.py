@@ -280,7 +280,8 @@ class PixelDiscriminator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """ImageGAN: stride-2 convs down to at most 4x4, then one conv covering the rest: one logit per image.
+    """Global discriminator (``--discriminator global``): stride-2 convs down to at most 4x4, then one conv
+    covering the rest: one logit per image. (The paper's 286x286 ImageGAN is ``--discriminator image``.)
 
     Shape:
         (B, in_channels, S, S) with S = ``image_size`` -> (B, 1, 1, 1) logits
@@ -339,6 +340,10 @@ def build_generator(config: ModelConfig) -> nn.Module:
     return network
 
 
+IMAGE_GAN_LAYERS = 5
+"""PatchGAN depth of the paper's 286x286 "ImageGAN" (3 gives 70x70, 1 gives 16x16)."""
+
+
 def discriminator_in_channels(config: ModelConfig) -> int:
     """Channels the discriminator sees: B, plus A when conditional."""
     return config.out_channels + (config.in_channels if config.conditional else 0)
@@ -351,6 +356,9 @@ def build_discriminator(config: ModelConfig) -> nn.Module:
         network: nn.Module = PatchDiscriminator(in_channels, config.discriminator_channels, config.n_layers, config.norm)
     elif config.discriminator == "pixel":
         network = PixelDiscriminator(in_channels, config.discriminator_channels, config.norm)
+    elif config.discriminator == "image":
+        # the paper's 286x286 discriminator (appendix: C64-C128-C256-C512-C512-C512) is a 5-layer PatchGAN
+        network = PatchDiscriminator(in_channels, config.discriminator_channels, IMAGE_GAN_LAYERS, config.norm)
     else:
         network = ImageDiscriminator(in_channels, config.crop_size, config.discriminator_channels, config.norm)
     init_weights(network)

@@ -34,7 +34,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip.")
 @click.option("--generator", "generator", default="unet_256", show_default=True,
               type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder"]))
-@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image"]), default="patch", show_default=True)
+@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image", "global"]), default="patch",
+              show_default=True, help="patch: PatchGAN (--n-layers); pixel: 1x1; image: the paper's 286x286 "
+                                      "(a 5-layer PatchGAN); global: one logit per image.")
 @click.option("--n-layers", type=int, default=3, show_default=True, help="PatchGAN depth (3 = 70x70).")
 @click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True)
 @click.option("--generator-channels", type=int, default=64, show_default=True)
