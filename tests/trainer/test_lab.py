@@ -108,3 +108,35 @@ def test_lab_a_maps_back_to_the_photos_l(gray_pairs: dict) -> None:
     assert np.abs(light - lab.lightness(b)).max() <= 100 / 255 / 2 + 1e-4
     neutral = a_lightness(torch.from_numpy(a)[None, None].float(), _encoding("luma"))[0, 0].numpy()
     assert np.abs(neutral - lab.lightness(b)).max() > 1.0  # what the old code did to lab datasets
+
+
+def test_training_input_is_the_photos_l(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """In a --colorspace lab run the generator's input is L of B (not of the stored gray A)."""
+    import json
+
+    import cv2
+
+    from pairforge.trainer import loop
+    from tests.trainer.conftest import make_tiny_config, write_shards
+
+    shards = write_shards(tmp_path / "shards", kind="gray", count=2, size=64, shards=1, val=0)
+    seen: list[torch.Tensor] = []
+    build = loop.build_generator
+
+    def recording_build(config):  # type: ignore[no-untyped-def]
+        network = build(config)
+        network.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+        return network
+
+    monkeypatch.setattr(loop, "build_generator", recording_build)
+    loop.train(make_tiny_config(shards, tmp_path / "runs", steps=1, data__colorspace="lab", augment__mode="none",
+                                augment__load_size=64))
+    dataset = json.loads((shards / "dataset.json").read_text())
+    assert dataset["kind"] == "gray"
+    import webdataset as wds
+
+    photos = [cv2.cvtColor(cv2.imdecode(np.frombuffer(s["b.png"], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+              for s in wds.tarfile_to_samples()(iter([{"url": str(shards / "train-000000.tar")}]))]
+    expected = [torch.from_numpy(lab.lightness(p)).float() / 50 - 1 for p in photos]
+    for x in seen[0]:
+        assert min(float((x[0] - e).abs().max()) for e in expected) < 1e-3
