@@ -19,8 +19,8 @@ from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.checkpoint import list_checkpoints
 from pairforge.trainer.config import AugmentConfig
 from pairforge.trainer.evaluation import segmentation_scores
-from pairforge.trainer.losses import discriminator_loss, generator_gan_loss
 from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.losses import discriminator_loss, generator_gan_loss
 
 LOG2 = math.log(2.0)
 
@@ -107,7 +107,7 @@ def test_lambda_l1_scales_the_l1_gradient(edge_shards: Path, tiny_config, tmp_pa
     for lambda_l1 in (0.0, 100.0, 7.0):
         grads: list[float] = []
 
-        def recording_l1(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        def recording_l1(output: torch.Tensor, target: torch.Tensor, grads: list[float] = grads) -> torch.Tensor:
             value = torch.nn.functional.l1_loss(output.float(), target.float())
             if value.requires_grad:
                 value.register_hook(lambda grad: grads.append(float(grad)))
