@@ -288,7 +288,7 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
 
     \b
     Examples:
-      pairforge import checkpoints/edges2shoes_pix2pix/latest_net_G.pth -o runs/edges2shoes --kind edges
+      pairforge import checkpoints/edges2shoes_pretrained/latest_net_G.pth -o runs/edges2shoes --kind edges
       pairforge predict runs/edges2shoes shoes/ --from-photos
     """
     from pairforge.commands.common import print_table
