@@ -3,13 +3,15 @@
 Measures, in one process on one device:
 
 - ``baseline``: per-sample PIL loading from image files, resize 286 / crop 256 / flip on the CPU
-  (bicubic, as the official code), batch 1, fp32, the same networks and losses;
+  (bicubic, as the official code), batch 1, fp32, the same networks and losses, ``cudnn.benchmark``
+  on CUDA as the official code sets it;
 - ``pairforge_batch1``: ``pairforge.trainer.loop.train`` from shards, same recipe (batch 1);
 - on CUDA also ``compute_ceiling`` (random tensors already on the GPU, batch ``--batch-size``,
   bf16, channels_last) and ``pairforge_batched`` (end to end from shards at that batch size),
   with their ratio and the data-wait fraction.
 
-Prints one JSON summary. ``--quick`` is a reduced CPU smoke run (small widths, few steps).
+Both sides are timed the same way: one warm-up window, then the median images/s of fixed-size
+step windows (synchronised on CUDA). Prints one JSON summary. ``--quick`` is a reduced CPU smoke run (small widths, few steps).
 
     python benchmarks/bench_train.py --device cpu
     python benchmarks/bench_train.py --device cuda --batch-size 64 --compile
@@ -102,20 +104,24 @@ def _train_step(generator, discriminator, opt_g, opt_d, x, y, autocast) -> None:
     opt_g.step()
 
 
-def baseline(files: Path, model: ModelConfig, device: torch.device, steps: int, warmup: int) -> float:
-    """The official recipe: PIL per sample, CPU resize/crop/flip, batch 1, fp32. Returns images/s."""
+def baseline(files: Path, model: ModelConfig, device: torch.device, steps: int, window: int) -> float:
+    """The official recipe: PIL per sample, CPU resize/crop/flip, batch 1, fp32. Returns images/s.
+
+    Timed like :func:`pairforge_run`: ``window`` warm-up steps, then ``steps`` steps in windows of
+    ``window``; the median of the windows' images/s. On CUDA ``cudnn.benchmark`` is on, as the
+    reference's BaseModel sets it (pairforge's loop does the same when not deterministic).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     generator, discriminator = _models(model, device)
     opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
     keys = sorted(p.name[:-6] for p in files.glob("*_a.png"))
     load, crop = 286, model.crop_size
     rng = random.Random(0)
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+    rates: list[float] = []
+    start = time.perf_counter()
+    for step in range(window + steps):
         key = keys[step % len(keys)]
         a = Image.open(files / f"{key}_a.png").convert("L").resize((load, load), Image.BICUBIC)
         b = Image.open(files / f"{key}_b.jpg").convert("RGB").resize((load, load), Image.BICUBIC)
@@ -126,9 +132,13 @@ def baseline(files: Path, model: ModelConfig, device: torch.device, steps: int, 
         x = torch.from_numpy(np.asarray(a, np.float32) / 127.5 - 1)[None, None].to(device)
         y = torch.from_numpy(np.asarray(b, np.float32).transpose(2, 0, 1) / 127.5 - 1)[None].to(device)
         _train_step(generator, discriminator, opt_g, opt_d, x, y, torch.autocast(device.type, enabled=False))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+        if (step + 1) % window == 0:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            rates.append(window / (now - start))
+            start = now
+    return statistics.median(rates[1:] or rates)
 
 
 def compute_ceiling(model: ModelConfig, device: torch.device, batch: int, steps: int, warmup: int, compile_: bool) -> float:
@@ -154,13 +164,14 @@ def compute_ceiling(model: ModelConfig, device: torch.device, batch: int, steps:
 
 
 def pairforge_run(shards: Path, output: Path, model: ModelConfig, device: str, batch: int, steps: int,
-                  workers: int, compile_: bool, precision: str) -> dict[str, float]:
-    """pairforge's loop from shards; images/s and data wait from the steady-state log windows."""
-    window = max(1, steps // 5)
+                  workers: int, compile_: bool, precision: str, window: int | None = None) -> dict[str, float]:
+    """pairforge's loop from shards: ``window`` warm-up steps then ``steps`` steps, logged every ``window``;
+    images/s and data wait are the medians of the log windows after the first (the baseline's protocol)."""
+    window = window or max(1, steps // 5)
     config = TrainConfig(
         data=DataConfig(shards=str(shards), batch_size=batch, num_workers=workers, shuffle_buffer=64, max_val_samples=0),
         augment=AugmentConfig(load_size=286, crop_size=model.crop_size),
-        model=model, loss=LossConfig(), optim=OptimConfig(steps=steps),
+        model=model, loss=LossConfig(), optim=OptimConfig(steps=steps + window),
         output=str(output), device=device, precision=precision, compile=compile_,
         log_every=window, sample_every=0, val_every=0, checkpoint_every=0,
     )
@@ -182,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile in the GPU runs.")
     parser.add_argument("--channels", type=int, default=64, help="Generator/discriminator width.")
+    parser.add_argument("--batch1-only", action="store_true",
+                        help="Only the batch-1 measurements (baseline, pairforge, and with --compile the compiled one).")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -199,16 +212,21 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         files, shards = make_data(root, count=max(8, 2 * args.batch_size if device.type == "cuda" else 8), size=300)
-        summary["baseline_images_per_s"] = baseline(files, model, device, steps, warmup=2)
-        batch1 = pairforge_run(shards, root / "runs", model, args.device, 1, steps + 2, workers, False, "fp32")
+        window = max(1, steps // 5)
+        summary["timing"] = f"median images/s of {window}-step windows after one {window}-step warm-up window, both sides"
+        summary["baseline_images_per_s"] = baseline(files, model, device, steps, window)
+        batch1 = pairforge_run(shards, root / "runs", model, args.device, 1, steps, workers, False, "fp32", window)
         summary["pairforge_batch1_images_per_s"] = batch1["images_per_s"]
         summary["pairforge_batch1_data_wait"] = batch1["data_wait_fraction"]
         summary["batch1_speedup_vs_baseline"] = batch1["images_per_s"] / summary["baseline_images_per_s"]
         if device.type == "cuda":
             if args.compile:
-                compiled = pairforge_run(shards, root / "runs", model, "cuda", 1, steps, workers, True, "bf16")
+                compiled = pairforge_run(shards, root / "runs", model, "cuda", 1, steps, workers, True, "bf16", window)
                 summary["pairforge_batch1_compiled_images_per_s"] = compiled["images_per_s"]
                 summary["batch1_compiled_speedup_vs_baseline"] = compiled["images_per_s"] / summary["baseline_images_per_s"]
+            if args.batch1_only:
+                print(json.dumps(summary, indent=2))
+                return
             ceiling = compute_ceiling(model, device, args.batch_size, steps, warmup=5, compile_=args.compile)
             batched = pairforge_run(shards, root / "runs", model, "cuda", args.batch_size, steps, workers, args.compile, "bf16")
             summary.update({

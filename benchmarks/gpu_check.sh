@@ -29,10 +29,15 @@ if [ "$MODE" = "cuda" ]; then
   "$PY" -m pytest -q -m gpu tests > "$OUT_DIR/gpu_tests.txt" 2>&1 || status=1
   "$PY" benchmarks/bench_hed.py --device cuda > "$OUT_DIR/hed.json" 2> "$OUT_DIR/hed.err" || status=1
   "$PY" benchmarks/bench_train.py --device cuda > "$OUT_DIR/train.json" 2> "$OUT_DIR/train.err" || status=1
+  # torch.compile at batch 1 (issue 4): baseline vs pairforge compiled, same protocol
+  "$PY" benchmarks/bench_train.py --device cuda --compile --batch1-only \
+    > "$OUT_DIR/train_compile.json" 2> "$OUT_DIR/train_compile.err" || status=1
 else
   "$PY" -m pytest -q -m gpu tests > "$OUT_DIR/gpu_tests.txt" 2>&1  # all skipped without CUDA: proves collection
   "$PY" benchmarks/bench_hed.py --device cpu --quick > "$OUT_DIR/hed.json" 2> "$OUT_DIR/hed.err" || status=1
   "$PY" benchmarks/bench_train.py --device cpu --quick > "$OUT_DIR/train.json" 2> "$OUT_DIR/train.err" || status=1
+  "$PY" benchmarks/bench_train.py --device cpu --quick --batch1-only \
+    > "$OUT_DIR/train_compile.json" 2> "$OUT_DIR/train_compile.err" || status=1
 fi
 
 "$PY" - "$OUT_DIR" "$MODE" "$status" <<'PYEOF'
@@ -45,6 +50,7 @@ def load(name):
         return {"error": f"{type(exc).__name__}: {exc}", "stderr_tail": (out / name.replace(".json", ".err")).read_text()[-2000:] if (out / name.replace(".json", ".err")).exists() else ""}
 tests = (out / "gpu_tests.txt").read_text().strip().splitlines()
 print(json.dumps({"mode": mode, "ok": status == 0, "gpu_tests": tests[-1] if tests else "no output",
-                  "hed": load("hed.json"), "train": load("train.json")}, indent=2))
+                  "hed": load("hed.json"), "train": load("train.json"),
+                  "train_compile_batch1": load("train_compile.json")}, indent=2))
 PYEOF
 exit $status

@@ -67,8 +67,13 @@ class PairFileReader:
     a_channels: int = 3
     kind: str = "generic"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    swap: bool = False
+    """Read the file as B|A (``shard --direction BtoA``): the right half becomes A (RGB)."""
 
     def __call__(self, item: SourceItem) -> PairSample:
+        if self.swap:
+            left, right = split_ab(read_image(item.path, self.max_pixels), 3)
+            return PairSample(item.key, right, left, {"source": item.path, "kind": self.kind})
         a, b = split_ab(read_image(item.path, self.max_pixels), self.a_channels)
         return PairSample(item.key, a, b, {"source": item.path, "kind": self.kind})
 

@@ -19,7 +19,7 @@ from pairforge.sample import PairSample
 
 from .base import MIN_PHOTO_SIDE, require_min_side, require_rgb
 from .canny import canny_edges
-from .geometry import FitConfig, fit_image
+from .geometry import FitConfig, fit_image, resize
 from .hed_post import postprocess_hed, soft_to_image
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ MIN_SIDE = MIN_PHOTO_SIDE
 """Smallest input side accepted, in pixels (shared by every builder)."""
 HED_MAX_PIXELS = 4096 * 4096
 """Largest image HED runs on (after fitting); bigger ones need ``--size``."""
+HED_INPUTS = ("photo", "output")
+"""Where HED looks: the photo at its own resolution (capped; the reference's PostprocessHED recipe) or the fitted output."""
+HED_PHOTO_MAX_PIXELS = 1024 * 1024
+"""Default cap on the pixels HED sees with ``hed_input="photo"`` (a 12 MP photo costs no more than ~1 MP)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class EdgesConfig:
         device: ``auto`` | ``cpu`` | ``cuda`` for HED.
         batch_size: HED images per forward pass.
         fit: output size and resizing policy.
+        hed_input: ``photo`` (default, as the reference: HED on the photo at its own resolution,
+            at most ``hed_max_pixels``, then the soft map is resized to the output size and
+            post-processed there) or ``output`` (HED on the photo already fitted to the output size).
+        hed_max_pixels: cap on the pixels HED sees with ``hed_input="photo"``.
     """
 
     detector: str = "hed"
@@ -58,8 +66,16 @@ class EdgesConfig:
     device: str = "auto"
     batch_size: int = 16
     fit: FitConfig = field(default_factory=FitConfig)
+    hed_input: str = "photo"
+    hed_max_pixels: int = HED_PHOTO_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        if self.hed_input not in HED_INPUTS:
+            raise ConfigError("hed_input", self.hed_input, " | ".join(HED_INPUTS))
+        if isinstance(self.hed_max_pixels, bool) or not isinstance(self.hed_max_pixels, int) or not (
+            64 * 64 <= self.hed_max_pixels <= HED_MAX_PIXELS
+        ):
+            raise ConfigError("hed_max_pixels", self.hed_max_pixels, f"an integer from 4096 to {HED_MAX_PIXELS}")
         if self.detector not in DETECTORS:
             raise ConfigError("detector", self.detector, " | ".join(DETECTORS))
         if self.raw and self.detector != "hed":
@@ -112,7 +128,7 @@ class EdgesStage:
             SampleError: not an RGB uint8 image, too small, or too large for HED.
         """
         photo = self._prepare(image)
-        return self._pair(key, self._detect([photo])[0], photo)
+        return self._pair(key, self._detect([photo], [image])[0], photo)
 
     def call_batch(self, images: list[np.ndarray], keys: list[str]) -> list[PairSample | SampleError]:
         """Many pairs with batched HED; a bad image yields its SampleError in its place.
@@ -128,7 +144,7 @@ class EdgesStage:
                 photos[index] = self._prepare(image)
             except SampleError as error:
                 results[index] = error
-        edge_maps = self._detect(list(photos.values()))
+        edge_maps = self._detect(list(photos.values()), [images[index] for index in photos])
         for (index, photo), edges in zip(photos.items(), edge_maps, strict=True):
             results[index] = self._pair(keys[index], edges, photo)
         return [results[index] for index in range(len(images))]
@@ -150,6 +166,8 @@ class EdgesStage:
             weights={"file": Path(weights.path).name, "format": weights.format, "sha256": weights.sha256},
             device=self._hed.device.type,
             precision=self._hed.precision,
+            hed_input=config.hed_input,
+            hed_max_pixels=config.hed_max_pixels,
         )
         if not config.raw:
             description["postprocess"] = {
@@ -172,11 +190,48 @@ class EdgesStage:
             )
         return photo
 
-    def _detect(self, photos: list[np.ndarray]) -> list[np.ndarray]:
-        """Edge maps of fitted photos: ``(H, W)`` uint8, black on white."""
+    def hed_view(self, image: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
+        """What HED sees of a photo with ``hed_input="photo"``: the output's framing at the photo's own
+        resolution (never enlarged), scaled down to at most ``hed_max_pixels``.
+        """
+        out_h, out_w = output_shape[:2]
+        height, width = image.shape[:2]
+        fit = self.config.fit
+        if fit.size is None or fit.fit == "stretch":
+            native = max(height / out_h, width / out_w) if fit.size is not None else 1.0
+        elif fit.fit == "pad":
+            native = max(height, width) / fit.size
+        else:  # crop / none: the short side maps to size
+            native = min(height, width) / fit.size
+        factor = min(max(native, 1.0), (self.config.hed_max_pixels / (out_h * out_w)) ** 0.5)
+        if fit.size is None:
+            if factor >= 1.0:
+                return image
+            return np.ascontiguousarray(resize(image, max(1, round(height * factor)), max(1, round(width * factor))))
+        if factor <= 1.0:
+            return fit_image(image, fit)
+        if fit.fit == "stretch":
+            return np.ascontiguousarray(resize(image, round(out_h * factor), round(out_w * factor)))
+        return np.ascontiguousarray(fit_image(image, FitConfig(size=max(8, round(fit.size * factor)), fit=fit.fit)))
+
+    def _detect(self, photos: list[np.ndarray], originals: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Edge maps of fitted photos: ``(H, W)`` uint8, black on white.
+
+        With ``hed_input="photo"`` HED runs on each original photo at its own resolution (capped)
+        and the soft map is resized to the fitted photo's size before post-processing.
+        """
         if self._hed is None:
             return [canny_edges(photo) for photo in photos]
-        soft_maps = self._hed.predict(photos) if photos else []
+        if self.config.hed_input == "photo" and originals is not None:
+            views = [self.hed_view(original, photo.shape) for original, photo in zip(originals, photos, strict=True)]
+            soft_maps = self._hed.predict(views) if views else []
+            soft_maps = [
+                soft if soft.shape[:2] == photo.shape[:2] else
+                np.clip(resize(soft.astype(np.float32), photo.shape[0], photo.shape[1]), 0.0, 1.0)
+                for soft, photo in zip(soft_maps, photos, strict=True)
+            ]
+        else:
+            soft_maps = self._hed.predict(photos) if photos else []
         if self.config.raw:
             return [soft_to_image(soft) for soft in soft_maps]
         return [postprocess_hed(soft, None, self.config.threshold, self.config.small_edge) for soft in soft_maps]

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.lab import L_SCALE_8BIT, lightness
 from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image
 from pairforge.sample import PairSample
@@ -30,7 +31,7 @@ class GrayConfig:
 
     Attributes:
         space: ``luma`` (ITU-R BT.601 Y' of the sRGB values) or ``lab`` (CIE L*
-            of sRGB under D65, scaled from 0..100 to 0..255).
+            of sRGB under D65 as defined in :mod:`pairforge.lab`, scaled from 0..100 to 0..255).
         gray_tolerance: a photo whose channels differ by at most this much
             (after resizing) at all but 0.1% of its pixels is already grayscale
             and is rejected.
@@ -130,5 +131,4 @@ def lab_lightness(image: np.ndarray) -> np.ndarray:
     Shape:
         ``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint8; 0 is black, 255 is L* = 100.
     """
-    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    return np.clip(np.rint(lab[..., 0] * (255.0 / 100.0)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(lightness(image) * L_SCALE_8BIT), 0, 255).astype(np.uint8)

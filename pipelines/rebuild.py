@@ -45,7 +45,11 @@ def _edges_stage(description: dict[str, Any], fit: FitConfig, weights: str | Non
     if detector == "canny":
         return EdgesStage(EdgesConfig(detector="canny", fit=fit))
     postprocess = description.get("postprocess") or {}
-    options: dict[str, Any] = {"raw": bool(description.get("raw", False))}
+    # datasets made before hed_input existed ran HED on the fitted output
+    options: dict[str, Any] = {"raw": bool(description.get("raw", False)),
+                               "hed_input": str(description.get("hed_input", "output"))}
+    if "hed_max_pixels" in description:
+        options["hed_max_pixels"] = int(description["hed_max_pixels"])
     if "threshold" in postprocess:
         options["threshold"] = float(postprocess["threshold"])
     if "small_edge" in postprocess:

@@ -9,12 +9,13 @@ from typing import Any
 from pairforge.errors import ConfigError
 
 GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
-DISCRIMINATORS = ("patch", "pixel", "image")
+DISCRIMINATORS = ("patch", "pixel", "image", "global")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 AUGMENT_MODES = ("none", "pix2pix", "strong")
 LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
+DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,6 +45,8 @@ class DataConfig:
         shuffle_buffer: samples held in the shuffle buffer of each worker.
         max_val_samples: at most this many validation pairs per validation pass.
         record_keys: write the keys of every trained sample to ``keys.jsonl`` (debugging, tests).
+        direction: ``AtoB`` (A is the input) or ``BtoA`` (B is the input: the reference's
+            facades, cityscapes and maps folders); predict, evaluate and export follow it.
     """
 
     shards: str = ""
@@ -56,8 +59,10 @@ class DataConfig:
     shuffle_buffer: int = 1000
     max_val_samples: int = 64
     record_keys: bool = False
+    direction: str = "AtoB"
 
     def __post_init__(self) -> None:
+        _choice("direction", self.direction, DIRECTIONS)
         _choice("label_input", self.label_input, LABEL_INPUTS)
         _choice("colorspace", self.colorspace, COLORSPACES)
         _at_least("batch_size", self.batch_size, 1)
@@ -102,7 +107,8 @@ class ModelConfig:
 
     Attributes:
         generator: one of GENERATORS.
-        discriminator: ``patch`` (PatchGAN), ``pixel`` (1x1) or ``image`` (whole image).
+        discriminator: ``patch`` (PatchGAN), ``pixel`` (1x1), ``image`` (the paper's 286x286
+            ImageGAN: a 5-layer PatchGAN) or ``global`` (one logit per image, down to 4x4 then one conv).
         in_channels: generator input channels (resolved from the dataset).
         out_channels: generator output channels (3 for RGB, 2 for Lab ab).
         generator_channels: width of the generator's first layer (64 in the paper).
@@ -137,6 +143,11 @@ class ModelConfig:
         _at_least("n_layers", self.n_layers, 1)
         if self.crop_size % 2:
             raise ConfigError("crop_size", self.crop_size, "an even number of pixels")
+        if self.discriminator == "image" and self.crop_size < 96:
+            raise ConfigError(
+                "discriminator", self.discriminator,
+                f"a crop size of at least 96 for the 286x286 ImageGAN (got {self.crop_size}; use 'global' or 'patch')",
+            )
         fixed_depth = {"unet_256": 8, "unet_128": 7}.get(self.generator)
         if fixed_depth is not None and self.crop_size % (2**fixed_depth):
             raise ConfigError(

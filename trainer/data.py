@@ -213,7 +213,7 @@ def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False) 
 
 
 def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one WebDataset sample into stored A and RGB B.
+    """Decode one WebDataset sample into stored A and RGB B (swapped for ``--direction BtoA``).
 
     Returns:
         A ``(stored_a_channels, H, W)`` uint8 and B ``(3, H, W)`` uint8.
@@ -225,6 +225,8 @@ def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray,
     b_bytes = sample.get("b.jpg", sample.get("b.png"))
     if a_bytes is None or b_bytes is None:
         raise SampleError("incomplete sample", f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
+    if encoding.swapped:  # --direction BtoA: the stored B is the input, the stored A the target
+        a_bytes, b_bytes = b_bytes, a_bytes
     flag = cv2.IMREAD_GRAYSCALE if encoding.a_channels == 1 and not encoding.label_a else cv2.IMREAD_COLOR
     a = cv2.imdecode(np.frombuffer(a_bytes, np.uint8), flag)
     b = cv2.imdecode(np.frombuffer(b_bytes, np.uint8), cv2.IMREAD_COLOR)

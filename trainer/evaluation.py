@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from pairforge.lab import rgb_to_lab
 from pairforge.trainer import metrics
 from pairforge.trainer.gallery import table_html, write_tables_page
 
@@ -106,13 +107,12 @@ def colorfulness(image: np.ndarray) -> float:
 
 
 def ab_error(output: np.ndarray, target: np.ndarray) -> float:
-    """Mean absolute difference of the Lab a and b channels (CIE units).
+    """Mean absolute difference of the Lab a and b channels (CIE units, :mod:`pairforge.lab`).
 
     Shape:
         output, target: (H, W, 3) uint8 RGB.
     """
-    lab_out = cv2.cvtColor(output.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-    lab_target = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lab_out, lab_target = rgb_to_lab(output), rgb_to_lab(target)
     return float(np.abs(lab_out[..., 1:] - lab_target[..., 1:]).mean())
 
 
@@ -161,6 +161,7 @@ class EvaluationReport:
         means: mean of each numeric column.
         task: split-level scores (labels: ``generated`` and ``real`` FCN-scores).
         notes: what was skipped and why.
+        settings: how the generator ran (batch-norm statistics, dropout, scale, direction).
     """
 
     kind: str
@@ -168,6 +169,7 @@ class EvaluationReport:
     means: dict[str, float] = field(default_factory=dict)
     task: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         """Means plus the task scores flattened (``fcn_pixel_accuracy``, ``real_fcn_...``)."""
@@ -178,8 +180,8 @@ class EvaluationReport:
         return flat
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": len(self.rows), "means": self.means, "task": self.task,
-                "notes": self.notes, "rows": self.rows}
+        return {"kind": self.kind, "count": len(self.rows), "settings": self.settings, "means": self.means,
+                "task": self.task, "notes": self.notes, "rows": self.rows}
 
 
 Segmenter = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -255,6 +257,9 @@ def write_report(report: EvaluationReport, folder: str | Path, title: str = "pai
         writer.writeheader()
         writer.writerows(report.rows)
     tables = [table_html("mean", ["metric", "value"], [{"metric": k, "value": v} for k, v in report.means.items()])]
+    if report.settings:
+        tables.insert(0, table_html("how the generator ran", ["setting", "value"],
+                                    [{"setting": k, "value": v} for k, v in report.settings.items()]))
     if report.task:
         names = ["pixel_accuracy", "class_accuracy", "class_iou"]
         tables.append(table_html("FCN-score (the judge on generated vs real photos)", ["photos", *names],

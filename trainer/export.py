@@ -1,6 +1,8 @@
 """Exporting a generator to TorchScript or ONNX, with dynamic height and width, and checking the export.
 
-The export is the generator in eval mode with dropout off (deterministic): input is the
+The export computes what ``predict --dropout off`` computes (deterministic): batch norm with
+the statistics of each image by default (as the paper and the reference run the generator at
+test time), or the running averages with ``norm_stats="running"``; input is the
 encoded A (see :func:`~pairforge.trainer.transforms.prepare_input`), output the raw generator
 output in [-1, 1]; height and width must be multiples of the generator's size multiple
 (written into the sidecar JSON next to the file, with the run's encoding facts).
@@ -22,6 +24,8 @@ import torch
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.trainer.checkpoint import unwrap
+from pairforge.trainer.networks import inference_generator
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +59,9 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _frozen(generator: nn.Module) -> nn.Module:
-    """A CPU copy in eval mode (dropout off, batch-norm running statistics)."""
-    model = copy.deepcopy(generator).cpu().eval()
+def _frozen(generator: nn.Module, norm_stats: str = "per-image") -> nn.Module:
+    """A CPU copy as predict runs it with dropout off (:func:`~pairforge.trainer.networks.inference_generator`)."""
+    model = inference_generator(copy.deepcopy(unwrap(generator)).cpu(), norm_stats, dropout=False)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
@@ -96,6 +100,7 @@ def export_generator(
     multiple: int,
     check_sizes: tuple[tuple[int, int], ...] = (),
     opset: int = 17,
+    norm_stats: str = "per-image",
 ) -> ExportResult:
     """Write the generator as TorchScript or ONNX and compare it with PyTorch.
 
@@ -108,6 +113,7 @@ def export_generator(
         check_sizes: (height, width) pairs to compare on; default two different sizes, so
             dynamic height and width are exercised.
         opset: ONNX opset.
+        norm_stats: ``per-image`` (each image's batch-norm statistics, as predict) or ``running``.
 
     Returns:
         the export result (``max_abs_error`` is None when only the ONNX structure could be
@@ -123,7 +129,7 @@ def export_generator(
     for height, width in sizes:
         if height % multiple or width % multiple:
             raise ConfigError("check_sizes", (height, width), f"multiples of {multiple}")
-    model = _frozen(generator)
+    model = _frozen(generator, norm_stats)
     in_channels = int(run_config["model"]["in_channels"])
     example = torch.zeros(1, in_channels, *sizes[0])
     path = Path(path)
@@ -166,7 +172,9 @@ def export_generator(
         "format": fmt,
         "input": "encoded A (pairforge.trainer.transforms.prepare_input), float32 (B, C, H, W)",
         "output": "generator output in [-1, 1] (pairforge.trainer.transforms.output_to_rgb)",
-        "mode": f"eval, dropout {'on' if _dropout_active(model) else 'off'}",
+        "mode": f"dropout off, batch norm with {norm_stats} statistics (as predict --dropout off)",
+        "norm_stats": norm_stats,
+        "direction": run_config.get("data", {}).get("direction", "AtoB"),
         "size_multiple": multiple,
         "in_channels": in_channels,
         "out_channels": int(run_config["model"]["out_channels"]),

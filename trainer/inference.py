@@ -1,4 +1,4 @@
-"""Running a trained generator on images of any size: padding, tiling, batching, test-time dropout.
+"""Running a trained generator on images of any size: scale, padding, tiling, batching, test-time noise.
 
 Typical use::
 
@@ -7,10 +7,19 @@ Typical use::
     predictor.check_input(a)                # InputMismatchError when the model cannot take it
     [rgb] = predictor.predict([a])          # (H, W, 3) uint8, same H and W as ``a``
 
-Any size works: the encoded input is reflect-padded to the generator's multiple (``2**depth``
-for U-Nets, 4 for ResNets) and the output cropped back. Inputs whose padded side exceeds
-``max_side`` are cut into overlapping tiles placed on that multiple (so every tile sees the
-same down-sampling grid as the whole image) and blended with linear ramps across overlaps.
+Test time follows the paper and the reference: the generator runs as in training, dropout on
+and batch norm with the statistics of each image (:func:`~pairforge.trainer.networks.inference_generator`),
+so an output never depends on the other images in its batch. ``norm_stats="running"`` uses the
+running averages instead.
+
+Scale: by default (``scale="train"``) each input is resized so its shorter side is the training
+crop size, run, and the output resized back to the input's size (for colorization the
+predicted ab is resized and combined with the input's own full-resolution L). With
+``scale="native"`` the stored resolution is used: the encoded input is reflect-padded to the
+generator's multiple (``2**depth`` for U-Nets, 4 for ResNets) and the output cropped back;
+inputs whose padded side exceeds ``max_side`` are cut into overlapping tiles placed on that
+multiple, blended with linear ramps across overlaps, and every tile uses the whole image's
+batch-norm statistics (accumulated over the tiles, layer by layer).
 """
 
 from __future__ import annotations
@@ -27,8 +36,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
-from pairforge.trainer.checkpoint import CheckpointError, load_generator  # noqa: F401 - re-exported
-from pairforge.trainer.networks import enable_dropout, unet_depth
+from pairforge.trainer.checkpoint import (  # noqa: F401 - re-exported
+    CheckpointError,
+    load_generator,
+    load_state,
+    resolve_checkpoint,
+)
+from pairforge.trainer.networks import (
+    NORM_STATS,
+    StatisticsCollected,
+    inference_generator,
+    per_image_layers,
+    unet_depth,
+)
 from pairforge.trainer.transforms import Encoding, output_to_rgb, prepare_input
 
 logger = logging.getLogger(__name__)
@@ -37,6 +57,8 @@ GRAY_TOLERANCE = 8
 """A colour image counts as grayscale when its channels differ by at most this (JPEG noise)."""
 PALETTE_TOLERANCE = 0.01
 """Largest fraction of label pixels allowed off the palette's exact colours."""
+SCALES = ("train", "native")
+"""Test-time scale: the training crop size (the reference's test protocol) or the stored resolution."""
 
 
 class InputMismatchError(PairforgeError):
@@ -54,6 +76,9 @@ class InferenceConfig:
         max_side: inputs whose padded height or width exceeds this are tiled.
         overlap: overlap between neighbouring tiles, in pixels (rounded up to the model's multiple).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
+        norm_stats: ``per-image`` (batch norm with each image's statistics, the paper's test
+            protocol) or ``running`` (the running averages kept during training).
+        scale: ``train`` (run at the training scale, output resized back) or ``native``.
     """
 
     dropout: bool = True
@@ -62,8 +87,14 @@ class InferenceConfig:
     max_side: int = 1024
     overlap: int = 128
     device: str = "cpu"
+    norm_stats: str = "per-image"
+    scale: str = "train"
 
     def __post_init__(self) -> None:
+        if self.norm_stats not in NORM_STATS:
+            raise ConfigError("norm_stats", self.norm_stats, " | ".join(NORM_STATS))
+        if self.scale not in SCALES:
+            raise ConfigError("scale", self.scale, " | ".join(SCALES))
         if self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "an integer >= 1")
         if self.max_side < 8:
@@ -95,6 +126,31 @@ def size_multiple(run_config: dict[str, Any]) -> int:
     if str(model["generator"]).startswith("resnet_"):
         return 4
     return 2 ** unet_depth(model["generator"], int(model["crop_size"]))
+
+
+def training_size(run_config: dict[str, Any]) -> int:
+    """Side (pixels) of the crops the generator was trained on."""
+    augment = run_config.get("augment") or {}
+    return int(augment.get("crop_size") or run_config["model"]["crop_size"])
+
+
+def model_scale_size(height: int, width: int, train_size: int) -> tuple[int, int]:
+    """Size at which an image is run at the training scale: shorter side = ``train_size``, aspect kept."""
+    factor = train_size / min(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> torch.Tensor:
+    """Resize a float batch (bilinear with antialiasing; nearest for one-hot label inputs).
+
+    Shape:
+        (B, C, H, W) -> (B, C, *size)
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if nearest:
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def describe_expected_input(encoding: Encoding) -> str:
@@ -143,6 +199,17 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.
     return weight
 
 
+def _shares(starts: list[int], tile: int, size: int) -> list[torch.Tensor]:
+    """Per tile, 1 on the pixels (along one axis) nearer to it than to its neighbours: each pixel counted once."""
+    cuts = [0] + [(starts[i + 1] + starts[i] + tile) // 2 for i in range(len(starts) - 1)] + [size]
+    shares = []
+    for index, start in enumerate(starts):
+        share = torch.zeros(tile)
+        share[max(cuts[index] - start, 0) : max(cuts[index + 1] - start, 0)] = 1.0
+        shares.append(share)
+    return shares
+
+
 class Predictor:
     """A generator plus the run's encoding: A images in, RGB images of the same size out.
 
@@ -158,9 +225,8 @@ class Predictor:
         self.encoding = Encoding.from_config(run_config)
         self.multiple = size_multiple(run_config)
         self.device = torch.device(config.device)
-        self.generator = generator.to(self.device).eval()
-        if config.dropout:
-            enable_dropout(self.generator)
+        self.generator = inference_generator(generator.to(self.device), config.norm_stats, config.dropout)
+        self.train_size = training_size(run_config)
         self.tile = max(self.multiple, config.max_side // self.multiple * self.multiple)
         overlap = -(-config.overlap // self.multiple) * self.multiple
         self.overlap = min(overlap, self.tile - self.multiple)
@@ -192,7 +258,7 @@ class Predictor:
                     f"{name}: a colour image, but the model expects {expected} "
                     "(give A images, or photos with --from-photos)"
                 )
-        if self.encoding.kind == "labels":
+        if self.encoding.kind == "labels" and self.encoding.palette_colors:
             if not rgb:
                 raise InputMismatchError(f"{name}: a 1-channel image, but the model expects {expected}")
             colors = np.asarray(self.encoding.palette_colors, dtype=np.int32)
@@ -227,7 +293,7 @@ class Predictor:
         top, left = pad_h // 2, pad_w // 2
         padded = reflect_pad(x, top, pad_h - top, left, pad_w - left)
         if max(padded.shape[-2:]) > self.tile:
-            output = self._tiled(padded)
+            output = torch.cat([self._tiled(padded[i : i + 1]) for i in range(padded.shape[0])])
         else:
             output = self._batched(padded)
         return output[..., top : top + height, left : left + width]
@@ -236,41 +302,96 @@ class Predictor:
         parts = [self.generator(chunk) for chunk in x.split(self.config.batch_size)]
         return torch.cat(parts).float()
 
-    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
-        """Overlapping tiles on the model's multiple, blended with linear ramps."""
-        batch, _, height, width = x.shape
+    def _whole_image_statistics(self, tiles: torch.Tensor, shares: torch.Tensor) -> None:
+        """Fix every per-image norm layer to the statistics of the whole image its ``tiles`` cover.
+
+        Layer by layer (each later layer sees the earlier ones already fixed), the layer's input is
+        averaged over the tiles, each pixel counted once (``shares`` gives each tile the part of
+        the image nearest to it). Costs about half a forward pass per norm layer.
+
+        Shape:
+            tiles: (T, C, h, w); shares: (T, 1, h, w) with values 0/1.
+        """
+        for layer in per_image_layers(self.generator):
+            channels = 0 if layer.weight is None else layer.weight.numel()
+            sums = [torch.zeros(channels, device=tiles.device), torch.zeros(channels, device=tiles.device),
+                    torch.zeros((), device=tiles.device)]
+            for crops, weights in zip(tiles.split(self.config.batch_size), shares.split(self.config.batch_size),
+                                      strict=True):
+                layer.collect(weights, sums)
+                try:
+                    self.generator(crops)
+                except StatisticsCollected:
+                    pass
+                finally:
+                    layer.collect(None)
+            mean = sums[0] / sums[2].clamp(min=1.0)
+            var = (sums[1] / sums[2].clamp(min=1.0) - mean * mean).clamp(min=0.0)
+            layer.fix_statistics((mean[None], var[None]))
+
+    def _tiled(self, image: torch.Tensor) -> torch.Tensor:
+        """Overlapping tiles of one image on the model's multiple, blended with linear ramps.
+
+        With per-image statistics every tile uses the whole image's (not its own), so tiling
+        does not change an image's normalisation.
+        """
+        _, _, height, width = image.shape
         tile_h, tile_w = min(self.tile, height), min(self.tile, width)
         stride_h, stride_w = max(tile_h - self.overlap, self.multiple), max(tile_w - self.overlap, self.multiple)
         windows = [(y, x0) for y in tile_starts(height, tile_h, stride_h) for x0 in tile_starts(width, tile_w, stride_w)]
-        output: torch.Tensor | None = None
-        total = torch.zeros(1, 1, height, width, device=x.device)
-        for index in range(batch):
-            image = x[index : index + 1]
-            crops = torch.cat([image[..., y : y + tile_h, x0 : x0 + tile_w] for y, x0 in windows])
+        crops = torch.cat([image[..., y : y + tile_h, x0 : x0 + tile_w] for y, x0 in windows])
+        layers = per_image_layers(self.generator)
+        try:
+            if layers:
+                rows = _shares(tile_starts(height, tile_h, stride_h), tile_h, height)
+                cols = _shares(tile_starts(width, tile_w, stride_w), tile_w, width)
+                shares = torch.stack([r[:, None] * c[None, :] for r in rows for c in cols])[:, None].to(image.device)
+                self._whole_image_statistics(crops, shares)
             results = self._batched(crops)
-            if output is None:
-                output = torch.zeros(batch, results.shape[1], height, width, device=x.device)
-            for (y, x0), result in zip(windows, results, strict=True):
-                weight_y = _ramp(tile_h, self.overlap, y > 0, y + tile_h < height).to(x.device)
-                weight_x = _ramp(tile_w, self.overlap, x0 > 0, x0 + tile_w < width).to(x.device)
-                weight = weight_y[:, None] * weight_x[None, :]
-                output[index, :, y : y + tile_h, x0 : x0 + tile_w] += result * weight
-                if index == 0:
-                    total[0, 0, y : y + tile_h, x0 : x0 + tile_w] += weight
-        assert output is not None
+        finally:
+            for layer in layers:
+                layer.fix_statistics(None)
+        output = torch.zeros(1, results.shape[1], height, width, device=image.device)
+        total = torch.zeros(1, 1, height, width, device=image.device)
+        for (y, x0), result in zip(windows, results, strict=True):
+            weight_y = _ramp(tile_h, self.overlap, y > 0, y + tile_h < height).to(image.device)
+            weight_x = _ramp(tile_w, self.overlap, x0 > 0, x0 + tile_w < width).to(image.device)
+            weight = weight_y[:, None] * weight_x[None, :]
+            output[0, :, y : y + tile_h, x0 : x0 + tile_w] += result * weight
+            total[0, 0, y : y + tile_h, x0 : x0 + tile_w] += weight
         return output / total
 
-    def predict(self, images: Sequence[np.ndarray], sample: int = 0) -> list[np.ndarray]:
+    def run_encoded(self, encoded: torch.Tensor, sample: int = 0) -> torch.Tensor:
+        """The generator output for an encoded batch, at this predictor's scale, at the batch's size.
+
+        Shape:
+            (B, in_channels, H, W) -> (B, out_channels, H, W)
+        """
+        height, width = encoded.shape[-2:]
+        if self.config.scale == "native":
+            return self.generate(encoded, sample)
+        size = model_scale_size(height, width, self.train_size)
+        output = self.generate(resize(encoded.to(self.device), size, nearest=self.encoding.onehot), sample)
+        return resize(output, (height, width))
+
+    def predict(
+        self, images: Sequence[np.ndarray], sample: int = 0, photos: Sequence[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
         """Outputs for A images of any sizes (same-size images share forward passes).
 
         Args:
             images: ``(H, W)`` or ``(H, W, 3)`` uint8 A images (checked with :meth:`check_input`).
             sample: dropout draw index.
+            photos: colorization (Lab) runs: the colour photos the A images came from, whose L
+                is the input and the output's L (as in training); without them L is read from A.
 
         Returns:
             ``(H, W, 3)`` uint8 RGB outputs, in input order, each the size of its input.
         """
         results: list[np.ndarray | None] = [None] * len(images)
+        use_photos = photos is not None and self.encoding.colorspace == "lab"
+        if photos is not None and len(photos) != len(images):
+            raise ValueError(f"{len(photos)} photos for {len(images)} images")
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(images):
             groups.setdefault(image.shape, []).append(index)
@@ -278,9 +399,21 @@ class Predictor:
             for start in range(0, len(indices), self.config.batch_size):
                 chosen = indices[start : start + self.config.batch_size]
                 stacked = np.stack([images[i][..., None] if images[i].ndim == 2 else images[i] for i in chosen])
-                encoded = prepare_input(stacked, self.encoding)
-                output = self.generate(encoded, sample)
+                light = np.stack([photos[i] for i in chosen]) if use_photos and photos is not None else None
+                encoded = prepare_input(stacked, self.encoding, light)
+                output = self.run_encoded(encoded, sample)
                 rgb = output_to_rgb(output, self.encoding, encoded.to(output.device))
                 for i, picture in zip(chosen, rgb, strict=True):
                     results[i] = picture
         return [r for r in results if r is not None]
+
+    def describe(self) -> dict[str, Any]:
+        """How this predictor runs the generator (recorded next to predict/evaluate outputs)."""
+        return {
+            "norm_stats": self.config.norm_stats,
+            "dropout": self.config.dropout,
+            "seed": self.config.seed,
+            "scale": self.config.scale,
+            "training_size": self.train_size,
+            "direction": self.encoding.direction,
+        }

@@ -36,7 +36,7 @@ from pairforge.trainer.data import (
     verify_shards,
 )
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss, l1_loss
-from pairforge.trainer.networks import build_discriminator, build_generator
+from pairforge.trainer.networks import build_discriminator, build_generator, inference_generator
 from pairforge.trainer.schedule import (
     Schedule,
     describe_schedule,
@@ -433,7 +433,7 @@ def _train(
     def step_batch(a: torch.Tensor, b: torch.Tensor, sizes: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimisation step: D on real and fake pairs, then G on GAN + L1."""
         a, b = augment(a, b, sizes, augment_rng)
-        x, y = encode_input(a, encoding), encode_target(b, encoding)
+        x, y = encode_input(a, encoding, b), encode_target(b, encoding)
         # one explicit dense layout (a strided slice would send the CPU convolutions down a
         # much slower path)
         x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
@@ -466,9 +466,8 @@ def _train(
 
     def evaluate(label: str) -> dict[str, float]:
         """Validation metrics and a sample grid (rank 0)."""
-        model = ema if ema is not None else generator
-        was_training = model.training
-        model.eval()
+        # the test-time generator (per-image batch-norm statistics, dropout off), as predict runs it
+        model = inference_generator(ema if ema is not None else generator)
         scores: dict[str, list[torch.Tensor]] = {"val_l1": [], "val_psnr": [], "val_ssim": []}
         grid: list[torch.Tensor] = []
         val_urls = info.splits.get("val", ())
@@ -480,7 +479,7 @@ def _train(
         with torch.no_grad():
             for batch in source:
                 a, b = augment(batch["a"].to(device).float(), batch["b"].to(device).float(), batch["sizes"], train=False)
-                x, y = encode_input(a, encoding), encode_target(b, encoding)
+                x, y = encode_input(a, encoding, b), encode_target(b, encoding)
                 with autocast:
                     out = model(x)
                 out = out.float()
@@ -496,7 +495,6 @@ def _train(
             predicted = decode_output(out, encoding, sample_batch[0])
             target = decode_output(sample_batch[1], encoding, sample_batch[0])
             grid = list(torch.stack([visualize_input(sample_batch[0], encoding), predicted, target], 1).cpu().unbind(0))
-        model.train(was_training)
         if grid:
             report.write_sample_grid(run_dir / "samples" / f"{label}.png", grid[:4])
         return {name: float(torch.cat(values).mean()) for name, values in scores.items() if values}
@@ -555,7 +553,7 @@ def _train(
         if sample_batch is None and context.is_main:
             with torch.no_grad():
                 fixed_a, fixed_b = augment(a[:4], b[:4], batch["sizes"][:4], train=False)
-                sample_batch = (encode_input(fixed_a, encoding), encode_target(fixed_b, encoding))
+                sample_batch = (encode_input(fixed_a, encoding, fixed_b), encode_target(fixed_b, encoding))
         if config.data.record_keys:
             seen_keys.extend(zip(batch["epochs"].tolist(), batch["keys"], strict=True))
         losses = step_batch(a, b, batch["sizes"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pairforge.trainer.config import ModelConfig
@@ -278,7 +280,8 @@ class PixelDiscriminator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """ImageGAN: stride-2 convs down to at most 4x4, then one conv covering the rest: one logit per image.
+    """Global discriminator (``--discriminator global``): stride-2 convs down to at most 4x4, then one conv
+    covering the rest: one logit per image. (The paper's 286x286 ImageGAN is ``--discriminator image``.)
 
     Shape:
         (B, in_channels, S, S) with S = ``image_size`` -> (B, 1, 1, 1) logits
@@ -337,6 +340,10 @@ def build_generator(config: ModelConfig) -> nn.Module:
     return network
 
 
+IMAGE_GAN_LAYERS = 5
+"""PatchGAN depth of the paper's 286x286 "ImageGAN" (3 gives 70x70, 1 gives 16x16)."""
+
+
 def discriminator_in_channels(config: ModelConfig) -> int:
     """Channels the discriminator sees: B, plus A when conditional."""
     return config.out_channels + (config.in_channels if config.conditional else 0)
@@ -349,10 +356,122 @@ def build_discriminator(config: ModelConfig) -> nn.Module:
         network: nn.Module = PatchDiscriminator(in_channels, config.discriminator_channels, config.n_layers, config.norm)
     elif config.discriminator == "pixel":
         network = PixelDiscriminator(in_channels, config.discriminator_channels, config.norm)
+    elif config.discriminator == "image":
+        # the paper's 286x286 discriminator (appendix: C64-C128-C256-C512-C512-C512) is a 5-layer PatchGAN
+        network = PatchDiscriminator(in_channels, config.discriminator_channels, IMAGE_GAN_LAYERS, config.norm)
     else:
         network = ImageDiscriminator(in_channels, config.crop_size, config.discriminator_channels, config.norm)
     init_weights(network)
     return network
+
+
+NORM_STATS = ("per-image", "running")
+"""Test-time batch-norm statistics: each image's own (the paper, the reference's default) or the running averages."""
+
+
+class StatisticsCollected(Exception):
+    """Raised by a :class:`PerImageNorm` that has collected what it was asked for (ends the forward early)."""
+
+
+class PerImageNorm(nn.Module):
+    """A trained ``BatchNorm2d`` applied with the statistics of each image (instance normalisation).
+
+    Uses the batch-norm layer's own scale and shift (shared, not copied). At batch size 1 this
+    is exactly batch norm in training mode, which is how the paper and the reference run the
+    generator at test time; for a batch of N it gives the outputs of N batches of 1.
+
+    For tiled inference of one large image, :meth:`collect` accumulates the layer's input
+    statistics over the tiles (weighted by each tile's share of the image) and
+    :meth:`fix_statistics` then makes every tile use the whole image's statistics.
+
+    Shape:
+        (B, C, H, W) -> (B, C, H, W)
+    """
+
+    def __init__(self, batch_norm: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.weight = batch_norm.weight
+        self.bias = batch_norm.bias
+        self.eps = float(batch_norm.eps)
+        self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.collecting: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def fix_statistics(self, statistics: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Use ``(mean, var)`` of shape (1 or B, C) instead of each input's own (None: back to per-input)."""
+        self.fixed = statistics
+
+    def collect(self, weights: torch.Tensor | None, sums: list[torch.Tensor] | None = None) -> None:
+        """On the next forward, add ``weights``-weighted sums of x and x**2 and the weight total
+        to ``sums`` (per channel), then raise :class:`StatisticsCollected`. ``None`` stops collecting.
+
+        Shape:
+            weights: (B, 1, h, w) at image resolution (resized to the layer's resolution).
+        """
+        self.collecting = None if weights is None or sums is None else (weights, sums)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.collecting is not None:
+            weights, sums = self.collecting
+            w = F.interpolate(weights, size=x.shape[-2:], mode="nearest")
+            values = x.float()
+            sums[0] += (w * values).sum(dim=(0, 2, 3))
+            sums[1] += (w * values * values).sum(dim=(0, 2, 3))
+            sums[2] += w.sum()
+            raise StatisticsCollected
+        if self.fixed is None:
+            return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        mean, var = self.fixed
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        y = (x - mean[:, :, None, None]) * scale[:, :, None, None].to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias[None, :, None, None]
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{0 if self.weight is None else self.weight.numel()}, eps={self.eps}, per-image statistics"
+
+
+def inference_generator(generator: nn.Module, norm_stats: str = "per-image", dropout: bool = False) -> nn.Module:
+    """The generator as it runs at test time; the one place that defines test-time behaviour.
+
+    Returns a structural copy that shares the generator's parameters and buffers (no weights
+    are copied; the original keeps its mode): every ``BatchNorm2d`` applied with per-image
+    statistics (``norm_stats="per-image"``, the paper's protocol) or its running averages
+    (``"running"``), in eval mode, with the dropout layers on when ``dropout`` is True.
+
+    Used by predict, evaluate, in-training validation and sample grids, export and serving.
+
+    Raises:
+        ValueError: unknown ``norm_stats``.
+    """
+    if norm_stats not in NORM_STATS:
+        raise ValueError(f"norm_stats {norm_stats!r}: expected one of {', '.join(NORM_STATS)}")
+    from pairforge.trainer.checkpoint import unwrap
+
+    plain = unwrap(generator)
+    memo: dict[int, object] = {id(t): t for t in (*plain.parameters(), *plain.buffers())}
+    network = copy.deepcopy(plain, memo)
+    if norm_stats == "per-image":
+        _swap_batch_norms(network)
+    network.eval()
+    if dropout:
+        enable_dropout(network)
+    return network
+
+
+def _swap_batch_norms(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, PerImageNorm(child))
+        else:
+            _swap_batch_norms(child)
+
+
+def per_image_layers(network: nn.Module) -> list[PerImageNorm]:
+    """The :class:`PerImageNorm` layers of an :func:`inference_generator`, in forward order."""
+    return [layer for layer in network.modules() if isinstance(layer, PerImageNorm)]
 
 
 def enable_dropout(network: nn.Module) -> nn.Module:

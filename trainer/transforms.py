@@ -6,7 +6,12 @@ label inputs and the Lab colorization setup are defined once:
 - RGB / gray inputs and RGB outputs: ``x / 127.5 - 1`` (range [-1, 1]).
 - Label inputs with ``label_input="onehot"``: one channel per palette class (the ignore
   class last when present); with ``"color"`` the colour-coded label image as RGB.
-- ``colorspace="lab"``: input is L of A (``L / 50 - 1``), output and target are ab / 110.
+- ``colorspace="lab"``: input is the photo's CIE L (``L / 50 - 1``): L of B in training and
+  evaluation, of the photo with ``predict --from-photos``, and of a user's gray image
+  otherwise; output and target are ab / 110; the output image is that L plus the predicted ab.
+  One Lab definition (:mod:`pairforge.lab`, here in torch) for make-gray, trainer and evaluate.
+- ``direction="BtoA"``: B is the input and A the target (the reference's facades, cityscapes
+  and maps folders hold photo|labels); the encoding then describes the swapped pair.
 
 Typical inference::
 
@@ -21,14 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pairforge import lab as cie
 from pairforge.errors import ConfigError
 
 AB_SCALE = 110.0
+DIRECTIONS = ("AtoB", "BtoA")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,11 @@ class Encoding:
         colorspace: ``rgb`` or ``lab``.
         label_input: ``onehot`` or ``color`` (labels only).
         palette_colors: RGB colour of each one-hot channel, in channel order.
+        direction: ``AtoB`` or ``BtoA`` (the stored pair is swapped when read; ``kind`` and
+            ``a_channels`` then describe the network's input, i.e. the stored B).
+        gray_space: how a 1-channel A's values map to L* when no photo is at hand (Lab runs):
+            ``lab`` (make-gray --space lab: L* scaled to 0..255), otherwise the lightness of
+            the value as a neutral sRGB gray.
     """
 
     kind: str
@@ -48,25 +59,47 @@ class Encoding:
     colorspace: str = "rgb"
     label_input: str = "onehot"
     palette_colors: tuple[tuple[int, int, int], ...] = ()
+    direction: str = "AtoB"
+    gray_space: str = ""
 
     def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ConfigError("direction", self.direction, " | ".join(DIRECTIONS))
         if self.onehot and not self.palette_colors:
             raise ConfigError("label_input", "onehot", "a dataset with a palette (or --label-input color)")
         if self.colorspace == "lab" and self.kind == "labels":
             raise ConfigError("colorspace", "lab", "rgb for label datasets")
+        if self.colorspace == "lab" and self.direction == "BtoA":
+            raise ConfigError("colorspace", "lab", "rgb with --direction BtoA (colorization predicts the photo, AtoB)")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Encoding:
         """Build from a run's config dict (config.json) or from its parts."""
         dataset = config["dataset"]
         data = config.get("data", {})
+        direction = str(data.get("direction", "AtoB"))
+        stage = (dataset.get("source") or {}).get("stage") or {}
+        if direction == "BtoA":
+            return cls(
+                kind="generic",
+                a_channels=int(dataset.get("b_channels", 3)),
+                colorspace=data.get("colorspace", "rgb"),
+                label_input="color",
+                direction=direction,
+            )
         return cls(
             kind=dataset["kind"],
             a_channels=int(dataset["a_channels"]),
             colorspace=data.get("colorspace", "rgb"),
             label_input=data.get("label_input", "onehot") if dataset["kind"] == "labels" else "color",
             palette_colors=palette_colors(dataset.get("palette")),
+            gray_space=str(stage.get("space", "")) if dataset["kind"] == "gray" else "",
         )
+
+    @property
+    def swapped(self) -> bool:
+        """The stored pair is read B -> A."""
+        return self.direction == "BtoA"
 
     @property
     def onehot(self) -> bool:
@@ -143,25 +176,94 @@ def a_to_stored(a: np.ndarray, encoding: Encoding) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
 
-def _lightness(a: torch.Tensor) -> torch.Tensor:
-    """L of Lab in [0, 100] from A in 0..255 (gray A is taken as a neutral colour)."""
-    rgb = a.float() / 255.0
-    if rgb.shape[1] == 1:
-        rgb = rgb.expand(-1, 3, -1, -1)
-    return kornia.color.rgb_to_lab(rgb)[:, :1]
+def _constant(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float32, device=like.device)
 
 
-def encode_input(a: torch.Tensor, encoding: Encoding) -> torch.Tensor:
+def _srgb_to_linear(values: torch.Tensor) -> torch.Tensor:
+    return torch.where(values <= 0.04045, values / 12.92, ((values.clamp(min=0.0) + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(values: torch.Tensor) -> torch.Tensor:
+    values = values.clamp(min=0.0)
+    return torch.where(values <= 0.0031308, values * 12.92, 1.055 * values.clamp(min=1e-12) ** (1.0 / 2.4) - 0.055)
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > cie.DELTA**3, t.clamp(min=1e-12) ** (1.0 / 3.0), t / (3.0 * cie.DELTA**2) + 4.0 / 29.0)
+
+
+def _f_inverse(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > cie.DELTA, t**3, 3.0 * cie.DELTA**2 * (t - 4.0 / 29.0))
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] to Lab (:mod:`pairforge.lab`'s definition, in torch).
+
+    Shape:
+        (B, 3, H, W) -> (B, 3, H, W): L in [0, 100], a and b about [-110, 110].
+    """
+    linear = _srgb_to_linear(rgb.float())
+    xyz = torch.einsum("ij,bjhw->bihw", _constant(cie.RGB_TO_XYZ, rgb), linear)
+    xyz = xyz / _constant(cie.WHITE, rgb)[None, :, None, None]
+    fx, fy, fz = _f(xyz[:, 0:1]), _f(xyz[:, 1:2]), _f(xyz[:, 2:3])
+    return torch.cat([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab to sRGB in [0, 1], clipped (:mod:`pairforge.lab`'s definition, in torch).
+
+    Shape:
+        (B, 3, H, W) -> (B, 3, H, W).
+    """
+    lab = lab.float()
+    fy = (lab[:, 0:1] + 16.0) / 116.0
+    fx, fz = fy + lab[:, 1:2] / 500.0, fy - lab[:, 2:3] / 200.0
+    xyz = torch.cat([_f_inverse(fx), _f_inverse(fy), _f_inverse(fz)], dim=1)
+    xyz = xyz * _constant(cie.WHITE, lab)[None, :, None, None]
+    linear = torch.einsum("ij,bjhw->bihw", _constant(cie.XYZ_TO_RGB, lab), xyz)
+    return _linear_to_srgb(linear).clamp(0.0, 1.0)
+
+
+def photo_lightness(photo: torch.Tensor) -> torch.Tensor:
+    """L* in [0, 100] of RGB photos (B) in 0..255.
+
+    Shape:
+        (B, 3, H, W) -> (B, 1, H, W)
+    """
+    return rgb_to_lab(photo.float() / 255.0)[:, :1]
+
+
+def a_lightness(a: torch.Tensor, encoding: Encoding) -> torch.Tensor:
+    """L* in [0, 100] of a gray A when no photo is at hand (a user's gray image).
+
+    A ``make-gray --space lab`` A stores L* directly (scaled to 0..255); any other gray image is
+    read as neutral sRGB gray, and a 3-channel A as the colour it is.
+
+    Shape:
+        (B, 1 or 3, H, W) values 0..255 -> (B, 1, H, W)
+    """
+    a = a.float()
+    if a.shape[1] == 1 and encoding.gray_space == "lab":
+        return a / cie.L_SCALE_8BIT
+    rgb = a.expand(-1, 3, -1, -1) if a.shape[1] == 1 else a[:, :3]
+    return photo_lightness(rgb)
+
+
+def encode_input(a: torch.Tensor, encoding: Encoding, b: torch.Tensor | None = None) -> torch.Tensor:
     """Stored A (after augmentation) to the generator input.
 
     Args:
         a: ``(B, stored_a_channels, H, W)``, values 0..255 (class ids for one-hot inputs).
+        b: ``(B, 3, H, W)`` the photos B, 0..255: for Lab runs the input is their L (training,
+            evaluation, ``--from-photos``); without them L comes from A (:func:`a_lightness`).
 
     Returns:
         ``(B, in_channels, H, W)`` float in [-1, 1] (one-hot in {-1, 1}).
     """
     if encoding.colorspace == "lab":
-        return _lightness(a) / 50.0 - 1.0
+        lightness = photo_lightness(b) if b is not None else a_lightness(a, encoding)
+        return lightness / 50.0 - 1.0
     if encoding.onehot:
         ids = a[:, 0].round().long().clamp_(0, len(encoding.palette_colors) - 1)
         onehot = F.one_hot(ids, len(encoding.palette_colors)).permute(0, 3, 1, 2)
@@ -176,7 +278,7 @@ def encode_target(b: torch.Tensor, encoding: Encoding) -> torch.Tensor:
         (B, 3, H, W) -> (B, out_channels, H, W) float, in [-1, 1] (ab / 110 for Lab).
     """
     if encoding.colorspace == "lab":
-        return kornia.color.rgb_to_lab(b.float() / 255.0)[:, 1:] / AB_SCALE
+        return rgb_to_lab(b.float() / 255.0)[:, 1:] / AB_SCALE
     return b.float() / 127.5 - 1.0
 
 
@@ -196,7 +298,7 @@ def decode_output(output: torch.Tensor, encoding: Encoding, network_input: torch
             raise ValueError("Lab outputs need the network input (its L channel) to become RGB")
         lightness = (network_input[:, :1].float() + 1.0) * 50.0
         lab = torch.cat([lightness, output * AB_SCALE], dim=1)
-        return kornia.color.lab_to_rgb(lab, clip=True).clamp(0.0, 1.0)
+        return lab_to_rgb(lab)
     return ((output + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
@@ -232,13 +334,29 @@ def _as_stored_tensor(a: np.ndarray | torch.Tensor, encoding: Encoding) -> torch
     return torch.from_numpy(np.stack([a_to_stored(image, encoding) for image in array]))
 
 
-def prepare_input(a: np.ndarray | torch.Tensor, config: dict[str, Any] | Encoding) -> torch.Tensor:
+def _photos_tensor(photos: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """RGB photos ``(H, W, 3)``/``(B, H, W, 3)`` uint8 numpy or ``(B, 3, H, W)`` tensor to (B, 3, H, W)."""
+    if isinstance(photos, torch.Tensor):
+        tensor = photos if photos.ndim == 4 else photos[None]
+        return tensor.to(device).float()
+    array = np.asarray(photos)
+    array = array[None] if array.ndim == 3 else array
+    return torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(0, 3, 1, 2).to(device).float()
+
+
+def prepare_input(
+    a: np.ndarray | torch.Tensor,
+    config: dict[str, Any] | Encoding,
+    photos: np.ndarray | torch.Tensor | None = None,
+) -> torch.Tensor:
     """uint8 A images to the generator input, exactly as in training.
 
     Args:
         a: ``(H, W)``, ``(H, W, C)`` or ``(B, H, W[, C])`` uint8 numpy (RGB order), or a uint8
             tensor ``(B, C, H, W)``. Label inputs are colour-coded RGB; gray A may be RGB.
         config: the run's config dict (from :func:`load_generator`) or an :class:`Encoding`.
+        photos: Lab runs: the colour photos the A came from (their L is the input, as in
+            training); without them L is read from A.
 
     Returns:
         ``(B, in_channels, H, W)`` float tensor (on the tensor's device for tensor input).
@@ -246,7 +364,8 @@ def prepare_input(a: np.ndarray | torch.Tensor, config: dict[str, Any] | Encodin
     encoding = config if isinstance(config, Encoding) else Encoding.from_config(config)
     device = a.device if isinstance(a, torch.Tensor) else torch.device("cpu")
     stored = _as_stored_tensor(a, encoding).to(device)
-    return encode_input(stored.float(), encoding)
+    b = _photos_tensor(photos, device) if photos is not None and encoding.colorspace == "lab" else None
+    return encode_input(stored.float(), encoding, b)
 
 
 def output_to_rgb(

@@ -148,8 +148,14 @@ def _fit(options: dict[str, Any]) -> Any:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where HED runs.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="HED batch size.")
+@click.option("--hed-input", type=click.Choice(["photo", "output"]), default="photo", show_default=True,
+              help="photo: HED on the photo at its own resolution (at most --hed-max-pixels), soft map resized to "
+                   "--size, as the reference's PostprocessHED recipe (edge scale does not change with photo size; "
+                   "costs up to ~16x the output mode at 1 MP vs 256 px). output: HED on the photo fitted to --size.")
+@click.option("--hed-max-pixels", type=click.IntRange(4096, 4096 * 4096), default=1024 * 1024, show_default=True,
+              help="Cap on the pixels HED sees with --hed-input photo.")
 def make_edges_command(detector: str, weights: str | None, threshold: float, small_edge: int, raw: bool, device: str,
-                       batch_size: int, **options: Any) -> None:
+                       batch_size: int, hed_input: str, hed_max_pixels: int, **options: Any) -> None:
     """Edges -> photo pairs (the paper's edges2shoes recipe): A = HED edges of the photo, B = the photo.
 
     HED runs batched (on CUDA when available); its soft map is post-processed
@@ -159,7 +165,8 @@ def make_edges_command(detector: str, weights: str | None, threshold: float, sma
     from pairforge.pipelines.edges import EdgesConfig
 
     config = EdgesConfig(detector=detector, raw=raw, threshold=threshold, small_edge=small_edge, weights=weights,
-                         device=device, batch_size=batch_size, fit=_fit(options))
+                         device=device, batch_size=batch_size, fit=_fit(options), hed_input=hed_input,
+                         hed_max_pixels=hed_max_pixels)
     items, rejects = _photo_items(options["photos"])
     # HED already uses every core through torch; several HED processes would fight over them.
     _run_builder("pairforge.pipelines.edges:EdgesStage", config, items, rejects, options,

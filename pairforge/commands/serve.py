@@ -65,7 +65,7 @@ class RunModel:
         self.photo_error: str | None = None
         try:
             self.stage = stage_from_source(self.run_config["dataset"].get("source") or {}, weights=hed_weights,
-                                           device=device)
+                                           device=device, keep_size=True)  # as predict --from-photos
         except PairforgeError as exc:
             self.photo_error = f"this run cannot build A from a photo ({exc})"
         name = Path(run).resolve().name
@@ -127,17 +127,18 @@ class RunModel:
         jobs share forward passes through ``Predictor.predict``, which groups equal sizes.
         """
         from pairforge.errors import PairforgeError, SampleError
-        from pairforge.pipelines.rebuild import rebuild_a
 
         results: list[np.ndarray | Exception | None] = [None] * len(jobs)
         ready: list[tuple[int, np.ndarray, int]] = []
+        photos: dict[int, np.ndarray] = {}  # from_photo jobs: the fitted photo (its L for Lab runs, as predict)
         for index, job in enumerate(jobs):
             try:
                 a = job.image
                 if job.from_photo:
                     if self.stage is None:
                         raise PairforgeError(f"from_photo: {self.photo_error}; upload an A image instead")
-                    a = rebuild_a(self.stage, a, "upload")
+                    pair = self.stage(a, "upload")  # at the photo's own resolution, as predict --from-photos
+                    a, photos[index] = pair.a, pair.b
                 self._predictor(job.seed).check_input(a, "upload")
             except PairforgeError as exc:
                 results[index] = exc
@@ -149,9 +150,12 @@ class RunModel:
         try:
             if self.dropout:
                 for index, a, seed in ready:
-                    results[index] = self._predictor(seed).predict([a])[0]
+                    photo = [photos[index]] if index in photos else None
+                    results[index] = self._predictor(seed).predict([a], photos=photo)[0]
             elif ready:
-                outputs = self._predictor(0).predict([a for _, a, _ in ready])
+                with_photos = all(index in photos for index, _, _ in ready)
+                outputs = self._predictor(0).predict(
+                    [a for _, a, _ in ready], photos=[photos[i] for i, _, _ in ready] if with_photos else None)
                 for (index, _, _), output in zip(ready, outputs, strict=True):
                     results[index] = output
         except (PairforgeError, SampleError) as exc:

@@ -26,6 +26,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
               help="Labels datasets: feed the generator one channel per class, or the colour-coded map.")
 @click.option("--colorspace", type=click.Choice(["rgb", "lab"]), default="rgb", show_default=True,
               help="lab: input L, output ab (colorization).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+              help="BtoA: B is the input and A the output (the reference's facades, cityscapes and maps "
+                   "folders hold photo|labels and train BtoA); recorded in the run.")
 @click.option("--augment", type=click.Choice(["none", "pix2pix", "strong"]), default="pix2pix", show_default=True,
               help="pix2pix: resize to --load-size, random crop --crop-size, flip (the paper's jitter); "
                    "strong: also a random resized crop and a small rotation; none: resize to --crop-size only.")
@@ -38,8 +41,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
               type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder"]),
               help="U-Net as in the paper (unet: depth from --crop-size), ResNet blocks, or encoder_decoder "
                    "(U-Net without skips, the paper's ablation).")
-@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image"]), default="patch", show_default=True,
-              help="patch: PatchGAN (see --n-layers); pixel: 1x1 PixelGAN; image: one score per image (ImageGAN).")
+@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image", "global"]), default="patch",
+              show_default=True, help="patch: PatchGAN (--n-layers); pixel: 1x1 PixelGAN; image: the paper's 286x286 "
+                                      "ImageGAN (a 5-layer PatchGAN); global: one logit per image.")
 @click.option("--n-layers", type=int, default=3, show_default=True, help="PatchGAN depth (3 = 70x70).")
 @click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True,
               help="Normalisation layers of both networks.")
@@ -126,7 +130,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
                 label_input=o["label_input"], colorspace=o["colorspace"], batch_size=o["batch_size"],
                 num_workers=o["num_workers"] if o["num_workers"] is not None else default_num_workers(o["device"]),
                 shuffle_buffer=o["shuffle_buffer"],
-                max_val_samples=o["max_val_samples"], record_keys=o["record_keys"],
+                max_val_samples=o["max_val_samples"], record_keys=o["record_keys"], direction=o["direction"],
             ),
             augment=AugmentConfig(mode=o["augment"], load_size=o["load_size"], crop_size=o["crop_size"], flip=not o["no_flip"]),
             model=ModelConfig(

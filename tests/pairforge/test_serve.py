@@ -234,7 +234,7 @@ def test_photo_upload_equals_predict_from_photos(url: str, run_dir: Path, photos
     status, _, body = post(url, "api/prepare", image=data, from_photo="true")
     assert status == 200, body[:300]
     a = decode(body)
-    assert a.shape == (SIZE, SIZE)  # the dataset's recipe: fitted to 64, 1-channel Canny edges
+    assert a.shape == (100, 150)  # the dataset's recipe at the photo's own size (as predict --from-photos), 1-channel edges
     np.testing.assert_array_equal(a, cv2.imread(str(tmp_path / "out" / "inputs" / "photo.png"), cv2.IMREAD_UNCHANGED))
 
 

@@ -191,3 +191,40 @@ def test_stage_survives_pickling_for_process_workers(detector: str) -> None:
     photo = skimage.data.chelsea()
     np.testing.assert_array_equal(copy(photo, "cat").a, stage(photo, "cat").a)
     assert copy.describe() == stage.describe()
+
+
+class _RecordingHED:
+    """Stands in for HEDDetector: records what HED is shown, returns a soft map with one bright row."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def predict(self, images: list) -> list:
+        self.shapes += [image.shape for image in images]
+        maps = []
+        for image in images:
+            soft = np.zeros(image.shape[:2], np.float32)
+            soft[image.shape[0] // 2, :] = 1.0
+            maps.append(soft)
+        return maps
+
+
+@pytest.mark.parametrize(("hed_input", "max_pixels", "expected"), [
+    ("photo", 1024 * 1024, (800, 800)),   # the photo's own resolution (short side 800)
+    ("photo", 200_000, (447, 447)),       # capped
+    ("output", 1024 * 1024, (256, 256)),  # the previous behaviour
+])
+def test_hed_runs_on_the_photo_at_its_resolution_with_a_cap(hed_input: str, max_pixels: int,
+                                                            expected: tuple[int, int]) -> None:
+    from pairforge.pipelines.edges import EdgesConfig, EdgesStage
+    from pairforge.pipelines.geometry import FitConfig
+
+    stage = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=256), hed_input=hed_input,
+                                   hed_max_pixels=max_pixels))
+    recorder = _RecordingHED()
+    stage._hed = recorder  # type: ignore[assignment]
+    photo = np.random.default_rng(0).integers(0, 256, (800, 1200, 3), dtype=np.uint8)
+    pair = stage(photo, "p")
+    assert recorder.shapes[0][:2] == expected
+    assert pair.a.shape == (256, 256)  # the soft map is resized to the output, then post-processed
+    assert (pair.a < 128).any()

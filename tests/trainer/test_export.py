@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
 from pairforge.trainer.export import export_generator
-from pairforge.trainer.inference import load_checked_generator, size_multiple
+from pairforge.trainer.inference import (
+    InferenceConfig,
+    Predictor,
+    load_checked_generator,
+    size_multiple,
+)
 from pairforge.trainer.loop import train
 from tests.trainer.conftest import make_tiny_config, write_shards
 
@@ -28,9 +33,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(train(config).run_dir)
 
 
-def _reference(generator: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return generator.eval()(x).numpy()
+def _reference(generator: torch.nn.Module, x: torch.Tensor, config: dict,
+               norm_stats: str = "per-image") -> np.ndarray:
+    """What predict --dropout off --scale native computes on the encoded input x."""
+    predictor = Predictor(generator, config, InferenceConfig(dropout=False, scale="native", max_side=4096,
+                                                             norm_stats=norm_stats))
+    return predictor.generate(x).numpy()
+
 
 
 def test_torchscript_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> None:
@@ -40,7 +49,22 @@ def test_torchscript_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> N
     assert result.max_abs_error is not None and result.max_abs_error < 1e-4
     module = torch.jit.load(str(result.path))
     x = torch.rand(1, 1, 5 * multiple, 2 * multiple) * 2 - 1  # a size the checks did not use
-    assert np.abs(module(x).detach().numpy() - _reference(generator, x)).max() < 1e-4
+    assert np.abs(module(x).detach().numpy() - _reference(generator, x, config)).max() < 1e-4
+    # per-image statistics: not the running-average network, and a batch of 2 = 2 batches of 1
+    running = _reference(generator, x, config, "running")
+    assert np.abs(module(x).detach().numpy() - running).max() > 1e-3
+    pair = torch.cat([x, -x])
+    assert np.abs(module(pair)[1:].detach().numpy() - module(-x).detach().numpy()).max() < 1e-5
+
+
+def test_torchscript_running_statistics_option(run_dir: Path, tmp_path: Path) -> None:
+    generator, config = load_checked_generator(run_dir)
+    multiple = size_multiple(config)
+    result = export_generator(generator, config, tmp_path / "g.pt", "torchscript", multiple, norm_stats="running")
+    module = torch.jit.load(str(result.path))
+    x = torch.rand(1, 1, 2 * multiple, 3 * multiple) * 2 - 1
+    assert np.abs(module(x).detach().numpy() - _reference(generator, x, config, "running")).max() < 1e-4
+    assert '"norm_stats": "running"' in result.sidecar.read_text()
 
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (pip install pairforge[onnx])")
@@ -55,7 +79,7 @@ def test_onnx_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> None:
     x = torch.rand(3, 1, 2 * multiple, 4 * multiple) * 2 - 1
     produced = session.run(None, {"a": x.numpy()})[0]
     assert produced.shape == (3, 3, 2 * multiple, 4 * multiple)
-    assert np.abs(produced - _reference(generator, x)).max() < 1e-4
+    assert np.abs(produced - _reference(generator, x, config)).max() < 1e-4
 
 
 def test_export_refuses_sizes_off_the_multiple(run_dir: Path, tmp_path: Path) -> None:

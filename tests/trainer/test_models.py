@@ -39,7 +39,7 @@ def test_unet_depth_and_skips() -> None:
         ModelConfig(generator="unet_256", crop_size=64)
 
 
-@pytest.mark.parametrize("kind, n_layers, expected", [("patch", 3, (6, 6)), ("patch", 1, (30, 30)), ("pixel", 3, (64, 64)), ("image", 3, (1, 1))])
+@pytest.mark.parametrize("kind, n_layers, expected", [("patch", 3, (6, 6)), ("patch", 1, (30, 30)), ("pixel", 3, (64, 64)), ("global", 3, (1, 1))])
 def test_discriminator_outputs(kind: str, n_layers: int, expected: tuple[int, int]) -> None:
     config = ModelConfig(discriminator=kind, n_layers=n_layers, discriminator_channels=4, crop_size=64, generator="unet")
     network = build_discriminator(config)
@@ -54,6 +54,24 @@ def test_patchgan_receptive_field_is_70() -> None:
     network(image)[0, 0, 7, 7].backward()
     rows = image.grad.abs().sum(dim=(0, 1, 3)).nonzero()
     assert rows.max().item() - rows.min().item() + 1 == 70
+
+
+def test_image_discriminator_is_the_papers_286_patchgan() -> None:
+    """--discriminator image: receptive field 286x286, layers C64-C128-C256-C512-C512-C512 (paper appendix)."""
+    network = build_discriminator(ModelConfig(discriminator="image", discriminator_channels=4, crop_size=256,
+                                              generator="unet", norm="none"))
+    widths = [m.out_channels for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [4, 8, 16, 32, 32, 32, 1]
+    image = torch.zeros(1, 6, 576, 576, requires_grad=True)
+    output = network(image)
+    assert output.shape == (1, 1, 16, 16)
+    output[0, 0, 8, 8].backward()
+    rows = image.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+    assert rows.max().item() - rows.min().item() + 1 == 286
+    assert build_discriminator(ModelConfig(discriminator="image", crop_size=256, generator="unet",
+                                           discriminator_channels=4))(torch.zeros(1, 6, 256, 256)).shape == (1, 1, 6, 6)
+    with pytest.raises(ConfigError, match="at least 96"):
+        ModelConfig(discriminator="image", crop_size=64, generator="unet")
 
 
 @pytest.mark.parametrize("mode", ["vanilla", "lsgan", "hinge"])
@@ -80,7 +98,7 @@ ABLATIONS = {
     "L1+GAN": dict(model__conditional=False),
     "L1+cGAN": dict(),
     "lsgan-pixel": dict(loss__gan_mode="lsgan", model__discriminator="pixel"),
-    "hinge-image": dict(loss__gan_mode="hinge", model__discriminator="image"),
+    "hinge-global": dict(loss__gan_mode="hinge", model__discriminator="global"),
     "patch1-instance": dict(model__n_layers=1, model__norm="instance"),
     "no-norm-no-dropout": dict(model__norm="none", model__dropout=False),
     "encoder-decoder": dict(model__generator="encoder_decoder"),

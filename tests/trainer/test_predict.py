@@ -7,7 +7,6 @@ import io
 import json
 import os
 import pickle
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -105,8 +104,9 @@ def test_reflect_pad_any_amount() -> None:
 def test_tiling_matches_untiled_away_from_tile_borders(loaded: tuple) -> None:
     generator, config = loaded
     x = torch.from_numpy(_edge_map(301, 517)).float()[None, None] / 127.5 - 1.0
-    whole = Predictor(generator, config, InferenceConfig(dropout=False, max_side=4096)).generate(x)
-    tiler = Predictor(generator, config, InferenceConfig(dropout=False, max_side=256, overlap=128))
+    # running statistics: the network is then purely convolutional and tiling is exact away from seams
+    whole = Predictor(generator, config, InferenceConfig(dropout=False, max_side=4096, norm_stats="running")).generate(x)
+    tiler = Predictor(generator, config, InferenceConfig(dropout=False, max_side=256, overlap=128, norm_stats="running"))
     tiled = tiler.generate(x)
     assert tiled.shape == whole.shape == (1, 3, 301, 517)
     # padded to 320 x 576; tiles of 256 on the model's multiple (64)
@@ -123,6 +123,21 @@ def test_tiling_matches_untiled_away_from_tile_borders(loaded: tuple) -> None:
     assert away.float().mean() > 0.2
     assert difference[away].max() < 1e-4
     assert difference.max() < 0.05  # blended seams stay close too
+
+
+def test_tiling_uses_whole_image_statistics(loaded: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-image statistics: every tile is normalised with the whole image's statistics, not its own."""
+    generator, config = loaded
+    x = torch.from_numpy(_edge_map(256, 512, seed=4)).float()[None, None] / 127.5 - 1.0
+    x[..., :, :256] = -x[..., :, :256]  # two halves with very different statistics
+    whole = Predictor(generator, config, InferenceConfig(dropout=False, max_side=4096)).generate(x)
+    tiler = Predictor(generator, config, InferenceConfig(dropout=False, max_side=256, overlap=64))
+    tiled = tiler.generate(x)
+    monkeypatch.setattr(Predictor, "_whole_image_statistics", lambda self, *args: None)
+    per_tile = tiler.generate(x)
+    error_whole = float((tiled - whole).abs().mean())
+    error_per_tile = float((per_tile - whole).abs().mean())
+    assert error_whole < 0.5 * error_per_tile
 
 
 def test_dropout_seed_repeats_and_samples_differ(loaded: tuple) -> None:
@@ -145,7 +160,8 @@ def test_channel_mismatch_says_what_model_expects(loaded: tuple, photos: list[np
     predictor.check_input(np.repeat(_edge_map(20, 20)[..., None], 3, axis=2))  # gray saved as RGB is fine
 
 
-def test_from_photos_reproduces_dataset_a(run_dir: Path, photos: list[np.ndarray], tmp_path: Path) -> None:
+def test_from_photos_rebuilds_a_at_the_photos_resolution(run_dir: Path, photos: list[np.ndarray], tmp_path: Path) -> None:
+    """A is rebuilt by the dataset's own stage, at the photo's own size; the output comes back at that size."""
     inputs = tmp_path / "photos"
     inputs.mkdir()
     cv2.imwrite(str(inputs / "coffee.png"), cv2.cvtColor(photos[1], cv2.COLOR_RGB2BGR))
@@ -153,14 +169,13 @@ def test_from_photos_reproduces_dataset_a(run_dir: Path, photos: list[np.ndarray
     result = CliRunner().invoke(cli, ["predict", str(run_dir), str(inputs), "-o", str(out), "--from-photos",
                                       "--dropout", "off", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    shard = run_dir.parent.parent / "shards" / "train-000000.tar"
-    with tarfile.open(shard) as archive:
-        stored = archive.extractfile("train_1.a.png").read()  # type: ignore[union-attr]
-    expected = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_GRAYSCALE)
+    expected = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=None)))(photos[1], "coffee").a
     rebuilt = cv2.imread(str(out / "inputs" / "coffee.png"), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(rebuilt, expected)
-    assert cv2.imread(str(out / "coffee.png")).shape == (SIZE, SIZE, 3)
+    assert cv2.imread(str(out / "coffee.png")).shape == (*photos[1].shape[:2], 3)
     assert (out / "targets" / "coffee.png").is_file()
+    recorded = json.loads((out / "predict.json").read_text())
+    assert recorded["norm_stats"] == "per-image" and recorded["scale"] == "train" and recorded["training_size"] == SIZE
 
 
 def test_cli_writes_outputs_gallery_and_skips_bad_inputs(run_dir: Path, tmp_path: Path) -> None:

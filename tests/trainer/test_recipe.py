@@ -1,0 +1,173 @@
+"""Known answers that pin the paper's recipe: losses, lr decay in the optimizer, flip/crop, lambda, conditioning,
+split, FCN-score, resume without deterministic kernels. Each test names the mutation it catches."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+from pairforge.keys import assign_split
+from pairforge.trainer import loop
+from pairforge.trainer.augment import PairAugment
+from pairforge.trainer.checkpoint import list_checkpoints
+from pairforge.trainer.config import AugmentConfig
+from pairforge.trainer.evaluation import segmentation_scores
+from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.losses import discriminator_loss, generator_gan_loss
+
+LOG2 = math.log(2.0)
+
+
+def _t(*values: float) -> torch.Tensor:
+    return torch.tensor(values)
+
+
+def test_vanilla_generator_loss_is_non_saturating() -> None:
+    """-log D(G(z)) (softplus(-x)), not log(1 - D(G(z))): catches a saturating G loss."""
+    assert generator_gan_loss(_t(0.0), "vanilla").item() == pytest.approx(LOG2, abs=1e-6)
+    assert generator_gan_loss(_t(2.0), "vanilla").item() == pytest.approx(math.log1p(math.exp(-2.0)), abs=1e-6)
+    assert generator_gan_loss(_t(-3.0), "vanilla").item() == pytest.approx(math.log1p(math.exp(3.0)), abs=1e-6)
+    logits = _t(-4.0).requires_grad_()
+    generator_gan_loss(logits, "vanilla").backward()
+    assert logits.grad.item() == pytest.approx(-1 / (1 + math.exp(-4.0)), abs=1e-6)  # strong gradient when D wins
+
+
+def test_discriminator_loss_is_halved() -> None:
+    """0.5 * (BCE(real, 1) + BCE(fake, 0)): catches D loss not halved."""
+    assert discriminator_loss(_t(0.0), _t(0.0), "vanilla").item() == pytest.approx(LOG2, abs=1e-6)
+    assert discriminator_loss(_t(1.0), _t(-1.0), "vanilla").item() == pytest.approx(math.log1p(math.exp(-1.0)), abs=1e-6)
+    assert discriminator_loss(_t(3.0), _t(1.0), "hinge").item() == pytest.approx(1.0, abs=1e-6)  # 0.5 * (0 + 2)
+
+
+def test_lsgan_targets_are_one_and_zero() -> None:
+    """LSGAN: (D(real) - 1)^2 and D(fake)^2, halved; G: (D(fake) - 1)^2. Catches a real target of 0.5."""
+    assert discriminator_loss(_t(1.0), _t(0.0), "lsgan").item() == pytest.approx(0.0, abs=1e-7)
+    assert discriminator_loss(_t(0.5), _t(0.5), "lsgan").item() == pytest.approx(0.5 * (0.25 + 0.25), abs=1e-7)
+    assert discriminator_loss(_t(0.0), _t(1.0), "lsgan").item() == pytest.approx(1.0, abs=1e-7)
+    assert generator_gan_loss(_t(1.0), "lsgan").item() == pytest.approx(0.0, abs=1e-7)
+    assert generator_gan_loss(_t(0.5), "lsgan").item() == pytest.approx(0.25, abs=1e-7)
+
+
+def test_optimizers_use_the_decayed_learning_rate(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
+    """The lr each Adam step actually uses: 2 constant steps, then 1 - k/3 (catches decay never applied)."""
+    used: list[tuple[int, float]] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append((id(optimizer), optimizer.param_groups[0]["lr"]))
+    )
+    try:
+        train(tiny_config(edge_shards, tmp_path, steps=4, optim__epochs=1, optim__decay_epochs=1, optim__lr=0.3))
+    finally:
+        handle.remove()
+    per_optimizer: dict[int, list[float]] = {}
+    for key, lr in used:
+        per_optimizer.setdefault(key, []).append(lr)
+    assert len(per_optimizer) == 2  # generator and discriminator
+    for lrs in per_optimizer.values():
+        assert lrs == pytest.approx([0.3, 0.3, 0.3 * 2 / 3, 0.3 * 1 / 3], abs=1e-9)
+
+
+def _ramp(size: int) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    return (x + 100.0 * y)[None, None]
+
+
+def test_pix2pix_augment_crops_anywhere_and_flips_half_the_time() -> None:
+    """Load 10 = source, crop 8: every output is an exact 8x8 window (maybe mirrored) at a random place.
+
+    Catches always cropping at (0, 0) and never flipping."""
+    augment = PairAugment(AugmentConfig(mode="pix2pix", load_size=10, crop_size=8))
+    source = _ramp(10)
+    rng = torch.Generator().manual_seed(0)
+    offsets, flips = set(), 0
+    for _ in range(60):
+        a, b = augment(source, source.repeat(1, 3, 1, 1), torch.tensor([[10, 10]]), rng)
+        out = a[0, 0]
+        assert torch.equal(b[0, 0], out)  # one geometry for A and B
+        flipped = bool(out[0, 0] > out[0, 1])
+        window = out.flip(-1) if flipped else out
+        corner = round(window[0, 0].item())
+        y0, x0 = corner // 100, corner % 100
+        assert torch.allclose(window, source[0, 0, y0 : y0 + 8, x0 : x0 + 8], atol=1e-3)
+        offsets.add((y0, x0))
+        flips += flipped
+    assert len(offsets) == 9  # all 3 x 3 positions
+    assert 15 <= flips <= 45
+
+
+def test_lambda_l1_scales_the_l1_gradient(edge_shards: Path, tiny_config, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gradient reaching the L1 term is exactly lambda (0 removes it). Catches --lambda-l1 0 keeping L1."""
+    for lambda_l1 in (0.0, 100.0, 7.0):
+        grads: list[float] = []
+
+        def recording_l1(output: torch.Tensor, target: torch.Tensor, grads: list[float] = grads) -> torch.Tensor:
+            value = torch.nn.functional.l1_loss(output.float(), target.float())
+            if value.requires_grad:
+                value.register_hook(lambda grad: grads.append(float(grad)))
+            return value
+
+        monkeypatch.setattr(loop, "l1_loss", recording_l1)
+        train(tiny_config(edge_shards, tmp_path / str(lambda_l1), steps=2, loss__lambda_l1=lambda_l1))
+        assert grads == [lambda_l1, lambda_l1]
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_unconditional_changes_what_the_discriminator_sees(edge_shards: Path, tiny_config, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, conditional: bool) -> None:
+    """cGAN: D sees (A, B) -- 1 + 3 channels for edges; GAN (--unconditional): only B's 3 channels, in [-1, 1]."""
+    seen: list[torch.Tensor] = []
+    build = loop.build_discriminator
+
+    def recording_build(config):  # type: ignore[no-untyped-def]
+        network: nn.Module = build(config)
+        network.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+        return network
+
+    monkeypatch.setattr(loop, "build_discriminator", recording_build)
+    train(tiny_config(edge_shards, tmp_path, steps=1, model__conditional=conditional))
+    assert len(seen) == 3  # real, fake (for D), fake (for G)
+    assert {x.shape[1] for x in seen} == ({4} if conditional else {3})
+    real, fake = seen[0], seen[1]
+    if conditional:
+        assert torch.equal(real[:, :1], fake[:, :1])  # the same A next to the real and the fake B
+        assert set(real[:, :1].unique().tolist()) <= {-1.0, 1.0} or real[:, :1].abs().max() <= 1.0
+    assert not torch.equal(real[:, -3:], fake[:, -3:])
+
+
+def test_split_by_key_known_answers() -> None:
+    """sha256 of the key, stable across processes and machines (catches a per-process salted hash)."""
+    expected = {"img_000": "train", "img_001": "val", "img_003": "test", "img_004": "test", "img_005": "val",
+                "img_019": "test", "img_023": "val", "astronaut": "train", "coffee": "val", "shoe_12345": "val"}
+    assert {key: assign_split(key, 0.3, 0.1) for key in expected} == expected
+
+
+def test_fcn_score_with_a_class_absent_from_the_ground_truth() -> None:
+    """Class 2 is predicted but never true: it counts in pixel accuracy's total, not in the class means."""
+    confusion = np.array([[3, 1, 0],   # true 0: 3 right, 1 as class 1
+                          [0, 2, 2],   # true 1: 2 right, 2 as class 2
+                          [0, 0, 0]])  # class 2 absent from the truth
+    scores = segmentation_scores(confusion)
+    assert scores["pixel_accuracy"] == pytest.approx(5 / 8)
+    assert scores["class_accuracy"] == pytest.approx((3 / 4 + 2 / 4) / 2)
+    # IoU: class 0: 3 / (4 + 3 - 3) = 3/4; class 1: 2 / (4 + 3 - 2) = 2/5; class 2 left out
+    assert scores["class_iou"] == pytest.approx((3 / 4 + 2 / 5) / 2)
+
+
+def test_resume_is_exact_with_default_nondeterministic_kernels(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
+    """deterministic=False (the default): CPU resume still continues exactly."""
+    straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=4))
+    first = train(tiny_config(edge_shards, tmp_path / "split", steps=4), stop_at=2)
+    resumed = train(resume_config(first.run_dir), resume=first.run_dir)
+    assert not resume_config(first.run_dir).deterministic
+    for name in ("generator", "discriminator"):
+        expected = load_file(str(list_checkpoints(straight.run_dir)[-1] / f"{name}.safetensors"))
+        actual = load_file(str(list_checkpoints(resumed.run_dir)[-1] / f"{name}.safetensors"))
+        for key in expected:
+            torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=f"{name}.{key}")

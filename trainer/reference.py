@@ -1,0 +1,335 @@
+"""Importing generators trained by the reference PyTorch pix2pix (``latest_net_G.pth``) as pairforge runs.
+
+The reference saves ``torch.save(net.state_dict())``: U-Nets as nested ``model.model.1.model.…``
+keys (the same module layout as pairforge's :class:`~pairforge.trainer.networks.UnetGenerator`),
+ResNets as ``model.N.…`` with each residual block's layers under ``conv_block`` (``block`` here).
+The file is read with ``torch.load(weights_only=True)`` (a pickle that would build objects or run
+code is refused); the architecture (U-Net depth, ResNet blocks, channels, width, batch vs instance
+norm, ResNet dropout) is read from the keys and shapes, and any mismatch with what the user asked
+for is one error naming the keys and the likely ``--generator``/``--norm``.
+
+The result is a run folder (``config.json`` and ``checkpoints/step-000000000/``) that predict,
+evaluate and export use like any run trained here; it is written under a temporary name and
+renamed when complete, so a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pickle
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from pairforge import __version__
+from pairforge.errors import ConfigError, PairforgeError
+from pairforge.trainer.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig
+from pairforge.trainer.networks import build_generator
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("edges", "gray", "labels", "generic")
+IMPORT_GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks")
+IMPORT_NORMS = ("batch", "instance")
+_UNET_LEVEL = re.compile(r"^model\.model\.(?:1\.model\.(?:3\.model\.)*)?\d+\.")
+_RESNET_BLOCK = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.")
+
+
+class ReferenceImportError(PairforgeError):
+    """A reference checkpoint that cannot be read or does not fit the asked-for network."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the user tells ``pairforge import`` (None: read it from the checkpoint).
+
+    Attributes:
+        generator: one of IMPORT_GENERATORS.
+        norm: ``batch`` or ``instance``.
+        kind: what the model's input is: ``edges``, ``gray``, ``labels`` (colour-coded, fed as
+            RGB as the reference does) or ``generic``.
+        direction: the direction the reference trained (recorded; predict feeds the input as is).
+        dropout: whether the generator has dropout (U-Net files do not say; the reference's
+            pix2pix default is on).
+        crop_size: training crop size (the reference's default 256).
+    """
+
+    generator: str | None = None
+    norm: str | None = None
+    kind: str = "generic"
+    direction: str = "AtoB"
+    dropout: bool | None = None
+    crop_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.generator is not None and self.generator not in IMPORT_GENERATORS:
+            raise ConfigError("generator", self.generator, " | ".join(IMPORT_GENERATORS))
+        if self.norm is not None and self.norm not in IMPORT_NORMS:
+            raise ConfigError("norm", self.norm, " | ".join(IMPORT_NORMS))
+        if self.kind not in KINDS:
+            raise ConfigError("kind", self.kind, " | ".join(KINDS))
+        if self.direction not in ("AtoB", "BtoA"):
+            raise ConfigError("direction", self.direction, "AtoB | BtoA")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a reference state dict holds, read from its keys and shapes."""
+
+    generator: str
+    norm: str
+    in_channels: int
+    out_channels: int
+    base_channels: int
+    dropout: bool | None
+    depth: int = 0
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a reference ``.pth`` file, loaded without running code.
+
+    A ``module.`` prefix (DataParallel) is removed.
+
+    Raises:
+        ReferenceImportError: missing, empty, truncated or not a PyTorch file; a pickle that
+            needs more than tensors (it could run code); not a state dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceImportError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ReferenceImportError(f"{path}: empty file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReferenceImportError(
+            f"{path}: refused -- it holds objects that weights-only loading does not allow, so it may run code "
+            f"({first}). Expected a plain state dict as the reference saves (torch.save(net.state_dict()))."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ReferenceImportError(
+            f"{path}: unreadable -- truncated or not a PyTorch file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not loaded:
+        raise ReferenceImportError(
+            f"{path}: not a state dict (found {type(loaded).__name__}); expected the dict of tensors the "
+            "reference saves as latest_net_G.pth"
+        )
+    bad = [str(k) for k, v in loaded.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ReferenceImportError(
+            f"{path}: not a state dict of tensors (entries {', '.join(bad[:5])} are not tensors)"
+        )
+    state = {k.removeprefix("module."): v for k, v in loaded.items()}
+    return state
+
+
+def _unet_depth(state: dict[str, torch.Tensor]) -> int:
+    """U-Net levels: ``model.model.0`` is level 0, ``model.model.1.model.1`` level 1, then ``….model.3.model.…``."""
+    levels = [k.split(".").count("model") - 2 for k in state if _UNET_LEVEL.match(k)]
+    return max(levels) + 1 if levels else 0
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> Architecture:
+    """The generator a reference state dict belongs to.
+
+    Raises:
+        ReferenceImportError: neither the reference U-Net nor its ResNet layout.
+    """
+    has_batch_norm = any(k.endswith("running_mean") for k in state) and any(
+        k.endswith("num_batches_tracked") or k.endswith("running_var") for k in state
+    )
+    blocks = sorted({int(m.group(1)) for k in state if (m := _RESNET_BLOCK.match(k))})
+    if blocks:
+        first = state.get("model.1.weight")
+        last_index = max(int(k.split(".")[1]) for k in state if re.match(r"^model\.\d+\.weight$", k))
+        if first is None or first.ndim != 4:
+            raise ReferenceImportError("ResNet layout without its first convolution model.1.weight")
+        second_conv = state.get(f"model.{blocks[0]}.conv_block.6.weight")
+        dropout = second_conv is not None and second_conv.ndim == 4  # [pad, conv, norm, relu, dropout, pad, conv, ...]
+        generator = {9: "resnet_9blocks", 6: "resnet_6blocks"}.get(len(blocks))
+        if generator is None:
+            raise ReferenceImportError(
+                f"a ResNet generator with {len(blocks)} residual blocks; pairforge builds 6 or 9 (resnet_6blocks, "
+                "resnet_9blocks)"
+            )
+        norm = "batch" if has_batch_norm else "instance"
+        return Architecture(generator, norm, int(first.shape[1]), int(state[f"model.{last_index}.weight"].shape[0]),
+                            int(first.shape[0]), dropout)
+    outer = state.get("model.model.0.weight")
+    up = state.get("model.model.3.weight")
+    if outer is None or up is None or outer.ndim != 4 or up.ndim != 4:
+        sample = ", ".join(sorted(state)[:6])
+        raise ReferenceImportError(
+            "not a reference pix2pix generator: expected U-Net keys (model.model.0.weight, model.model.1.model...) "
+            f"or ResNet keys (model.N.conv_block...); found {sample}, ..."
+        )
+    depth = _unet_depth(state)
+    generator = {8: "unet_256", 7: "unet_128"}.get(depth, "unet")
+    norm = "batch" if has_batch_norm else "instance"
+    return Architecture(generator, norm, int(outer.shape[1]), int(up.shape[1]), int(outer.shape[0]), None, depth)
+
+
+def to_pairforge_keys(state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
+    """Rename reference keys to pairforge's module names (``conv_block`` -> ``block``).
+
+    Instance-norm files of old PyTorch versions may carry running statistics, which an
+    instance norm without tracked statistics does not have; they are dropped (as the reference
+    does when loading).
+    """
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if norm == "instance" and key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+            continue
+        renamed[re.sub(r"\.conv_block\.", ".block.", key)] = value
+    return renamed
+
+
+def _model_config(architecture: Architecture, options: ImportOptions) -> ModelConfig:
+    generator = options.generator or architecture.generator
+    norm = options.norm or architecture.norm
+    crop = options.crop_size or {"unet_256": 256, "unet_128": 128}.get(generator)
+    if crop is None:
+        crop = 2 ** architecture.depth if generator == "unet" and architecture.depth else 256
+    dropout = options.dropout if options.dropout is not None else (
+        architecture.dropout if architecture.dropout is not None else True
+    )
+    return ModelConfig(
+        generator=generator, in_channels=architecture.in_channels, out_channels=architecture.out_channels,
+        generator_channels=architecture.base_channels, norm=norm, dropout=dropout, crop_size=crop,
+    )
+
+
+def _mismatch_message(path: Path, error: str, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                      architecture: Architecture, config: ModelConfig) -> str:
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    parts = [f"{path}: the weights do not fit --generator {config.generator} --norm {config.norm}"]
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:6])}"
+                     f"{' ...' if len(unexpected) > 6 else ''}")
+    if shapes:
+        parts.append("shape mismatches: " + ", ".join(
+            f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in shapes[:4]))
+    if not (missing or unexpected or shapes):
+        parts.append(error.splitlines()[0])
+    parts.append(f"the file looks like --generator {architecture.generator} --norm {architecture.norm}")
+    return "; ".join(parts)
+
+
+def run_config_document(model: ModelConfig, options: ImportOptions, source: Path) -> dict[str, Any]:
+    """config.json of an imported run: the same sections as a trained run's."""
+    kind = options.kind
+    colorspace = "lab" if kind == "gray" and model.in_channels == 1 and model.out_channels == 2 else "rgb"
+    if model.out_channels not in (2, 3) or (model.out_channels == 2 and colorspace != "lab"):
+        raise ReferenceImportError(
+            f"{source}: a generator with {model.out_channels} output channels; pairforge runs RGB (3) or, with "
+            "--kind gray and a 1-channel input, the reference's Lab colorization (2 = ab)"
+        )
+    if model.in_channels not in (1, 3):
+        raise ReferenceImportError(f"{source}: a generator with {model.in_channels} input channels (expected 1 or 3)")
+    if kind == "labels" and model.in_channels != 3:
+        raise ReferenceImportError(f"{source}: --kind labels needs a 3-channel (colour-coded) input")
+    config = TrainConfig(
+        data=DataConfig(shards="", colorspace=colorspace, label_input="color", direction="AtoB"),
+        augment=AugmentConfig(load_size=model.crop_size, crop_size=model.crop_size),
+        model=model,
+        name="imported",
+    )
+    document = config.to_dict()
+    stage: dict[str, Any] = {}
+    if kind == "edges":
+        stage = {"detector": "hed", "fit": {"size": None, "fit": "crop"}}
+    elif kind == "gray":
+        stage = {"space": "lab" if colorspace == "lab" else "luma", "fit": "crop", "size": None}
+    document["dataset"] = {
+        "kind": kind,
+        "a_channels": model.in_channels,
+        "b_channels": 3,
+        "b_format": None,
+        "palette": None,
+        "source": {"kind": kind, "stage": stage, "command": "pairforge import"},
+        "counts": {},
+        "splits": {},
+    }
+    document["reference"] = {
+        "checkpoint": str(source),
+        "trained_direction": options.direction,
+        "note": "imported from the reference PyTorch pix2pix; the input is fed as the reference's --direction did",
+    }
+    document["schedule"] = {}
+    document["created_by"] = f"pairforge {__version__} (import)"
+    return document
+
+
+def import_reference(path: str | Path, output: str | Path, options: ImportOptions | None = None) -> Path:
+    """Turn a reference ``latest_net_G.pth`` into a pairforge run folder.
+
+    Args:
+        path: the reference checkpoint (a state dict).
+        output: the run folder to create (must not exist, or be empty).
+        options: what the file cannot say (kind, direction) and optional overrides.
+
+    Returns:
+        the run folder.
+
+    Raises:
+        ReferenceImportError: unreadable or refused file, unknown layout, keys or shapes that
+            do not fit, or an existing non-empty output folder. Nothing is written then.
+    """
+    options = options or ImportOptions()
+    path, output = Path(path), Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ReferenceImportError(f"{output}: already exists and is not empty; choose a new run folder")
+    state = read_state_dict(path)
+    architecture = infer_architecture(state)
+    try:
+        model = _model_config(architecture, options)
+    except ConfigError as exc:
+        raise ReferenceImportError(f"{path}: {exc}") from None
+    renamed = to_pairforge_keys(state, model.norm)
+    generator = build_generator(model)
+    expected = generator.state_dict()
+    if model.norm == "batch":  # files from old PyTorch versions have no num_batches_tracked
+        for key, value in expected.items():
+            if key.endswith("num_batches_tracked") and key not in renamed:
+                renamed[key] = value
+    try:
+        generator.load_state_dict(renamed, strict=True)
+    except RuntimeError as exc:
+        raise ReferenceImportError(_mismatch_message(path, str(exc), expected, renamed, architecture, model)) from None
+    document = run_config_document(model, options, path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.parent / f".{output.name}.import-tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        step = temporary / "checkpoints" / "step-000000000"
+        step.mkdir(parents=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
+        save_file(tensors, str(step / "generator.safetensors"))
+        torch.save({"step": 0, "imported_from": str(path)}, step / "state.pt")
+        text = json.dumps(document, indent=2, sort_keys=True)
+        (step / "config.json").write_text(text)
+        (temporary / "config.json").write_text(text)
+        if output.exists():
+            output.rmdir()
+        temporary.rename(output)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    logger.info("imported %s as %s (%s)", path, output, dataclasses.asdict(architecture))
+    return output
