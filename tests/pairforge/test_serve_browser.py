@@ -62,14 +62,23 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def wait_for_settled_output(driver: Any, timeout: float = 60) -> str:
-    """Wait until the output answers the page's latest change; returns the output PNG's checksum."""
+def wanted_now(driver: Any) -> str | None:
+    """The page's latest request id (``data-wanted``), to wait for a later one after an action."""
+    return driver.find_element("tag name", "body").get_attribute("data-wanted")
+
+
+def wait_for_settled_output(driver: Any, timeout: float = 60, after: str | None = None) -> str:
+    """Wait until the output answers the page's latest change; returns the output PNG's checksum.
+
+    ``after``: the request id seen before an action; the wait then also needs a newer request
+    (the action's own), so an answer to an earlier request is never taken for it.
+    """
     from selenium.webdriver.support.ui import WebDriverWait
 
     def changed(d: Any) -> str | bool:
         output = d.find_element("id", "output")
-        wanted = d.find_element("tag name", "body").get_attribute("data-wanted")
-        settled = wanted is not None and output.get_attribute("data-answered") == wanted
+        wanted = wanted_now(d)
+        settled = wanted is not None and wanted != after and output.get_attribute("data-answered") == wanted
         return output.get_attribute("data-checksum") if settled else False
 
     try:
@@ -100,26 +109,29 @@ def test_upload_then_draw_updates_the_output(url: str, browser: Any, tmp_path: P
     photo = tmp_path / "chelsea.jpg"
     cv2.imwrite(str(photo), cv2.cvtColor(data.chelsea(), cv2.COLOR_RGB2BGR))
     assert browser.find_element("id", "upload-mode").get_attribute("value") == "photo"
+    before = wanted_now(browser)
     browser.find_element("id", "file").send_keys(str(photo))
-    uploaded = wait_for_settled_output(browser)
+    uploaded = wait_for_settled_output(browser, after=before)
     assert uploaded != first
     a = canvas_pixels(browser)
-    assert a.shape == (SIZE, SIZE, 4)  # A built with the run's recipe (Canny, fitted to 64)
+    assert a.shape == (300, 451, 4)  # A built with the run's recipe at the photo's own size, as predict --from-photos
     assert (a[..., 0] == 0).mean() > 0.02 and (a[..., 0] == 255).mean() > 0.5  # black edges on white
     assert browser.find_element("id", "status").text == ""
 
     canvas = browser.find_element("id", "canvas")
+    before = wanted_now(browser)
     ActionChains(browser).move_to_element_with_offset(canvas, -120, -120).click_and_hold() \
         .move_by_offset(120, 60).move_by_offset(100, 100).release().perform()
-    drawn = wait_for_settled_output(browser)
+    drawn = wait_for_settled_output(browser, after=before)
     after = canvas_pixels(browser)
     assert (after[..., 0] != a[..., 0]).sum() > 20  # the stroke is on the canvas
     assert drawn != uploaded
 
     # Sample again: a new dropout seed, answered (its output may equal the last one on this
     # 2-step model, whose dropout barely moves the uint8 output)
+    before = wanted_now(browser)
     browser.find_element("id", "sample").click()
-    wait_for_settled_output(browser)
+    wait_for_settled_output(browser, after=before)
     seed = browser.find_element("id", "output").get_attribute("data-seed")
     assert seed != "0" and browser.find_element("id", "seed").text == f"seed {seed}"
     browser.save_screenshot(str(tmp_path / "serve.png"))
