@@ -12,7 +12,7 @@ import sys
 import click
 
 from pairforge import __version__
-from pairforge.commands import build, data, demo, model, train
+from pairforge.commands import build, check, data, demo, model, train
 from pairforge.errors import PairforgeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -54,7 +54,7 @@ def cli(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-for _module in (data, build, train, model, demo):
+for _module in (data, build, train, model, demo, check):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -92,10 +92,12 @@ def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, 
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"), show_default=True,
               help="Shard folder to write (a rerun completes it, reusing finished shards).")
 @shard_options
+@click.option("--splits", "splits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Split file from `pairforge check --fix-splits` (keeps duplicate clusters in one split).")
 @runner_options
 def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_shard_bytes: int | None, lossless: bool,
                   quality: int, val_fraction: float, test_fraction: float, license_: str | None, source: str | None,
-                  workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+                  splits_file: Path | None, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Pack a pair folder (default pairs/) into WebDataset shards (default shards/).
 
     Reads pairforge pair folders and official pix2pix datasets alike (train/,
@@ -120,7 +122,8 @@ def shard_command(pairs_dir: Path, output: Path, samples_per_shard: int, max_sha
         click.echo(f"key collision: {', '.join(names)} -> {key}, {key}-2, ...", err=True)
     items = [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)]
     reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
-    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction)
+    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
+                         str(splits_file) if splits_file else None)
     dataset_info = DatasetInfo(
         kind=info.kind,
         a_channels=info.a_channels,
