@@ -53,6 +53,7 @@ class CheckConfig:
         outlier_z: agreement below ``median - outlier_z * 1.4826 * MAD`` is an outlier.
         min_margin: ... and at least this far below the median (datasets with a tiny spread).
         near_distance: largest pHash Hamming distance (of 64 bits) between near-duplicates.
+        verify_distance: ... whose dHash (of the matched view) must also be within this distance.
         near_constant_std: A or B with a gray-level standard deviation below this is near-constant.
         hash_min_std: B's below this standard deviation are left out of near-duplicate search
             (a flat image's pHash is noise); exact duplicates still count.
@@ -60,6 +61,9 @@ class CheckConfig:
         aspect_tolerance: aspect ratios further than this factor from the median are outliers.
         area_factor: pixel counts beyond this factor of the median are size outliers.
         min_pairs_for_outliers: fewer measured pairs than this: no agreement fence.
+        label_min_gain: labels datasets: a shift counts only when it raises the structure
+            correlation by this fraction over no shift (label boundaries match B's edges
+            loosely, so a shift that explains them no better is not evidence).
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -69,12 +73,14 @@ class CheckConfig:
     outlier_z: float = 3.5
     min_margin: float = 0.05
     near_distance: int = 10
+    verify_distance: int = 24
     near_constant_std: float = 2.0
     hash_min_std: float = 8.0
     min_edge_density: float = 0.002
     aspect_tolerance: float = 0.25
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
+    label_min_gain: float = 0.1
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500
@@ -386,7 +392,8 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
     for row in rows:
-        if row["shift"] > config.max_shift:
+        weak = source.kind == "labels" and row["aligned_confidence"] >= (1 - config.label_min_gain) * row["confidence"]
+        if row["shift"] > config.max_shift and not weak:
             flag(row, "misaligned", round(row["shift"], 2), config.max_shift,
                  shift=[row["shift_x"], row["shift_y"]], confidence=row["confidence"])
         if agreement_fence is not None and row["agreement"] is not None and row["agreement"] < agreement_fence["fence"]:
@@ -460,7 +467,10 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
     queries = np.array([rows[index]["phashes"][0] for index in hashed], dtype=np.uint64)
     views = np.array([value for index in hashed for value in rows[index]["phashes"]], dtype=np.uint64)
     owners = np.repeat(np.arange(len(hashed)), [len(rows[index]["phashes"]) for index in hashed])
-    near_first, near_second, near_distance = near_pairs(queries, views, owners, config.near_distance)
+    verify = (np.array([rows[index]["dhashes"][0] for index in hashed], dtype=np.uint64),
+              np.array([value for index in hashed for value in rows[index]["dhashes"]], dtype=np.uint64),
+              config.verify_distance)
+    near_first, near_second, near_distance = near_pairs(queries, views, owners, config.near_distance, verify=verify)
     lookup = np.array(hashed, dtype=np.int64)
     first = np.concatenate([np.array(exact_first, dtype=np.int64), lookup[near_first] if len(hashed) else near_first])
     second = np.concatenate([np.array(exact_second, dtype=np.int64), lookup[near_second] if len(hashed) else near_second])

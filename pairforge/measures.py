@@ -103,6 +103,9 @@ class PairMeasures:
     shift_x: float
     shift_y: float
     confidence: float
+    """Structure correlation at the estimated shift (0..1)."""
+    aligned_confidence: float
+    """Structure correlation with no shift: close to ``confidence`` when the shift buys little."""
     agreement: float | None
     edge_density: float
     std_a: float
@@ -110,6 +113,8 @@ class PairMeasures:
     pixel_hash: str
     phashes: list[int]
     """64-bit pHash of B, then of its cropped views (near-duplicate search)."""
+    dhashes: list[int]
+    """64-bit dHash of the same views (verifies pHash matches)."""
     class_pixels: dict[int, int] | None = None
     """Pixels per palette class index; index ``-1`` counts colours outside the palette (labels)."""
 
@@ -137,7 +142,7 @@ class PairMeasurer:
         config = self.config
         height, width = b.shape[:2]
         pixel_hash = pixel_digest(b)
-        phashes = view_hashes(b, config.views)
+        phashes, dhashes = view_hashes(b, config.views)
         class_pixels = self._class_pixels(a) if config.kind == "labels" and len(self._sorted_colors) else None
         scale = min(1.0, ANALYSIS_MAX_SIDE / max(height, width))
         if scale < 1.0:
@@ -150,18 +155,21 @@ class PairMeasurer:
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
         whitening = 1.0 if config.kind == "labels" else 0.5
         (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b, whitening)
+        aligned_confidence = structure_correlation(structure_a, structure_b)
         return PairMeasures(
             height=int(height),
             width=int(width),
             shift_x=round(shift_x / scale, 3),
             shift_y=round(shift_y / scale, 3),
             confidence=round(confidence, 4),
+            aligned_confidence=round(aligned_confidence, 4),
             agreement=None if agreement is None else round(agreement, 4),
             edge_density=round(edge_density, 5),
             std_a=round(float(gray_a.std()), 3),
             std_b=round(float(gray_b.std()), 3),
             pixel_hash=pixel_hash,
             phashes=phashes,
+            dhashes=dhashes,
             class_pixels=class_pixels,
         )
 
@@ -210,8 +218,8 @@ def pixel_digest(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float = 0.9) -> list[int]:
-    """64-bit perceptual hashes (imagehash pHash) of an image and of ``views x views`` crops of it.
+def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float = 0.9) -> tuple[list[int], list[int]]:
+    """64-bit perceptual hashes (imagehash pHash, and dHash) of an image and of ``views x views`` crops of it.
 
     The first hash is of the whole image; the others are of ``crop``-sized
     windows at evenly spaced offsets, so that a cropped copy of this image
@@ -229,7 +237,9 @@ def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float =
     for top in steps:
         for left in steps:
             windows.append(small[top : top + inner, left : left + inner])
-    return [_hash_int(imagehash.phash(Image.fromarray(window))) for window in windows]
+    pillow = [Image.fromarray(window) for window in windows]
+    return ([_hash_int(imagehash.phash(window)) for window in pillow],
+            [_hash_int(imagehash.dhash(window)) for window in pillow])
 
 
 def _hash_int(image_hash: Any) -> int:
@@ -319,11 +329,24 @@ def phase_shift(
     dx = column + _parabola(surface[row, (column - 1) % width], surface[row, column], surface[row, (column + 1) % width])
     dy -= height if dy > height / 2 else 0
     dx -= width if dx > width / 2 else 0
-    aligned_b = np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window
     windowed_a = maps[0] * window
-    denominator = float(np.sqrt((windowed_a * windowed_a).sum() * (aligned_b * aligned_b).sum()))
-    confidence = float((windowed_a * aligned_b).sum()) / denominator if denominator > 1e-12 else 0.0
+    confidence = _windowed_correlation(windowed_a, np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window)
     return (float(dx), float(dy)), max(0.0, confidence)
+
+
+def structure_correlation(structure_a: np.ndarray, structure_b: np.ndarray) -> float:
+    """Pearson correlation of the blurred, Hann-windowed structure maps as they are (no shift)."""
+    maps = []
+    for structure in (structure_a, structure_b):
+        smooth = cv2.GaussianBlur(structure.astype(np.float32), (0, 0), 1.5)
+        maps.append(smooth - float(smooth.mean()))
+    window = cv2.createHanningWindow(maps[0].shape[::-1], cv2.CV_32F)
+    return max(0.0, _windowed_correlation(maps[0] * window, maps[1] * window))
+
+
+def _windowed_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / denominator if denominator > 1e-12 else 0.0
 
 
 def _parabola(left: float, centre: float, right: float) -> float:

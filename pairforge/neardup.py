@@ -6,6 +6,9 @@ Every image contributes one *query* hash (pHash of the whole image) and several
 the query hash of one lies within Hamming distance ``t`` of any view of the
 other.
 
+Candidates are then verified with a second hash of the same views (dHash), which
+removes look-alike textures that pHash alone lets through.
+
 Multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012): the 64 bits are cut
 into ``m`` chunks; if two codes differ in at most ``t`` bits, at least one chunk
 differs in at most ``t // m`` bits (pigeonhole). Each chunk position gets a
@@ -89,7 +92,8 @@ def popcount(values: np.ndarray) -> np.ndarray:
 
 
 def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, threshold: int,
-               batch: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               batch: int = 4096, stats: dict[str, int] | None = None,
+               verify: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query image, other image) pairs within ``threshold`` bits, by multi-index hashing.
 
     Args:
@@ -98,6 +102,10 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         owners: ``(M,)`` int, the image each view belongs to.
         threshold: largest Hamming distance of a near-duplicate.
         batch: queries probed at once (bounds memory).
+        stats: if given, receives ``candidates`` (full distances computed) and ``chunks``.
+        verify: ``(queries2, views2, threshold2)``: a second, independent hash of the same
+            images and views; a match must also be within ``threshold2`` bits there
+            (pHash alone lets some look-alike textures through).
 
     Returns:
         ``(i, j, distance)`` arrays with ``i < j``, one row per pair (smallest distance).
@@ -109,6 +117,8 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     plan = plan_index(len(views), threshold)
+    if stats is not None:
+        stats.update(candidates=0, chunks=plan.chunks)
     log.debug("near-duplicate index: %s", plan.describe())
     tables = []
     for shift, width in _chunk_bounds(plan.chunks):
@@ -137,8 +147,14 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         query_index = np.concatenate(candidate_q)
         view_index = np.concatenate(candidate_v)
         distance = popcount(queries[query_index] ^ views[view_index])
+        if stats is not None:
+            stats["candidates"] += len(distance)
         other = owners[view_index]
         keep = (distance <= threshold) & (other != query_index)
+        if verify is not None:
+            second_queries, second_views, second_threshold = verify
+            keep &= popcount(np.asarray(second_queries, np.uint64)[query_index]
+                             ^ np.asarray(second_views, np.uint64)[view_index]) <= second_threshold
         found_i.append(query_index[keep])
         found_j.append(other[keep])
         found_d.append(distance[keep])
