@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 KINDS = ("edges", "gray", "labels", "generic")
 ANALYSIS_MAX_SIDE = 512
 """Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -251,7 +250,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     """Luma (BT.601) as float32 0..255; single-channel images pass through."""
     if image.ndim == 2:
         return image.astype(np.float32)
-    return image.astype(np.float32) @ _LUMA
+    return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B
 
 
 def lab_lightness(image: np.ndarray) -> np.ndarray:
@@ -385,5 +384,6 @@ def correlation(x: np.ndarray, y: np.ndarray) -> float:
     y = y.astype(np.float64).ravel()
     x -= x.mean()
     y -= y.mean()
-    denominator = float(np.sqrt((x @ x) * (y @ y)))
-    return 0.0 if denominator < 1e-9 else float((x @ y) / denominator)
+    # explicit sums, not BLAS dot products: a BLAS thread pool competing with the workers is slower
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return 0.0 if denominator < 1e-9 else float((x * y).sum() / denominator)

@@ -1,0 +1,104 @@
+"""Benchmark ``pairforge check``: runner throughput against a one-core floor measured in the same run.
+
+Floor: a tight in-process loop over the same pairs doing exactly the per-pair work (decode the AB file,
+split it, :meth:`PairMeasurer.measure`), one core, no runner. Runner: :func:`run_check` (partitions on
+Dask, then the dataset-level judgement: outliers, near-duplicate index, clusters) with 1 and N workers.
+Target: N workers >= 0.75 x N x floor. Floor and runner alternate (best of ``--repeat``) because the
+machine may be shared.
+
+    .venv/bin/python benchmarks/bench_check.py --work-dir /tmp/bench_check --pairs 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import machine, random_crop, skimage_photos  # noqa: E402
+
+from pairforge.check import CheckConfig, measure_config_for, open_source, run_check  # noqa: E402
+from pairforge.imageio import read_image  # noqa: E402
+from pairforge.measures import PairMeasurer  # noqa: E402
+from pairforge.pairs import split_ab  # noqa: E402
+from pairforge.runner import RunnerConfig  # noqa: E402
+
+
+def make_pairs(root: Path, count: int, size: int) -> None:
+    """Gray (colorization) pairs from random crops of scikit-image photos, AB PNG."""
+    rng = np.random.default_rng(0)
+    photos = skimage_photos()
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "pairs.json").write_text(json.dumps({"format": "pairforge.pairs/1", "kind": "gray", "a_channels": 1,
+                                                 "stage": {"space": "luma"}}))
+    for index in range(count):
+        b = random_crop(rng, photos[index % len(photos)], size, size)
+        a = cv2.cvtColor(np.ascontiguousarray(b), cv2.COLOR_RGB2GRAY)
+        ab = np.concatenate([np.repeat(a[..., None], 3, axis=2), b], axis=1)
+        cv2.imwrite(str(root / "train" / f"p{index:06d}.png"), cv2.cvtColor(ab, cv2.COLOR_RGB2BGR))
+
+
+def floor(source, measure) -> float:  # type: ignore[no-untyped-def]
+    """Pairs per second of decode + measures, in-process, one core."""
+    measurer = PairMeasurer(measure)
+    refs = [ref for task in source.tasks for ref in task]
+    start = time.perf_counter()
+    for ref in refs:
+        a, b = split_ab(read_image(ref.path), source.a_channels)
+        measurer.measure(a, b)
+    return len(refs) / (time.perf_counter() - start)
+
+
+def runner_rate(source, config, workers: int, measure) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = run_check(source, config, RunnerConfig(workers=workers, partition_size=128), measure)
+    return result.checked / (time.perf_counter() - start), result.checked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bench_check"))
+    parser.add_argument("--pairs", type=int, default=1500)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    root = args.work_dir / "pairs"
+    if args.work_dir.exists():
+        shutil.rmtree(args.work_dir)
+    make_pairs(root, args.pairs, args.size)
+    config = CheckConfig(out_dir=str(args.work_dir / "check"))
+    source = open_source(root, config, partition_size=128)
+    measure = measure_config_for(source)
+    floors, ones, many = [], [], []
+    for _ in range(args.repeat):
+        floors.append(floor(source, measure))
+        ones.append(runner_rate(source, config, 1, measure)[0])
+        many.append(runner_rate(source, config, args.workers, measure)[0])
+    best_floor, best_one, best_many = max(floors), max(ones), max(many)
+    report = {
+        "machine": machine(),
+        "pairs": args.pairs,
+        "size": f"{args.size}x{args.size} (AB {2 * args.size}x{args.size} PNG)",
+        "floor_pairs_per_s": round(best_floor, 1),
+        "runner_1_worker": round(best_one, 1),
+        f"runner_{args.workers}_workers": round(best_many, 1),
+        "1_worker_over_floor": round(best_one / best_floor, 3),
+        f"{args.workers}_workers_over_{args.workers}x_floor": round(best_many / (args.workers * best_floor), 3),
+        "all_runs": {"floor": [round(v, 1) for v in floors], "1": [round(v, 1) for v in ones],
+                     str(args.workers): [round(v, 1) for v in many]},
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
