@@ -33,6 +33,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BITS = 64
+DIRECT_BITS = 24
+"""Chunks up to this wide get a bucket-offset table (2**bits + 1 entries) instead of binary search."""
 
 
 @dataclass(frozen=True)
@@ -122,19 +124,28 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
     log.debug("near-duplicate index: %s", plan.describe())
     tables = []
     for shift, width in _chunk_bounds(plan.chunks):
-        keys = (views >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        keys = ((views >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
         order = np.argsort(keys, kind="stable")
-        tables.append((shift, width, keys[order], order, _masks(width, plan.radius)))
+        if width <= DIRECT_BITS:  # bucket offsets: a probe is two array reads
+            offsets = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(keys, minlength=1 << width), out=offsets[1:])
+            tables.append((shift, width, None, offsets, order, _masks(width, plan.radius)))
+        else:  # wide chunks (tiny indexes with threshold 0..1): binary search
+            tables.append((shift, width, keys[order], None, order, _masks(width, plan.radius)))
     found_i, found_j, found_d = [], [], []
     for start in range(0, len(queries), batch):
         query_ids = np.arange(start, min(start + batch, len(queries)))
         block = queries[query_ids]
         candidate_q, candidate_v = [], []
-        for shift, width, sorted_keys, order, masks in tables:
+        for shift, width, sorted_keys, offsets, order, masks in tables:
             chunk = (block >> np.uint64(shift)) & np.uint64((1 << width) - 1)
             probes = (chunk[:, None] ^ masks[None, :]).ravel()
-            left = np.searchsorted(sorted_keys, probes, side="left")
-            right = np.searchsorted(sorted_keys, probes, side="right")
+            if offsets is not None:
+                probes = probes.astype(np.int64)
+                left, right = offsets[probes], offsets[probes + 1]
+            else:
+                left = np.searchsorted(sorted_keys, probes.astype(np.int64), side="left")
+                right = np.searchsorted(sorted_keys, probes.astype(np.int64), side="right")
             counts = right - left
             if not counts.any():
                 continue
