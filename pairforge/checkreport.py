@@ -138,14 +138,16 @@ def svg_histogram(values: list[float], title: str, bins: int = 40, marker: float
                      f'height="{bar_h:.1f}" fill="#4a78b5"><title>{edges[index]:.3g}..{edges[index + 1]:.3g}: '
                      f'{counts[index]}</title></rect>')
     parts.append(f'<line x1="{left}" y1="{height - bottom}" x2="{left + plot_w}" y2="{height - bottom}" stroke="#333"/>')
-    for x, label in ((left, f"{low:.3g}"), (left + plot_w, f"{high:.3g}")):
-        parts.append(f'<text x="{x}" y="{height - 6}" font-size="11" text-anchor="middle">{label}</text>')
+    for x, label, anchor in ((left, f"{low:.3g}", "middle"), (left + plot_w, f"{high:.3g}", "end")):
+        parts.append(f'<text x="{x}" y="{height - 6}" font-size="11" text-anchor="{anchor}">{label}</text>')
     parts.append(f'<text x="4" y="{height - bottom - plot_h + 10}" font-size="11">{int(counts.max())}</text>')
     if marker is not None:
         x = left + plot_w * (marker - low) / (high - low)
+        right_side = x > left + 0.7 * plot_w
         parts.append(f'<line x1="{x:.1f}" y1="{height - bottom - plot_h}" x2="{x:.1f}" y2="{height - bottom}" '
-                     f'stroke="#c0392b" stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{height - bottom - plot_h + 10}" '
-                     f'font-size="11" fill="#c0392b">{html.escape(marker_label)}</text>')
+                     f'stroke="#c0392b" stroke-dasharray="4 3"/><text x="{x - 3 if right_side else x + 3:.1f}" '
+                     f'y="{height - bottom - plot_h + 10}" font-size="11" fill="#c0392b" '
+                     f'text-anchor="{"end" if right_side else "start"}">{html.escape(marker_label)}</text>')
     parts.append("</svg>")
     scale = " (log counts)" if log_counts else ""
     return f'<figure class="hist"><figcaption>{html.escape(title)}{scale}</figcaption>{"".join(parts)}</figure>'

@@ -321,3 +321,19 @@ def test_judge_size_outliers_and_fix_splits_rule(tmp_path):
     assert ("k1", "leakage") in problems and ("k5", "leakage") in problems
     assignment, moved = fix_splits(result)
     assert moved == 1 and {row["key"]: row["split"] for row in assignment}["k1"] == "train"
+
+
+def test_report_with_thousands_of_rows_stays_small(tmp_path):
+    """Rows travel as JSON and are rendered 100 at a time: the page grows ~100 bytes per flagged row."""
+    from pairforge.checkreport import render_report
+
+    rows = [{"key": f"k{index:05d}", "split": "train", "path": f"k{index}.png", "height": 64, "width": 64,
+             "shift_x": 3.0, "shift_y": 0.0, "shift": 3.0, "confidence": 0.9, "aligned_confidence": 0.5,
+             "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 5.0, "pixel_hash": f"h{index}",
+             "phashes": [0], "dhashes": [0], "class_pixels": None} for index in range(5000)]
+    (tmp_path / "pairs").mkdir()
+    result = judge(open_source(tmp_path / "pairs", CheckConfig()), CheckConfig(), rows, [])
+    page = render_report(result, {})
+    assert len(result.flagged) == 5000
+    assert '<tbody id="rows"></tbody>' in page and page.count("k0") >= 5000
+    assert len(page) < 60_000 + 200 * 5000
