@@ -4,7 +4,11 @@ Floor: a tight in-process loop over the same pairs doing exactly the per-pair wo
 split it, :meth:`PairMeasurer.measure`), one core, no runner. Runner: :func:`run_check` (partitions on
 Dask, then the dataset-level judgement: outliers, near-duplicate index, clusters) with 1 and N workers.
 Target: N workers >= 0.75 x N x floor. Floor and runner alternate (best of ``--repeat``) because the
-machine may be shared.
+machine may be shared. On a shared machine wall-clock ratios only say how much CPU the scheduler gave
+this session (Linux autogroup gives a session's processes one share, however many workers it starts),
+so the script also reports CPU seconds per pair: the floor's, and the runner's (every partition's CPU
+in its worker, plus the main process: graph, judging, near-duplicate search). Their ratio is the
+efficiency a free machine turns into N x efficiency x floor.
 
     .venv/bin/python benchmarks/bench_check.py --work-dir /tmp/bench_check --pairs 1500
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -25,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import machine, random_crop, skimage_photos  # noqa: E402
 
-from pairforge.check import CheckConfig, measure_config_for, open_source, run_check  # noqa: E402
+from pairforge.check import CheckConfig, MeasurePartition, judge, measure_config_for, open_source  # noqa: E402
 from pairforge.imageio import read_image  # noqa: E402
 from pairforge.measures import PairMeasurer  # noqa: E402
 from pairforge.pairs import split_ab  # noqa: E402
-from pairforge.runner import RunnerConfig  # noqa: E402
+from pairforge.runner import RunnerConfig, run_partitions  # noqa: E402
 
 
 def make_pairs(root: Path, count: int, size: int) -> None:
@@ -57,10 +62,36 @@ def floor(source, measure) -> float:  # type: ignore[no-untyped-def]
     return len(refs) / (time.perf_counter() - start)
 
 
-def runner_rate(source, config, workers: int, measure) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    result = run_check(source, config, RunnerConfig(workers=workers, partition_size=128), measure)
-    return result.checked / (time.perf_counter() - start), result.checked
+class TimedPartition:
+    """A partition function that also reports the CPU seconds it used in its worker."""
+
+    def __init__(self, function) -> None:  # type: ignore[no-untyped-def]
+        self.function = function
+
+    def __call__(self, task):  # type: ignore[no-untyped-def]
+        start = time.process_time()
+        result = self.function(task)
+        return result, time.process_time() - start
+
+
+def runner_rate(source, config, workers: int, measure) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(pairs/s wall, CPU s per pair) of run_check's work: partitions on the runner, then judge()."""
+    start, main_cpu = time.perf_counter(), time.process_time()
+    timed = run_partitions(TimedPartition(MeasurePartition(measure, source.a_channels)), list(source.tasks),
+                           RunnerConfig(workers=workers, partition_size=128))
+    rows = sorted((row for part, _ in timed for row in part.rows), key=lambda row: (row["split"], row["key"]))
+    result = judge(source, config, rows, [row for part, _ in timed for row in part.unreadable])
+    wall = time.perf_counter() - start
+    cpu = sum(seconds for _, seconds in timed) + (time.process_time() - main_cpu if workers > 1 else 0.0)
+    return result.checked / wall, cpu / result.checked
+
+
+def floor_cpu(source, measure) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(pairs/s wall, CPU s per pair) of the floor loop."""
+    start = time.process_time()
+    rate = floor(source, measure)
+    refs = sum(len(task) for task in source.tasks)
+    return rate, (time.process_time() - start) / refs
 
 
 def main() -> None:
@@ -81,10 +112,11 @@ def main() -> None:
     measure = measure_config_for(source)
     floors, ones, many = [], [], []
     for _ in range(args.repeat):
-        floors.append(floor(source, measure))
-        ones.append(runner_rate(source, config, 1, measure)[0])
-        many.append(runner_rate(source, config, args.workers, measure)[0])
-    best_floor, best_one, best_many = max(floors), max(ones), max(many)
+        floors.append(floor_cpu(source, measure))
+        ones.append(runner_rate(source, config, 1, measure))
+        many.append(runner_rate(source, config, args.workers, measure))
+    best_floor, best_one, best_many = (max(run[0] for run in runs) for runs in (floors, ones, many))
+    cpu_floor, cpu_one, cpu_many = (min(run[1] for run in runs) for runs in (floors, ones, many))
     report = {
         "machine": machine(),
         "pairs": args.pairs,
@@ -94,8 +126,12 @@ def main() -> None:
         f"runner_{args.workers}_workers": round(best_many, 1),
         "1_worker_over_floor": round(best_one / best_floor, 3),
         f"{args.workers}_workers_over_{args.workers}x_floor": round(best_many / (args.workers * best_floor), 3),
-        "all_runs": {"floor": [round(v, 1) for v in floors], "1": [round(v, 1) for v in ones],
-                     str(args.workers): [round(v, 1) for v in many]},
+        "cpu_ms_per_pair": {"floor": round(1000 * cpu_floor, 2), "1": round(1000 * cpu_one, 2),
+                            str(args.workers): round(1000 * cpu_many, 2)},
+        f"cpu_efficiency_{args.workers}_workers (floor cpu / runner cpu)": round(cpu_floor / cpu_many, 3),
+        "all_runs_pairs_per_s": {"floor": [round(v[0], 1) for v in floors], "1": [round(v[0], 1) for v in ones],
+                                 str(args.workers): [round(v[0], 1) for v in many]},
+        "load_average": os.getloadavg(),
     }
     print(json.dumps(report, indent=2))
 

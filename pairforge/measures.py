@@ -148,6 +148,8 @@ class PairMeasurer:
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
             nearest = config.kind == "labels"
             a = cv2.resize(a, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+            if config.kind == "edges":  # a 1 px line turns gray when shrunk: keep it an edge
+                a = np.where(a < 224, 0, 255).astype(np.uint8)
             b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
         gray_a = to_gray(a)
         gray_b = to_gray(b)

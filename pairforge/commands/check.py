@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pairforge.commands.common import print_table, progress, resolve_workers, runner_options
+
+if TYPE_CHECKING:
+    from pairforge.check import DatasetSource
+    from pairforge.measures import MeasureConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +86,10 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
                    f"`pairforge shard {source.pairs_dir or dataset_dir} --splits {path}`")
     if strict and result.flagged:
         click.echo(f"--strict: {len(result.flagged)} problems flagged", err=True)
-        sys.exit(1)
+        raise SystemExit(1)
 
 
-def _measure_config(source, edge_recipe: str):  # type: ignore[no-untyped-def]
+def _measure_config(source: DatasetSource, edge_recipe: str) -> MeasureConfig:
     """Measures fit to the dataset; resolves the edge recipe (HED runs only when asked for)."""
     from pairforge.check import measure_config_for
     from pairforge.measures import EdgeRecipe

@@ -153,6 +153,8 @@ def write_shards_with_card(items, reader, dataset_info, config, workers, schedul
         rows.append(("key collisions renamed", collisions))
     print_table(f"shard -> {config.out_dir}", rows)
     click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {card_path}")
+    if dataset.get("split_assignment"):
+        click.echo("split file {file}: {moved} pairs moved, {not_listed} not listed".format(**dataset["split_assignment"]))
     if sum(summary.rejected.values()):
         click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
 

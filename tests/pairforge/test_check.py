@@ -337,3 +337,20 @@ def test_report_with_thousands_of_rows_stays_small(tmp_path):
     assert len(result.flagged) == 5000
     assert '<tbody id="rows"></tbody>' in page and page.count("k0") >= 5000
     assert len(page) < 60_000 + 200 * 5000
+
+
+def test_large_edges_pair_measured_at_reduced_size():
+    """Pairs above 512 px are measured downscaled: thin edge lines must survive, the shift comes back in full pixels."""
+    from skimage import data
+
+    from pairforge.measures import MeasureConfig, PairMeasurer, canny_edges
+
+    photo = np.ascontiguousarray(data.astronaut()[:, :, :3])
+    photo = cv2.resize(photo, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    edges = np.where(canny_edges(photo), 0, 255).astype(np.uint8)
+    measurer = PairMeasurer(MeasureConfig(kind="edges"))
+    aligned = measurer.measure(edges, photo)
+    assert aligned.shift < 1.5 and aligned.agreement > 0.5 and aligned.edge_density > 0.02
+    moved = np.roll(photo, 8, axis=1)
+    shifted = measurer.measure(edges, moved)
+    assert shifted.shift_x == pytest.approx(8, abs=1.5)
