@@ -95,6 +95,26 @@ def floor_cpu(source, measure) -> tuple[float, float]:  # type: ignore[no-untype
     return rate, (time.process_time() - start) / refs
 
 
+def _floor_process(args: tuple[str, int]) -> tuple[float, float]:
+    """One floor loop over all pairs of the folder, in its own process."""
+    root, _ = args
+    config = CheckConfig()
+    source = open_source(root, config, partition_size=128)
+    return floor_cpu(source, measure_config_for(source))
+
+
+def concurrent_floors(root: Path, processes: int) -> tuple[float, float]:
+    """``processes`` independent floor loops started together (no runner): summed pairs/s, mean CPU per pair.
+
+    The fair comparison for N runner workers on a shared machine: what N plain processes get.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(_floor_process, [(str(root), index) for index in range(processes)])
+    return sum(rate for rate, _ in results), sum(cpu for _, cpu in results) / processes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bench_check"))
@@ -111,9 +131,10 @@ def main() -> None:
     config = CheckConfig(out_dir=str(args.work_dir / "check"))
     source = open_source(root, config, partition_size=128)
     measure = measure_config_for(source)
-    floors, ones, many = [], [], []
+    floors, ones, many, parallel = [], [], [], []
     for _ in range(args.repeat):
         floors.append(floor_cpu(source, measure))
+        parallel.append(concurrent_floors(root, args.workers))
         ones.append(runner_rate(source, config, 1, measure))
         many.append(runner_rate(source, config, args.workers, measure))
     best_floor, best_one, best_many = (max(run[0] for run in runs) for runs in (floors, ones, many))
@@ -131,6 +152,9 @@ def main() -> None:
                             str(args.workers): round(1000 * cpu_many, 2)},
         "cpu_ms_per_pair_in_partitions": {"1": round(1000 * min(run[2] for run in ones), 2),
                                           str(args.workers): round(1000 * min(run[2] for run in many), 2)},
+        f"{args.workers}_independent_floor_processes_pairs_per_s": round(max(run[0] for run in parallel), 1),
+        f"{args.workers}_workers_over_{args.workers}_independent_floors": round(
+            best_many / max(run[0] for run in parallel), 3),
         f"cpu_efficiency_{args.workers}_workers (floor cpu / runner cpu)": round(cpu_floor / cpu_many, 3),
         "all_runs_pairs_per_s": {"floor": [round(v[0], 1) for v in floors], "1": [round(v[0], 1) for v in ones],
                                  str(args.workers): [round(v[0], 1) for v in many]},
