@@ -11,7 +11,7 @@ import logging
 import click
 
 from pairforge import __version__
-from pairforge.commands import build, data, demo, model, serve, train
+from pairforge.commands import build, check, data, demo, model, serve, train
 from pairforge.commands.common import verbosity_options
 from pairforge.errors import PairforgeError
 
@@ -66,7 +66,7 @@ def cli() -> None:
     """
 
 
-for _module in (data, build, train, model, demo, serve):
+for _module in (data, build, train, model, demo, serve, check):
     for _command in _module.COMMANDS:
         cli.add_command(verbosity_options(_command))
 verbosity_options(cli)

@@ -64,6 +64,7 @@ class ShardConfig:
         quality: JPEG quality of B.
         val_fraction / test_fraction: split by hash of the key when the input
             has no split folders.
+        splits_file: a split file (``check --fix-splits``) overriding the splits it lists.
     """
 
     out_dir: str = "shards"
@@ -73,6 +74,7 @@ class ShardConfig:
     quality: int = 95
     val_fraction: float = 0.05
     test_fraction: float = 0.0
+    splits_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.samples_per_shard < 1:
@@ -290,6 +292,13 @@ def write_shard_set(
     out_dir = ensure_output_dir(absolute(config.out_dir), "shard folder")
     root = absolute(info.root) if info.root else None
     items = assign_splits(items, config)
+    assignment = None
+    if config.splits_file:
+        from pairforge.splitfile import SplitAssignment
+
+        assignment = SplitAssignment.load(config.splits_file)
+        items, moved, unlisted = assignment.apply(items)
+        log.info("split file %s: %d moved, %d not listed", config.splits_file, moved, unlisted)
     recipe = json.dumps(
         {"reader": repr(reader), "a_channels": info.a_channels, "b": config.b_format, "quality": config.quality},
         sort_keys=True,
@@ -309,6 +318,8 @@ def write_shard_set(
     if root is not None:
         info = replace(info, source={**info.source, "root": root})
     dataset = dataset_json(info, results, config.b_format)
+    if assignment is not None:
+        dataset["split_assignment"] = assignment.describe(moved, unlisted)
     write_json(out_dir / DATASET_NAME, dataset)
     summary = ShardSummary(
         seen=len(items) + len(early_rejects),

@@ -161,11 +161,13 @@ def stage_config_description(config: object) -> dict[str, object]:
               help="BtoA: the files hold B|A (the reference's facades, cityscapes, maps: photo|labels); the halves "
                    "are swapped here so A is the input, and dataset.json describes the swapped pair.")
 @shard_options
+@click.option("--splits", "splits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Split file from `pairforge check --fix-splits` (keeps duplicate clusters in one split).")
 @runner_options
 def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
-                  max_shard_bytes: int | None,
-                  lossless: bool, quality: int, val_fraction: float, test_fraction: float, license_: str | None,
-                  source: str | None, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+                  max_shard_bytes: int | None, lossless: bool, quality: int, val_fraction: float, test_fraction: float,
+                  license_: str | None, source: str | None, splits_file: Path | None, workers: int | None,
+                  scheduler: str | None, max_pixels: int) -> None:
     """Pack a pair folder (default pairs/) into WebDataset shards (default shards/).
 
     Reads pairforge pair folders and official pix2pix datasets alike (train/,
@@ -206,7 +208,8 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
         click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
     items = [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)]
     reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
-    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction)
+    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
+                         str(splits_file) if splits_file else None)
     dataset_info = DatasetInfo(
         kind=info.kind,
         a_channels=info.a_channels,
@@ -298,6 +301,8 @@ def write_shards_with_card(items, reader, dataset_info, config, workers, schedul
     print_table(f"shard -> {config.out_dir}", rows)
     warn_empty_splits(summary.counts, config.val_fraction, config.test_fraction)
     click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {card_path}")
+    if dataset.get("split_assignment"):
+        click.echo("split file {file}: {moved} pairs moved, {not_listed} not listed".format(**dataset["split_assignment"]))
     if sum(summary.rejected.values()):
         click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
 

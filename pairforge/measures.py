@@ -1,0 +1,391 @@
+"""Per-pair measures of ``pairforge check``: alignment, structural agreement and content of one (A, B) pair.
+
+Everything here is a pure function of decoded pixels (no I/O, no Dask): the
+check's partition function calls :meth:`PairMeasurer.measure` once per pair.
+
+* **Shift**: phase correlation (``cv2.phaseCorrelate``, Hann window) between a
+  structure map of A and one of B, with the correlation peak as confidence.
+  A's structure depends on the kind (edge ink, label boundaries, gradient
+  magnitude); B's is its gradient magnitude, or the dataset's edge recipe for
+  edge datasets, so both maps show the same kind of lines.
+* **Agreement**, fit to the kind: edges -> F1 with a pixel tolerance between A
+  and the edge recipe run on B; gray -> Pearson correlation of A with B's
+  lightness (luma or Lab L, as recorded); labels -> F1 between label
+  boundaries and B's Canny edges; generic -> none (shift alone).
+* **Content**: standard deviation of A and B, edge density, label pixels per
+  palette class (and outside the palette).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pairforge.errors import ConfigError
+from pairforge.sources import StageSpec, cached_stage
+
+log = logging.getLogger(__name__)
+
+KINDS = ("edges", "gray", "labels", "generic")
+ANALYSIS_MAX_SIDE = 512
+"""Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
+
+
+@dataclass(frozen=True)
+class EdgeRecipe:
+    """How edges of B are made for the edges agreement.
+
+    Attributes:
+        name: ``canny`` (OpenCV Canny with median thresholds, make-edges' canny
+            recipe) or ``dataset`` (the dataset's own stage, e.g. HED).
+        stage: for ``dataset``, the stage recipe (built once per worker process).
+    """
+
+    name: str = "canny"
+    stage: StageSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("canny", "dataset"):
+            raise ConfigError("edge_recipe", self.name, "canny | dataset")
+        if self.name == "dataset" and self.stage is None:
+            raise ConfigError("edge_recipe.stage", None, "a stage recipe when edge_recipe is 'dataset'")
+
+    def edges(self, photo: np.ndarray) -> np.ndarray:
+        """Binary edge map (True on edges) of an RGB photo ``(H, W, 3)`` uint8, same size."""
+        if self.stage is None:
+            return canny_edges(photo)
+        return cached_stage(self.stage)(photo, "check").a < 128
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """What to measure and how.
+
+    Attributes:
+        kind: the dataset kind (``edges`` | ``gray`` | ``labels`` | ``generic``).
+        gray_space: ``luma`` or ``lab``, for gray datasets.
+        palette_colors: RGB colour of every palette class (labels), in palette order.
+        edge_recipe: edges of B for the edges agreement.
+        tolerance: pixel tolerance of the edge F1 scores.
+        views: offsets per axis of the cropped views hashed for near-duplicate search.
+    """
+
+    kind: str = "generic"
+    gray_space: str = "luma"
+    palette_colors: tuple[tuple[int, int, int], ...] = ()
+    edge_recipe: EdgeRecipe = EdgeRecipe()
+    tolerance: int = 2
+    views: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError("kind", self.kind, " | ".join(KINDS))
+        if self.gray_space not in ("luma", "lab"):
+            raise ConfigError("gray_space", self.gray_space, "luma | lab")
+        if not 0 <= self.tolerance <= 10:
+            raise ConfigError("tolerance", self.tolerance, "an integer from 0 to 10 pixels")
+        if not 1 <= self.views <= 8:
+            raise ConfigError("views", self.views, "an integer from 1 to 8")
+
+
+@dataclass
+class PairMeasures:
+    """The numbers measured on one pair (all plain Python values)."""
+
+    height: int
+    width: int
+    shift_x: float
+    shift_y: float
+    confidence: float
+    """Structure correlation at the estimated shift (0..1)."""
+    aligned_confidence: float
+    """Structure correlation with no shift: close to ``confidence`` when the shift buys little."""
+    agreement: float | None
+    edge_density: float
+    std_a: float
+    std_b: float
+    pixel_hash: str
+    phashes: list[int]
+    """64-bit pHash of B, then of its cropped views (near-duplicate search)."""
+    dhashes: list[int]
+    """64-bit dHash of the same views (verifies pHash matches)."""
+    class_pixels: dict[int, int] | None = None
+    """Pixels per palette class index; index ``-1`` counts colours outside the palette (labels)."""
+
+    @property
+    def shift(self) -> float:
+        return float(np.hypot(self.shift_x, self.shift_y))
+
+
+class PairMeasurer:
+    """Measures pairs of one dataset (see the module docstring)."""
+
+    def __init__(self, config: MeasureConfig) -> None:
+        self.config = config
+        colors = np.array(config.palette_colors, dtype=np.int64).reshape(-1, 3)
+        packed = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+        self._order = np.argsort(packed, kind="stable")
+        self._sorted_colors = packed[self._order]
+
+    def measure(self, a: np.ndarray, b: np.ndarray) -> PairMeasures:
+        """Measure one pair.
+
+        Shape:
+            a ``(H, W)`` or ``(H, W, 3)`` uint8; b ``(H, W, 3)`` uint8 RGB.
+        """
+        config = self.config
+        height, width = b.shape[:2]
+        pixel_hash = pixel_digest(b)
+        phashes, dhashes = view_hashes(b, config.views)
+        class_pixels = self._class_pixels(a) if config.kind == "labels" and len(self._sorted_colors) else None
+        scale = min(1.0, ANALYSIS_MAX_SIDE / max(height, width))
+        if scale < 1.0:
+            size = (max(8, round(width * scale)), max(8, round(height * scale)))
+            nearest = config.kind == "labels"
+            a = cv2.resize(a, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+            if config.kind == "edges":  # a 1 px line turns gray when shrunk: keep it an edge
+                a = np.where(a < 224, 0, 255).astype(np.uint8)
+            b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        gray_a = to_gray(a)
+        gray_b = to_gray(b)
+        structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
+        whitening = 1.0 if config.kind == "labels" else 0.5
+        (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b, whitening)
+        aligned_confidence = structure_correlation(structure_a, structure_b)
+        return PairMeasures(
+            height=int(height),
+            width=int(width),
+            shift_x=round(shift_x / scale, 3),
+            shift_y=round(shift_y / scale, 3),
+            confidence=round(confidence, 4),
+            aligned_confidence=round(aligned_confidence, 4),
+            agreement=None if agreement is None else round(agreement, 4),
+            edge_density=round(edge_density, 5),
+            std_a=round(float(gray_a.std()), 3),
+            std_b=round(float(gray_b.std()), 3),
+            pixel_hash=pixel_hash,
+            phashes=phashes,
+            dhashes=dhashes,
+            class_pixels=class_pixels,
+        )
+
+    def _structures(
+        self, a: np.ndarray, gray_a: np.ndarray, b: np.ndarray, gray_b: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float | None, float]:
+        """A's and B's structure maps (float32), the kind's agreement score and the edge density."""
+        kind, tolerance = self.config.kind, self.config.tolerance
+        if kind == "edges":
+            ink_a = gray_a < 128
+            edges_b = self.config.edge_recipe.edges(b)
+            return (ink_a.astype(np.float32), edges_b.astype(np.float32),
+                    edge_f1(ink_a, edges_b, tolerance), float(ink_a.mean()))
+        edges_b = canny_edges(b)
+        if kind == "labels":
+            boundaries = label_boundaries(a)
+            return (boundaries.astype(np.float32), gradient_magnitude(gray_b),
+                    edge_f1(boundaries, edges_b, tolerance), float(edges_b.mean()))
+        structure_a, structure_b = gradient_magnitude(gray_a), gradient_magnitude(gray_b)
+        agreement = None
+        if kind == "gray":
+            lightness = gray_b if self.config.gray_space == "luma" else lab_lightness(b)
+            agreement = correlation(gray_a, lightness)
+        return structure_a, structure_b, agreement, float(edges_b.mean())
+
+    def _class_pixels(self, a: np.ndarray) -> dict[int, int]:
+        """Pixels of each palette class in a colour-coded label map; key -1: colours outside the palette."""
+        rgb = a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
+        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        position = np.searchsorted(self._sorted_colors, packed.ravel())
+        position = np.minimum(position, len(self._sorted_colors) - 1)
+        known = self._sorted_colors[position] == packed.ravel()
+        counts = np.bincount(self._order[position[known]], minlength=len(self._order))
+        result = {int(index): int(count) for index, count in enumerate(counts) if count}
+        unknown = int(known.size - np.count_nonzero(known))
+        if unknown:
+            result[-1] = unknown
+        return result
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    """Hash of the decoded pixels and their shape (exact duplicates whatever the file format)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float = 0.9) -> tuple[list[int], list[int]]:
+    """64-bit perceptual hashes (imagehash pHash, and dHash) of an image and of ``views x views`` crops of it.
+
+    The first hash is of the whole image; the others are of ``crop``-sized
+    windows at evenly spaced offsets, so that a cropped copy of this image
+    hashes close to one of them (pHash alone tolerates re-encoding and resizing,
+    not crops). The image is first shrunk to ``side x side`` (pHash looks at
+    32x32 anyway).
+    """
+    import imagehash
+    from PIL import Image
+
+    small = cv2.resize(to_gray(image).astype(np.uint8), (side, side), interpolation=cv2.INTER_AREA)
+    windows = [small]
+    inner = round(side * crop)
+    steps = np.linspace(0, side - inner, views).round().astype(int) if views > 1 else [(side - inner) // 2]
+    for top in steps:
+        for left in steps:
+            windows.append(small[top : top + inner, left : left + inner])
+    pillow = [Image.fromarray(window) for window in windows]
+    return ([_hash_int(imagehash.phash(window)) for window in pillow],
+            [_hash_int(imagehash.dhash(window)) for window in pillow])
+
+
+def _hash_int(image_hash: Any) -> int:
+    bits = np.asarray(image_hash.hash, dtype=np.uint8).ravel()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Luma (BT.601) as float32 0..255; single-channel images pass through."""
+    if image.ndim == 2:
+        return image.astype(np.float32)
+    return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B
+
+
+def lab_lightness(image: np.ndarray) -> np.ndarray:
+    """CIE L* scaled to 0..255 (as make-gray --space lab), float32."""
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return lab[..., 0] * (255.0 / 100.0)
+
+
+def canny_edges(photo: np.ndarray) -> np.ndarray:
+    """make-edges' Canny recipe (blur 3, thresholds 0.66 / 1.33 x median) as a boolean edge map."""
+    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) if photo.ndim == 3 else photo
+    gray = cv2.GaussianBlur(gray, (3, 3), 0)
+    median = float(np.median(gray))
+    low = int(max(0.0, 0.66 * median))
+    high = int(min(255.0, max(low + 1.0, 1.33 * median)))
+    return cv2.Canny(gray, low, high, L2gradient=True) > 0
+
+
+def gradient_magnitude(gray: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of a lightly blurred gray image, float32."""
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def label_boundaries(labels: np.ndarray) -> np.ndarray:
+    """Pixels on either side of a change of label colour, as a boolean map (2 px wide, centred on the boundary)."""
+    packed = labels.astype(np.int32)
+    if packed.ndim == 3:
+        packed = (packed[..., 0] << 16) | (packed[..., 1] << 8) | packed[..., 2]
+    boundary = np.zeros(packed.shape, dtype=bool)
+    horizontal = packed[:, :-1] != packed[:, 1:]
+    vertical = packed[:-1, :] != packed[1:, :]
+    boundary[:, :-1] |= horizontal
+    boundary[:, 1:] |= horizontal
+    boundary[:-1, :] |= vertical
+    boundary[1:, :] |= vertical
+    return boundary
+
+
+def phase_shift(
+    structure_a: np.ndarray, structure_b: np.ndarray, whitening: float = 0.5
+) -> tuple[tuple[float, float], float]:
+    """Displacement of B's structure relative to A's by (generalised) phase correlation, and a confidence.
+
+    Both maps are blurred (sigma 1.5 px), standardised and Hann-windowed. The
+    cross-power spectrum is divided by its magnitude to the power ``whitening``
+    (1: classic phase correlation; 0: plain cross-correlation; 0.5 keeps the
+    sharp peak of the first and the robustness to texture of the second). The
+    peak is refined to sub-pixel precision with a parabola per axis.
+
+    Returns:
+        ``((dx, dy), confidence)``: B's content sits ``dx`` px right and ``dy`` px down
+        of A's; confidence is the Pearson correlation of the windowed maps at the
+        found integer shift (1 = identical structure, ~0 = nothing in common).
+    """
+    maps = []
+    for structure in (structure_a, structure_b):
+        smooth = cv2.GaussianBlur(structure.astype(np.float32), (0, 0), 1.5)
+        spread = float(smooth.std())
+        if spread < 1e-6:
+            return (0.0, 0.0), 0.0
+        maps.append((smooth - float(smooth.mean())) / spread)
+    height, width = maps[0].shape
+    window = cv2.createHanningWindow((width, height), cv2.CV_32F)
+    spectrum_a = np.fft.rfft2(maps[0] * window)
+    spectrum_b = np.fft.rfft2(maps[1] * window)
+    cross = np.conj(spectrum_a) * spectrum_b
+    magnitude = np.abs(cross)
+    cross /= magnitude**whitening + 1e-9 * float(magnitude.max()) + 1e-12
+    surface = np.fft.irfft2(cross, s=(height, width))
+    row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    dy = row + _parabola(surface[(row - 1) % height, column], surface[row, column], surface[(row + 1) % height, column])
+    dx = column + _parabola(surface[row, (column - 1) % width], surface[row, column], surface[row, (column + 1) % width])
+    dy -= height if dy > height / 2 else 0
+    dx -= width if dx > width / 2 else 0
+    windowed_a = maps[0] * window
+    confidence = _windowed_correlation(windowed_a, np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window)
+    return (float(dx), float(dy)), max(0.0, confidence)
+
+
+def structure_correlation(structure_a: np.ndarray, structure_b: np.ndarray) -> float:
+    """Pearson correlation of the blurred, Hann-windowed structure maps as they are (no shift)."""
+    maps = []
+    for structure in (structure_a, structure_b):
+        smooth = cv2.GaussianBlur(structure.astype(np.float32), (0, 0), 1.5)
+        maps.append(smooth - float(smooth.mean()))
+    window = cv2.createHanningWindow(maps[0].shape[::-1], cv2.CV_32F)
+    return max(0.0, _windowed_correlation(maps[0] * window, maps[1] * window))
+
+
+def _windowed_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / denominator if denominator > 1e-12 else 0.0
+
+
+def _parabola(left: float, centre: float, right: float) -> float:
+    """Sub-pixel offset of a peak from three samples around it."""
+    curvature = left - 2 * centre + right
+    return 0.0 if abs(curvature) < 1e-12 else float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
+
+
+def edge_f1(edges_a: np.ndarray, edges_b: np.ndarray, tolerance: int) -> float:
+    """F1 of two binary edge maps, an edge pixel counting as matched within ``tolerance`` px.
+
+    Precision: A's edge pixels with a B edge within tolerance; recall: B's with an A edge.
+    Two empty maps agree (1.0); one empty map scores 0.
+    """
+    count_a, count_b = int(np.count_nonzero(edges_a)), int(np.count_nonzero(edges_b))
+    if count_a == 0 and count_b == 0:
+        return 1.0
+    if count_a == 0 or count_b == 0:
+        return 0.0
+    near_b = _distance_to(edges_b) <= tolerance
+    near_a = _distance_to(edges_a) <= tolerance
+    precision = np.count_nonzero(near_b & edges_a) / count_a
+    recall = np.count_nonzero(near_a & edges_b) / count_b
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def _distance_to(edges: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every pixel to the nearest edge pixel."""
+    background = np.where(edges, 0, 255).astype(np.uint8)
+    return cv2.distanceTransform(background, cv2.DIST_L2, 3)
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two images (0 when either is constant)."""
+    x = x.astype(np.float64).ravel()
+    y = y.astype(np.float64).ravel()
+    x -= x.mean()
+    y -= y.mean()
+    # explicit sums, not BLAS dot products: a BLAS thread pool competing with the workers is slower
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return 0.0 if denominator < 1e-9 else float((x * y).sum() / denominator)

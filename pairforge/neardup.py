@@ -1,0 +1,201 @@
+"""Near-duplicate search over 64-bit perceptual hashes with multi-index hashing (never all pairs).
+
+Every image contributes one *query* hash (pHash of the whole image) and several
+*view* hashes (the whole image and crops of it, see
+:func:`pairforge.measures.view_hashes`). Two images are near-duplicates when
+the query hash of one lies within Hamming distance ``t`` of any view of the
+other.
+
+Candidates are then verified with a second hash of the same views (dHash), which
+removes look-alike textures that pHash alone lets through.
+
+Multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012): the 64 bits are cut
+into ``m`` chunks; if two codes differ in at most ``t`` bits, at least one chunk
+differs in at most ``t // m`` bits (pigeonhole). Each chunk position gets a
+sorted table of the view chunks; a query probes, per chunk, every value within
+``t // m`` bits of its own chunk (binary search in the table) and only those
+candidates get a full 64-bit distance. With ``b = 64 / m`` bits per chunk and
+``M`` view hashes, a query costs about ``m * V(b, t // m)`` probes and
+``m * V(b, t // m) * M / 2**b`` candidates (``V`` = Hamming ball volume); ``m``
+is chosen per run to minimise that, so ``2**b`` grows with ``M`` and the work per
+image stays nearly flat (see README, "how it scales").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BITS = 64
+DIRECT_BITS = 24
+"""Chunks up to this wide get a bucket-offset table (2**bits + 1 entries) instead of binary search."""
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """Chunks and probe radius of a multi-index search."""
+
+    chunks: int
+    radius: int
+    probes_per_query: int
+    expected_candidates: float
+
+    def describe(self) -> str:
+        return (f"{self.chunks} chunks of ~{BITS // self.chunks} bits, radius {self.radius}: "
+                f"{self.probes_per_query} probes and ~{self.expected_candidates:.1f} candidates per query")
+
+
+def plan_index(view_count: int, threshold: int) -> IndexPlan:
+    """The chunk count minimising probes + expected candidates for ``view_count`` uniform hashes."""
+    best: IndexPlan | None = None
+    for chunks in range(1, min(threshold + 1, 16) + 1):
+        radius = threshold // chunks
+        bits = BITS / chunks
+        volume = sum(math.comb(math.ceil(bits), k) for k in range(radius + 1))
+        probes = chunks * volume
+        candidates = probes * view_count / 2**bits
+        plan = IndexPlan(chunks, radius, probes, candidates)
+        if best is None or probes + candidates < best.probes_per_query + best.expected_candidates:
+            best = plan
+    assert best is not None
+    return best
+
+
+def _chunk_bounds(chunks: int) -> list[tuple[int, int]]:
+    """(shift, width) of each chunk, widths as even as possible."""
+    widths = [BITS // chunks + (1 if index < BITS % chunks else 0) for index in range(chunks)]
+    bounds, shift = [], BITS
+    for width in widths:
+        shift -= width
+        bounds.append((shift, width))
+    return bounds
+
+
+def _masks(width: int, radius: int) -> np.ndarray:
+    """Every ``width``-bit mask with at most ``radius`` bits set."""
+    masks = [0]
+    for count in range(1, radius + 1):
+        masks += [sum(1 << bit for bit in bits) for bits in itertools.combinations(range(width), count)]
+    return np.array(masks, dtype=np.uint64)
+
+
+def popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values).astype(np.int64)
+    as_bytes = values.view(np.uint8).reshape(-1, 8)  # pragma: no cover - numpy < 2
+    return np.unpackbits(as_bytes, axis=1).sum(axis=1).astype(np.int64)
+
+
+def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, threshold: int,
+               batch: int = 4096, stats: dict[str, int] | None = None,
+               verify: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (query image, other image) pairs within ``threshold`` bits, by multi-index hashing.
+
+    Args:
+        queries: ``(N,)`` uint64, the whole-image hash of image ``i`` at position ``i``.
+        views: ``(M,)`` uint64 view hashes.
+        owners: ``(M,)`` int, the image each view belongs to.
+        threshold: largest Hamming distance of a near-duplicate.
+        batch: queries probed at once (bounds memory).
+        stats: if given, receives ``candidates`` (full distances computed) and ``chunks``.
+        verify: ``(queries2, views2, threshold2)``: a second, independent hash of the same
+            images and views; a match must also be within ``threshold2`` bits there
+            (pHash alone lets some look-alike textures through).
+
+    Returns:
+        ``(i, j, distance)`` arrays with ``i < j``, one row per pair (smallest distance).
+    """
+    queries = np.asarray(queries, dtype=np.uint64)
+    views = np.asarray(views, dtype=np.uint64)
+    owners = np.asarray(owners, dtype=np.int64)
+    if len(queries) == 0 or len(views) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    plan = plan_index(len(views), threshold)
+    if stats is not None:
+        stats.update(candidates=0, chunks=plan.chunks)
+    log.debug("near-duplicate index: %s", plan.describe())
+    tables = []
+    for shift, width in _chunk_bounds(plan.chunks):
+        keys = ((views >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        if width <= DIRECT_BITS:  # bucket offsets: a probe is two array reads
+            offsets = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(keys, minlength=1 << width), out=offsets[1:])
+            tables.append((shift, width, None, offsets, order, _masks(width, plan.radius)))
+        else:  # wide chunks (tiny indexes with threshold 0..1): binary search
+            tables.append((shift, width, keys[order], None, order, _masks(width, plan.radius)))
+    found_i, found_j, found_d = [], [], []
+    for start in range(0, len(queries), batch):
+        query_ids = np.arange(start, min(start + batch, len(queries)))
+        block = queries[query_ids]
+        candidate_q, candidate_v = [], []
+        for shift, width, sorted_keys, offsets, order, masks in tables:
+            chunk = (block >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+            probes = (chunk[:, None] ^ masks[None, :]).ravel()
+            if offsets is not None:
+                probes = probes.astype(np.int64)
+                left, right = offsets[probes], offsets[probes + 1]
+            else:
+                left = np.searchsorted(sorted_keys, probes.astype(np.int64), side="left")
+                right = np.searchsorted(sorted_keys, probes.astype(np.int64), side="right")
+            counts = right - left
+            if not counts.any():
+                continue
+            probe_query = np.repeat(np.repeat(query_ids, len(masks)), counts)
+            offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            candidate_q.append(probe_query)
+            candidate_v.append(order[np.repeat(left, counts) + offsets])
+        if not candidate_q:
+            continue
+        query_index = np.concatenate(candidate_q)
+        view_index = np.concatenate(candidate_v)
+        distance = popcount(queries[query_index] ^ views[view_index])
+        if stats is not None:
+            stats["candidates"] += len(distance)
+        other = owners[view_index]
+        keep = (distance <= threshold) & (other != query_index)
+        if verify is not None:
+            second_queries, second_views, second_threshold = verify
+            keep &= popcount(np.asarray(second_queries, np.uint64)[query_index]
+                             ^ np.asarray(second_views, np.uint64)[view_index]) <= second_threshold
+        found_i.append(query_index[keep])
+        found_j.append(other[keep])
+        found_d.append(distance[keep])
+    if not found_i:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    first, second, distance = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    order = np.lexsort((distance, high, low))
+    low, high, distance = low[order], high[order], distance[order]
+    unique = np.ones(len(low), dtype=bool)
+    unique[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
+    return low[unique], high[unique], distance[unique]
+
+
+def clusters(count: int, first: np.ndarray, second: np.ndarray) -> list[list[int]]:
+    """Connected components (union-find) of the pair graph; only components of two or more, sorted."""
+    parent = list(range(count))
+
+    def find(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in zip(first.tolist(), second.tolist(), strict=True):
+        root_a, root_b = find(a), find(b)
+        if root_a != root_b:
+            parent[max(root_a, root_b)] = min(root_a, root_b)
+    groups: dict[int, list[int]] = {}
+    for node in set(first.tolist()) | set(second.tolist()):
+        groups.setdefault(find(node), []).append(node)
+    return sorted((sorted(group) for group in groups.values()), key=lambda group: group[0])
