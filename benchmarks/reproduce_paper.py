@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(r.key for r in ROWS),
                         help="Comma list of rows to train (default: all): " + ", ".join(r.key for r in ROWS))
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     budget = BUDGETS[args.budget]
     work = args.work_dir or Path(f"/tmp/pairforge_paper_{budget.name}")
     work.mkdir(parents=True, exist_ok=True)
@@ -492,13 +493,24 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     preload()
+    threads = torch.get_num_threads()
     if budget.threads and args.device != "cuda":
         torch.set_num_threads(budget.threads)
+    try:
+        return reproduce(args, budget, work, chosen)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def reproduce(args: argparse.Namespace, budget: Budget, work: Path, chosen: list[str]) -> int:
+    """Everything after the argument checks (see the module docstring)."""
+    import torch
+
     started = time.perf_counter()
     commands: list[str] = []
     run = Commands(commands)
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    facts = {"command": "python benchmarks/reproduce_paper.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    facts = {"command": "python benchmarks/reproduce_paper.py " + shlex.join(args.argv),
              "date": time.strftime("%Y-%m-%d %H:%M"), "device": device_description(device), "minutes": 0.0,
              "data_seed": args.data_seed, "budget": asdict(budget), "python": platform.python_version()}
 
