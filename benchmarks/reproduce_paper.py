@@ -477,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--data-seed", type=int, default=11, help="Seed of `synth facades`.")
     parser.add_argument("--workers", type=int, default=2, help="Workers of make-labels and shard.")
+    parser.add_argument("--only-finished", action="store_true",
+                        help="Train nothing: tabulate the runs already finished in --work-dir (e.g. after stopping a "
+                             "run that ran out of time); the tables are marked partial and name the missing runs.")
     parser.add_argument("--rows", default=",".join(r.key for r in ROWS),
                         help="Comma list of rows to train (default: all): " + ", ".join(r.key for r in ROWS))
     args = parser.parse_args(argv)
@@ -533,10 +536,16 @@ def reproduce(args: argparse.Namespace, budget: Budget, work: Path, chosen: list
     ground_truth: tuple[float, float, float] | None = None
     planned = [(row, seed) for row in ROWS if row.key in chosen
                for seed in (budget.ablation_seeds if row.ablation else budget.seeds)]
+    missing = [f"{row.label} seed {seed}" for row, seed in planned
+               if args.only_finished and run_folder(work / "runs" / f"{row.key}-s{seed}") is None]
     done = 0
     tables = args.out_dir / "paper_tables.md"
     for row in (r for r in ROWS if r.key in chosen):
         seeds = budget.ablation_seeds if row.ablation else budget.seeds
+        if args.only_finished:
+            seeds = tuple(seed for seed in seeds if run_folder(work / "runs" / f"{row.key}-s{seed}") is not None)
+            if not seeds:
+                continue
         trained = [(seed, *train_row(run, budget, row, seed, shards, work, device)) for seed in seeds]
         documents = evaluate_runs(run, [folder for _, folder, _ in trained], shards, judge, "test",
                                   work / "eval" / row.key, device)
@@ -559,7 +568,8 @@ def reproduce(args: argparse.Namespace, budget: Budget, work: Path, chosen: list
             curves[row.key] = series
         done += len(trained)
         facts["minutes"] = (time.perf_counter() - started) / 60
-        partial = None if done == len(planned) else f"{done} of {len(planned)} runs done; the script is still running"
+        partial = None if done + len(missing) == len(planned) else \
+            f"{done} of {len(planned)} runs done; the script is still running"
         write_tables(tables, budget, facts, results, ground_truth, sensitivity, curves, commands, partial)
         print(f"\n[{done}/{len(planned)} runs] tables -> {tables}", flush=True)
 
@@ -582,7 +592,9 @@ def reproduce(args: argparse.Namespace, budget: Budget, work: Path, chosen: list
     write_figure(args.out_dir / "paper_figure.png", columns)
 
     facts["minutes"] = (time.perf_counter() - started) / 60
-    verdict = write_tables(tables, budget, facts, results, ground_truth, sensitivity, curves, commands, None)
+    partial = (f"the budget ran out before these runs finished, so they are missing: {', '.join(missing)}"
+               if missing else None)
+    verdict = write_tables(tables, budget, facts, results, ground_truth, sensitivity, curves, commands, partial)
     print(f"\n{verdict}\ntables -> {tables}\nfigure -> {args.out_dir / 'paper_figure.png'}\n"
           f"total {facts['minutes']:.1f} min", flush=True)
     return 0

@@ -68,3 +68,15 @@ def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
 def test_unknown_row_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         _script().main(["--rows", "l3", "--work-dir", str(tmp_path)])
+
+
+def test_only_finished_tabulates_what_exists_and_says_what_is_missing(tmp_path: Path) -> None:
+    script = _script()
+    common = ["--budget", "smoke", "--work-dir", str(tmp_path / "work"), "--device", "cpu", "--workers", "1"]
+    assert script.main([*common, "--out-dir", str(tmp_path / "a"), "--rows", "l1,gan"]) == 0
+    assert script.main([*common, "--out-dir", str(tmp_path / "b"), "--only-finished"]) == 0
+    tables = (tmp_path / "b" / "paper_tables.md").read_text()
+    assert "PARTIAL RESULTS" in tables and "L1+cGAN seed 1" in tables and "1x1 seed 1" in tables
+    assert "pairforge train " not in tables.split("## Commands")[1]
+    line = next(line for line in tables.splitlines() if line.startswith("| GAN |"))
+    assert "not run" not in line and re.search(r"\| \d\.\d{3} \|", line)
