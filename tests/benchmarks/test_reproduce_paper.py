@@ -80,3 +80,11 @@ def test_only_finished_tabulates_what_exists_and_says_what_is_missing(tmp_path: 
     assert "pairforge train " not in tables.split("## Commands")[1]
     line = next(line for line in tables.splitlines() if line.startswith("| GAN |"))
     assert "not run" not in line and re.search(r"\| \d\.\d{3} \|", line)
+
+
+def test_paper_budget_is_the_papers_facades_recipe() -> None:
+    paper = _script().BUDGETS["paper"]
+    assert (paper.size, paper.load_size, paper.crop_size, paper.generator) == (256, 286, 256, "unet_256")
+    assert (paper.generator_channels, paper.discriminator_channels, paper.batch_size) == (64, 64, 1)
+    assert paper.counts[0] == 400 and (paper.epochs, paper.decay_epochs) == (100, 100)
+    assert paper.total_steps() == 200 * 400 and len(paper.seeds) >= 2 and len(paper.ablation_seeds) >= 2
