@@ -299,7 +299,8 @@ img{{image-rendering:pixelated;border:1px solid #ccc}} table{{border-collapse:co
 evaluated. Total time: {seconds / 60:.1f} minutes.</p>
 <p><strong>What to expect:</strong> these are small models trained briefly ({html.escape(budget)}). The procedural
 facades are regular enough for such a model to turn held-out edge maps into recognisable facades, with plausible
-rather than correct colours; colorization of real photos gives muted, partly wrong colours. Neither is what a
+rather than correct colours, and with visible artefacts; colorization of real photos gives plausible but partly
+wrong colours (often too much of one hue). Neither is what a
 full-size model trained for hours on real data gives: train longer on more data for real results.</p>
 {''.join(sections)}
 </body></html>"""
