@@ -51,7 +51,7 @@ def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
         line = next(line for line in tables.splitlines() if line.startswith(f"| {label} |"))
         assert paper in line and len(re.findall(r"\| \d\.\d{3}", line)) >= 3, line
     # a 4-step judge cannot rank anything, and the script says so instead of ranking
-    assert "too weak to rank" in tables and "Ranking of our rows" not in tables
+    assert "too weak to rank" in tables and "ranked by" not in tables
     for command in ("synth facades", "make-labels", "shard", "train-judge", "train ", "evaluate", "--compare",
                     "predict"):
         assert f"pairforge {command}" in tables or command in tables
@@ -88,3 +88,22 @@ def test_paper_budget_is_the_papers_facades_recipe() -> None:
     assert (paper.generator_channels, paper.discriminator_channels, paper.batch_size) == (64, 64, 1)
     assert paper.counts[0] == 400 and (paper.epochs, paper.decay_epochs) == (100, 100)
     assert paper.total_steps() == 200 * 400 and len(paper.seeds) >= 2 and len(paper.ablation_seeds) >= 2
+
+
+def test_tables_rank_each_table_only_with_a_strong_judge(tmp_path: Path) -> None:
+    script = _script()
+    facts = {"command": "x", "date": "today", "device": "cpu", "minutes": 1.0, "data_seed": 11}
+
+    def run(seed: int, scores: tuple[float, float, float]) -> dict:
+        return {"seed": seed, "seconds": 60.0, "fcn": scores, "spectral_distance": 0.5, "high_freq_ratio": 0.8}
+
+    results = {"l1": [run(1, (0.70, 0.40, 0.30)), run(2, (0.72, 0.44, 0.32))], "l1_cgan": [run(1, (0.65, 0.50, 0.35))],
+               "encdec_l1": [run(1, (0.30, 0.10, 0.05))]}
+    path = tmp_path / "tables.md"
+    script.write_tables(path, script.BUDGETS["smoke"], facts, results, (0.9, 0.8, 0.7), None, {}, [], None)
+    text = path.read_text()
+    assert "Table 1, ranked by per-class accuracy: L1+cGAN > L1." in text
+    assert "Table 2, ranked by per-class accuracy: U-net (L1+cGAN) > U-net (L1) > Encoder-decoder (L1)." in text
+    assert "| L1 | 0.710 ± 0.010 | 0.420 ± 0.020 | 0.310 ± 0.010 |" in text
+    script.write_tables(path, script.BUDGETS["smoke"], facts, results, (0.9, 0.45, 0.7), None, {}, [], None)
+    assert "ranked by" not in path.read_text() and "too weak to rank" in path.read_text()
