@@ -404,6 +404,8 @@ def write_tables(path: Path, budget: Budget, facts: dict[str, Any], results: dic
             ranked = {label: means[key] for key, label, _ in entries if key in means}
             if len(ranked) > 1:
                 lines += [f"{title.split(':')[0]}, ranked by per-class accuracy: {ranking(ranked)}.", ""]
+        lines += ["Rows whose means differ by less than their seeds' standard deviations are not told apart at this "
+                  "budget; read the order of such neighbours as a tie.", ""]
     if sensitivity:
         lines += ["## What the judge can see", "",
                   "The judge on the real test photos and on degraded copies of them (its loss is the mean "
