@@ -2,10 +2,18 @@
 
 In the spirit of the CMP Facades dataset that pix2pix uses for labels -> photo:
 each sample is a rectified facade (wall, windows, doors, balconies, cornices,
-sills, shutters, pilasters, shop fronts, sky and background) drawn as a label
-map, and a rendering of it with random materials, textures, lighting, shadows,
-noise and a small perspective jitter. Many renderings fit one layout, so the
-labels -> photo mapping is one-to-many and an L1 loss alone blurs.
+sills, shutters, pilasters, shop fronts, awnings, sky and background) drawn as a
+label map, and a rendering of it with random materials, textures, lighting,
+shadows, noise and a small perspective jitter. Many renderings fit one layout, so
+the labels -> photo mapping is one-to-many and an L1 loss alone blurs.
+
+Some class distinctions live only in texture, as road vs sidewalk does in
+Cityscapes: the plaster wall, the shutters, the awnings and the pilasters take
+their colours from one shared distribution (often the wall's own colour), and
+differ by texture -- louvred slats, striped fabric with a scalloped valance,
+brick courses -- each with a random pitch and phase. A model that predicts the
+mean colour per class (what L1 alone converges to) cannot show those
+differences; a segmenter of the real renderings has to use them.
 
 Everything is a pure function of ``(seed, index)``: any sample can be
 regenerated alone, and the same seed gives byte-identical files.
@@ -30,10 +38,10 @@ from pairforge.pipelines.palettes import Palette
 
 log = logging.getLogger(__name__)
 
-BACKGROUND, SKY, WALL, WINDOW, DOOR, BALCONY, CORNICE, SHOP, SILL, SHUTTER, PILLAR = range(11)
+BACKGROUND, SKY, WALL, WINDOW, DOOR, BALCONY, CORNICE, SHOP, SILL, SHUTTER, PILLAR, AWNING = range(12)
 
 FACADE_PALETTE = Palette(
-    ids=tuple(range(11)),
+    ids=tuple(range(12)),
     names=(
         "background",
         "sky",
@@ -46,6 +54,7 @@ FACADE_PALETTE = Palette(
         "sill",
         "shutter",
         "pillar",
+        "awning",
     ),
     colors=(
         (0, 0, 170),
@@ -59,10 +68,11 @@ FACADE_PALETTE = Palette(
         (85, 255, 170),
         (255, 255, 0),
         (255, 170, 0),
+        (170, 0, 255),
     ),
     name="facades",
 )
-"""Class ids 0..10 of the procedural facades, in one-hot order."""
+"""Class ids 0..11 of the procedural facades, in one-hot order."""
 
 
 @dataclass(frozen=True)
@@ -206,8 +216,8 @@ class _Layout:
         columns = int(rng.integers(3, 8))
         column_width = width / columns
 
-        if rng.random() < 0.3:  # pilasters at both ends and maybe between bays
-            pillar_width = max(2, int(column_width * rng.uniform(0.12, 0.22)))
+        if rng.random() < 0.55:  # brick pilasters at both ends and maybe between bays
+            pillar_width = max(3, int(column_width * rng.uniform(0.14, 0.26)))
             positions = [left, right - pillar_width]
             if rng.random() < 0.5:
                 positions += [
@@ -221,6 +231,7 @@ class _Layout:
         window_height = floor_height * rng.uniform(0.45, 0.68)
         window_offset = floor_height * rng.uniform(0.12, 0.25)
         shutters = rng.random() < 0.35
+        window_awnings = rng.random() < 0.25  # fabric blinds over the upper part of the windows
         sills = rng.random() < 0.7
         balcony_rate = rng.choice([0.0, 0.25, 0.6])
         continuous = bool(rng.random() < 0.4)
@@ -236,6 +247,7 @@ class _Layout:
             if balcony and continuous:
                 rail_top = int(window_top + window_height * 0.6)
                 elements.append((BALCONY, (rail_top, left, window_bottom + 2, right)))
+            blinds: list[tuple[int, Rect]] = []  # painted over this floor's windows and shutters
             for column in range(columns):
                 center = left + (column + 0.5) * column_width
                 window = (
@@ -246,7 +258,13 @@ class _Layout:
                 )
                 elements.append((WINDOW, window))
                 _, w_left, _, w_right = window
-                if shutters:
+                if window_awnings:
+                    drop = int(window_height * 0.45) + int(floor_height * 0.08)
+                    awning_top = window_top - int(floor_height * 0.08)
+                    blinds.append((AWNING, (awning_top, w_left - 2, awning_top + drop, w_right + 2)))
+                if shutters and rng.random() < 0.25:  # closed: the shutters cover the glass
+                    elements.append((SHUTTER, window))
+                elif shutters:
                     shutter = max(2, int(window_width * 0.45))
                     elements.append(
                         (SHUTTER, (window_top, w_left - shutter, window_bottom, w_left))
@@ -265,6 +283,7 @@ class _Layout:
                     elements.append(
                         (SILL, (window_bottom, w_left - 2, window_bottom + sill, w_right + 2))
                     )
+            elements += blinds
 
         elements.append((CORNICE, (ground_top - max(2, int(size * 0.02)), left, ground_top, right)))
         cls._ground_floor(rng, elements, ground_top, size, left, columns, column_width)
@@ -291,8 +310,17 @@ class _Layout:
         height = bottom - ground_top
         door_column = int(rng.integers(0, columns))
         shops = rng.random() < 0.55
+        awnings = rng.random() < 0.6
+        awning_drop = height * rng.uniform(0.3, 0.45)
+        covered: list[tuple[int, Rect]] = []  # fabric over the openings, painted on top of them
         for column in range(columns):
             center = left + (column + 0.5) * column_width
+            if awnings and (column == door_column or shops):
+                half = column_width * rng.uniform(0.44, 0.5)
+                awning_top = int(ground_top + height * 0.03)
+                covered.append(
+                    (AWNING, (awning_top, int(center - half), int(awning_top + awning_drop), int(center + half)))
+                )
             if column == door_column:
                 door_width = column_width * rng.uniform(0.45, 0.7)
                 door_top = int(bottom - height * rng.uniform(0.7, 0.88))
@@ -320,6 +348,7 @@ class _Layout:
                         (top, int(center - half), int(bottom - height * 0.18), int(center + half)),
                     )
                 )
+        elements += covered
 
     def label_map(self) -> np.ndarray:
         """The class ids. Shape: ``(S, S)`` uint8."""
@@ -348,12 +377,7 @@ class _Renderer:
 
     def render(self, labels: np.ndarray) -> np.ndarray:
         rng, size = self.rng, self.size
-        wall = _hsv_color(
-            rng,
-            hue=rng.choice([rng.uniform(0.02, 0.14), rng.uniform(0.0, 1.0)], p=[0.8, 0.2]),
-            saturation=rng.uniform(0.05, 0.45),
-            value=rng.uniform(0.5, 0.92),
-        )
+        wall = _material_color(rng)
         stone = np.clip(wall * rng.uniform(1.05, 1.3) + rng.uniform(0.0, 0.08), 0, 1)
         frame = _pick(
             rng, [(0.93, 0.92, 0.88), (0.35, 0.22, 0.12), (0.15, 0.25, 0.17), (0.2, 0.2, 0.22)]
@@ -364,11 +388,10 @@ class _Renderer:
             saturation=rng.uniform(0.1, 0.4),
             value=rng.uniform(0.12, 0.35),
         )
-        shutter = _hsv_color(
-            rng,
-            hue=rng.choice([0.3, 0.55, 0.08, 0.0]),
-            saturation=rng.uniform(0.2, 0.6),
-            value=rng.uniform(0.25, 0.6),
+        # shutters, awnings and pilasters: the wall's own colour or another draw of the same
+        # distribution, so that texture, not colour, tells them from the wall
+        shutter, awning, pillar = (
+            _near(rng, wall) if rng.random() < 0.5 else _material_color(rng) for _ in range(3)
         )
         metal = np.full(3, rng.uniform(0.05, 0.25))
         door = _hsv_color(
@@ -390,11 +413,14 @@ class _Renderer:
         for class_id, rect in self.layout.elements:
             top, left, bottom, right = rect
             region = photo[top:bottom, left:right]
-            if class_id in (CORNICE, SILL, PILLAR):
-                region[:] = self._stone(
-                    stone, bottom - top, right - left, vertical=class_id == PILLAR
-                )
-                protruding[top:bottom, left:right] = class_id != PILLAR
+            if class_id in (CORNICE, SILL):
+                region[:] = self._stone(stone, bottom - top, right - left, vertical=False)
+                protruding[top:bottom, left:right] = True
+            elif class_id == PILLAR:
+                region[:] = self._brick(pillar, bottom - top, right - left)
+            elif class_id == AWNING:
+                region[:] = self._awning(awning, bottom - top, right - left)
+                protruding[top:bottom, left:right] = True
             elif class_id == WINDOW:
                 region[:] = self._window(frame, glass, bottom - top, right - left)
             elif class_id == SHUTTER:
@@ -436,24 +462,30 @@ class _Renderer:
         return np.clip(base[None, None, :] * (1.0 + 0.35 * texture[..., None]), 0, 1)
 
     def _wall(self, color: np.ndarray) -> np.ndarray:
+        """Plaster: smooth blotches, fine grain and a few stains; no regular pattern."""
         rng, size = self.rng, self.size
         plaster = (
             0.06 * _noise(rng, size, size // 6)
             + 0.03 * _noise(rng, size, 4)
             + 0.02 * _noise(rng, size, 1)
         )
-        shade = 1.0 + plaster
-        if rng.random() < 0.3:  # brick courses
-            course = max(3, int(size * rng.uniform(0.015, 0.025)))
-            brick = course * 2 + course // 2
-            rows = np.arange(size)
-            mortar_rows = (rows % course) == 0
-            offset = (rows // course % 2) * (brick // 2)
-            columns = (np.arange(size)[None, :] + offset[:, None]) % brick == 0
-            mortar = mortar_rows[:, None] | columns
-            brick_tone = 1.0 + 0.08 * _block_noise(rng, size, course, brick)
-            shade = shade * brick_tone
-            shade = np.where(mortar, shade * 1.18, shade)
+        stains = np.clip(_noise(rng, size, size // 3) - 1.2, 0.0, None) * rng.uniform(0.0, 0.25)
+        shade = (1.0 + plaster - stains)[..., None]
+        return np.clip(color[None, None, :] * shade, 0, 1).astype(np.float32)
+
+    def _brick(self, color: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Brick courses (random course height and bond offset), mortar joints, a tone per brick."""
+        rng = self.rng
+        course = max(3, int(self.size * rng.uniform(0.016, 0.028)))
+        brick = course * 2 + course // 2
+        rows = np.arange(height) + int(rng.integers(0, course))
+        mortar_rows = (rows % course) == 0
+        offset = (rows // course % 2) * (brick // 2) + int(rng.integers(0, brick))
+        columns = np.arange(width)[None, :] + offset[:, None]
+        mortar = mortar_rows[:, None] | (columns % brick == 0)
+        tone = rng.standard_normal((rows[-1] // course + 2, (width + offset.max()) // brick + 2))
+        brick_tone = 1.0 + 0.1 * tone[(rows // course)[:, None], columns // brick]
+        shade = np.where(mortar, rng.uniform(1.15, 1.35), brick_tone).astype(np.float32)
         return np.clip(color[None, None, :] * shade[..., None], 0, 1).astype(np.float32)
 
     def _stone(self, color: np.ndarray, height: int, width: int, vertical: bool) -> np.ndarray:
@@ -490,10 +522,38 @@ class _Renderer:
         return window
 
     def _slats(self, color: np.ndarray, height: int, width: int) -> np.ndarray:
-        pitch = max(2, height // int(self.rng.integers(8, 16)))
-        rows = (np.arange(height) % pitch == 0).astype(np.float32)
-        shade = 1.0 - 0.35 * rows
-        return color[None, None, :] * np.broadcast_to(shade[:, None], (height, width))[..., None]
+        """Louvred shutter: slats of random pitch and phase, lit from above, in a frame with a split."""
+        rng = self.rng
+        pitch = max(3, int(self.size * rng.uniform(0.013, 0.024)))
+        phase = (np.arange(height) + int(rng.integers(0, pitch))) % pitch / pitch
+        shade = (1.12 - 0.5 * phase).astype(np.float32)  # bright slat top, dark underside
+        slats = np.broadcast_to(shade[:, None], (height, width)).copy()
+        edge = max(1, min(height, width) // 10)
+        slats[:, :edge] = slats[:, -edge:] = 0.9
+        slats[:edge] = slats[-edge:] = 0.9
+        if width >= 6:  # two leaves
+            slats[:, width // 2] = 0.6
+        return color[None, None, :] * slats[..., None]
+
+    def _awning(self, color: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Striped fabric (random stripe width and phase) shaded by its slope, with a scalloped valance."""
+        rng = self.rng
+        stripe = max(2, int(self.size * rng.uniform(0.012, 0.03)))
+        second = np.clip(color * 0.72 if rng.random() < 0.5 else 0.45 * color + 0.5, 0, 1)
+        columns = (np.arange(width) + int(rng.integers(0, 2 * stripe))) // stripe % 2 == 1
+        fabric = np.empty((height, width, 3), dtype=np.float32)
+        fabric[:] = color
+        fabric[:, columns] = second
+        fabric *= np.linspace(1.12, 0.82, height, dtype=np.float32)[:, None, None]
+        valance = max(2, height // 4)
+        scallop = max(2, stripe * 2)
+        x = (np.arange(width) % scallop - scallop / 2) / (scallop / 2)
+        lip = (1.0 - np.sqrt(np.clip(1.0 - x**2, 0.0, 1.0))) * valance  # rows above the bottom left bare
+        depth = np.arange(valance)[::-1, None]
+        shadow = depth < lip[None, :]
+        fabric[height - valance :][shadow] *= 0.55
+        fabric[height - valance] *= 0.8
+        return fabric
 
     def _door(self, color: np.ndarray, frame: np.ndarray, height: int, width: int) -> np.ndarray:
         door = np.empty((height, width, 3), dtype=np.float32)
@@ -631,6 +691,22 @@ def _hsv_color(rng: np.random.Generator, hue: float, saturation: float, value: f
     """An RGB colour (float32, 0..1) from HSV components in 0..1."""
     hsv = np.array([[[hue * 360.0 % 360.0, saturation, value]]], dtype=np.float32)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
+
+
+def _material_color(rng: np.random.Generator) -> np.ndarray:
+    """A facade material colour: mostly warm, muted plaster and stone tones, sometimes any hue."""
+    warm = rng.uniform(0.02, 0.14)
+    return _hsv_color(
+        rng,
+        hue=warm if rng.random() < 0.75 else rng.uniform(0.0, 1.0),
+        saturation=rng.uniform(0.05, 0.45),
+        value=rng.uniform(0.45, 0.92),
+    )
+
+
+def _near(rng: np.random.Generator, color: np.ndarray) -> np.ndarray:
+    """``color`` with a small random change of tone (the same paint, another batch)."""
+    return np.clip(color * rng.uniform(0.9, 1.1) + rng.normal(0.0, 0.02, 3), 0, 1).astype(np.float32)
 
 
 def _pick(rng: np.random.Generator, colors: list[tuple[float, float, float]]) -> np.ndarray:

@@ -31,6 +31,7 @@ import torch
 from pairforge.lab import rgb_to_lab
 from pairforge.trainer import metrics
 from pairforge.trainer.gallery import table_html, write_tables_page
+from pairforge.trainer.spectrum import spectrum_scores
 
 EDGE_TOLERANCE = 2
 IMAGE_METRICS = ("l1", "psnr", "ssim")
@@ -219,7 +220,7 @@ def evaluate_pairs(
     confusion_generated = np.zeros((max(num_classes, 1),) * 2, np.int64)
     confusion_real = np.zeros_like(confusion_generated)
     for key, a, b, output in pairs:
-        row: dict[str, Any] = {"key": key, **image_scores(output, b)}
+        row: dict[str, Any] = {"key": key, **image_scores(output, b), **spectrum_scores(output, b)}
         if use_edges:
             assert edge_detector is not None
             row.update(edge_scores(edge_mask(edge_detector(output)), edge_mask(a)))

@@ -213,3 +213,73 @@ def load_judge(folder: str | Path, device: str = "cpu") -> tuple[Judge, dict[str
     except Exception as exc:  # safetensors and state-dict errors
         raise DatasetError(f"{folder / WEIGHTS_NAME}: cannot load the judge ({type(exc).__name__}: {exc})") from None
     return judge.to(device).eval(), document
+
+
+def blur(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Gaussian blur of a photo (what an L1-only generator's softness looks like to the judge).
+
+    Shape:
+        (H, W, 3) uint8 -> (H, W, 3) uint8.
+    """
+    import cv2
+
+    return cv2.GaussianBlur(photo, (0, 0), sigma)
+
+
+def region_mean_fill(photo: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each class region of the photo filled with its mean colour (all texture removed).
+
+    Shape:
+        photo (H, W, 3) uint8, ids (H, W) integer -> (H, W, 3) uint8.
+    """
+    filled = np.empty_like(photo)
+    flat_ids = ids.ravel()
+    counts = np.bincount(flat_ids)
+    pixels = photo.reshape(-1, 3).astype(np.float64)
+    means = np.stack([np.bincount(flat_ids, pixels[:, c], minlength=counts.size) for c in range(3)], axis=1)
+    means /= np.maximum(counts, 1)[:, None]
+    filled.reshape(-1, 3)[:] = np.rint(means[flat_ids]).astype(np.uint8)
+    return filled
+
+
+DEGRADATIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "real photos": lambda photo, ids: photo,
+    "blurred, sigma 2 px": lambda photo, ids: blur(photo, 2.0),
+    "class regions filled with their mean colour": region_mean_fill,
+}
+"""What :func:`judge_sensitivity` shows the judge: name -> (photo, ids) -> photo."""
+
+
+@torch.no_grad()
+def judge_sensitivity(judge: Judge, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """What the judge can see: its scores on real photos and on degraded copies of them.
+
+    A judge that keeps its accuracy on blurred or region-mean-filled photos cannot tell a
+    blurry mean-colour output from a sharp, textured one, so its FCN-score cannot rank them.
+
+    Args:
+        judge: a trained judge.
+        samples: (photo (H, W, 3) uint8, ids (H, W)) pairs the judge was not trained on;
+            ids >= ``judge.num_classes`` are ignored.
+
+    Returns:
+        degradation name -> per-pixel accuracy, per-class accuracy, class IoU and the mean
+        cross-entropy (``loss``) of the judge against the labels.
+    """
+    from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
+
+    judge.eval()
+    device = next(judge.parameters()).device
+    results: dict[str, dict[str, float]] = {}
+    for name, degrade in DEGRADATIONS.items():
+        confusion = np.zeros((judge.num_classes, judge.num_classes), np.int64)
+        losses = []
+        for photo, ids in samples:
+            seen = degrade(photo, ids)
+            x = torch.from_numpy(np.ascontiguousarray(seen)).permute(2, 0, 1)[None].to(device).float() / 127.5 - 1.0
+            logits = judge(x)
+            target = torch.from_numpy(np.minimum(ids, judge.num_classes).astype(np.int64))[None].to(device)
+            losses.append(float(F.cross_entropy(logits, target, ignore_index=judge.num_classes)))
+            confusion += confusion_matrix(logits.argmax(dim=1)[0].cpu().numpy(), ids, judge.num_classes)
+        results[name] = {**segmentation_scores(confusion), "loss": float(np.mean(losses)) if losses else float("nan")}
+    return results

@@ -26,8 +26,16 @@ CURVES = (
 )
 
 
+GRID_COLUMNS = ("A (input)", "G(A) (output)", "B (target)")
+MIN_TILE = 256
+"""Sample tiles smaller than this are enlarged (nearest neighbour) so the grids are easy to look at."""
+
+
 def write_sample_grid(path: Path, rows: list[torch.Tensor]) -> None:
-    """Save rows of (A, G(A), B) side by side as a PNG.
+    """Save rows of (A, G(A), B) side by side as a PNG, under a header naming the columns.
+
+    Tiles smaller than :data:`MIN_TILE` pixels are enlarged by a whole factor (nearest, so
+    pixels stay visible).
 
     Args:
         path: PNG file to write (folders are created).
@@ -37,7 +45,15 @@ def write_sample_grid(path: Path, rows: list[torch.Tensor]) -> None:
     lines = [torch.cat(list(row.float().clamp(0, 1)), dim=2) for row in rows]
     image = torch.cat(lines, dim=1)
     array = (image.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    cv2.imwrite(str(path), cv2.cvtColor(array, cv2.COLOR_RGB2BGR))
+    tile_height, tile_width = rows[0].shape[-2:]
+    scale = max(1, MIN_TILE // max(tile_height, tile_width))
+    if scale > 1:
+        array = cv2.resize(array, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    header = np.full((28, array.shape[1], 3), 255, np.uint8)
+    for index, title in enumerate(GRID_COLUMNS):
+        cv2.putText(header, title, (index * tile_width * scale + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([header, array]), cv2.COLOR_RGB2BGR))
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -53,15 +69,24 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+MARKED_POINTS = 60
+"""Curves with at most this many points draw a marker on each (validation curves, short runs)."""
+
+
 def svg_curve(points: list[tuple[float, float]], title: str, width: int = 360, height: int = 200) -> str:
-    """A small line chart as inline SVG."""
+    """A small line chart as inline SVG, with a marker per point when there are few, and the last value."""
     pad = 36
     xs = [p[0] for p in points]
     ys = [p[1] for p in points if math.isfinite(p[1])]
     if not ys:
         return ""
-    x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y_low, y_high = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    x_low, x_high = min(xs), max(xs)
+    if x_high == x_low:  # one step: the point sits in the middle
+        x_low, x_high = x_low - 1, x_high + 1
+    y_low, y_high = min(ys), max(ys)
+    if y_high == y_low:
+        spread = max(abs(y_low) * 0.05, 1e-3)
+        y_low, y_high = y_low - spread, y_high + spread
 
     def sx(x: float) -> float:
         return pad + (x - x_low) / (x_high - x_low) * (width - 2 * pad)
@@ -69,26 +94,103 @@ def svg_curve(points: list[tuple[float, float]], title: str, width: int = 360, h
     def sy(y: float) -> float:
         return height - pad - (y - y_low) / (y_high - y_low) * (height - 2 * pad)
 
-    path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points if math.isfinite(y))
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+    # every point gets a marker when there are few (a single validation point is otherwise invisible)
+    marked = finite if len(finite) <= MARKED_POINTS else finite[-1:]
+    markers = "".join(
+        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#1f77b4"><title>step {x:.0f}: {y:.4g}</title></circle>'
+        for x, y in marked
+    )
+    last_x, last_y = finite[-1]
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
         f'<title>{html.escape(title)}</title>'
         f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>'
         f'<text x="{pad}" y="16" font-size="12">{html.escape(title)}</text>'
+        f'<text x="{width - pad}" y="16" font-size="10" text-anchor="end">last {last_y:.4g} (step {last_x:.0f})</text>'
         f'<text x="2" y="{sy(y_high) + 4:.1f}" font-size="9">{y_high:.4g}</text>'
         f'<text x="2" y="{sy(y_low) + 4:.1f}" font-size="9">{y_low:.4g}</text>'
-        f'<text x="{pad}" y="{height - 8}" font-size="9">step {x_low:.0f}</text>'
-        f'<text x="{width - pad - 50}" y="{height - 8}" font-size="9">step {x_high:.0f}</text>'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/>'
-        # a lone point (e.g. one validation pass) draws no line: mark each point of short series
-        + "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="#1f77b4"/>'
-                  for x, y in points if math.isfinite(y) and len(points) < 3)
-        + "</svg>"
+        + (
+            f'<text x="{width / 2:.0f}" y="{height - 8}" font-size="9" text-anchor="middle">step {last_x:.0f}</text>'
+            if min(xs) == max(xs)
+            else f'<text x="{pad}" y="{height - 8}" font-size="9">step {x_low:.0f}</text>'
+            f'<text x="{width - pad}" y="{height - 8}" font-size="9" text-anchor="end">step {x_high:.0f}</text>'
+        )
+        + f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{path}"/>{markers}</svg>'
     )
 
 
+LOSS_NAMES = {"loss_g_l1": "generator L1", "loss_g_gan": "generator GAN", "loss_d": "discriminator"}
+VALIDATION_NAMES = {"val_l1": "L1", "val_psnr": "PSNR (dB)", "val_ssim": "SSIM"}
+
+
+def summary_rows(summary: dict[str, Any], config: dict[str, Any], run_dir: Path) -> list[tuple[str, str]]:
+    """What a person wants to know about a run, as (name, value) rows.
+
+    Internal fields of summary.json (parameter checksums, which exist for the DDP and resume
+    tests) are left out.
+    """
+    rows: list[tuple[str, str]] = []
+    model, loss, data = config.get("model", {}), config.get("loss", {}), config.get("data", {})
+    dataset = config.get("dataset", {})
+    if dataset.get("kind"):
+        counts = ", ".join(f"{split} {count}" for split, count in sorted((dataset.get("counts") or {}).items()))
+        rows.append(("data", f"{dataset['kind']} pairs ({counts})" if counts else str(dataset["kind"])))
+    if model:
+        discriminator = {"patch": f"PatchGAN, {model.get('n_layers')} layers", "pixel": "PixelGAN (1x1)",
+                         "image": "ImageGAN (whole image)"}.get(model.get("discriminator"), model.get("discriminator"))
+        rows.append(("networks", f"{model.get('generator')} ({model.get('generator_channels')} channels), "
+                                 f"{discriminator} ({model.get('discriminator_channels')} channels), "
+                                 f"{'conditional' if model.get('conditional', True) else 'unconditional'}"))
+    if loss:
+        terms = [f"{loss.get('lambda_l1'):g} x L1"] if loss.get("lambda_l1") else []
+        terms += [f"{loss.get('gan_mode')} GAN"] if loss.get("use_gan", True) else []
+        rows.append(("loss", " + ".join(terms) or "none"))
+    if data:
+        rows.append(("batch size", str(data.get("batch_size"))))
+    if "steps" in summary:
+        rows.append(("steps", f"{summary['steps']:,} of {summary.get('total_steps', summary['steps']):,}"))
+    if isinstance(summary.get("elapsed_s"), (int, float)):
+        rows.append(("training time", _duration(summary["elapsed_s"])))
+    if isinstance(summary.get("images_per_s"), (int, float)):
+        wait = summary.get("data_wait_fraction")
+        rows.append(("speed", f"{summary['images_per_s']:.1f} images/s"
+                              + (f" ({wait:.0%} waiting for data)" if isinstance(wait, (int, float)) else "")))
+    if summary.get("skipped_samples"):
+        rows.append(("skipped samples", f"{summary['skipped_samples']} (corrupt, see the log)"))
+    for key, value in (summary.get("last_losses") or {}).items():
+        rows.append((f"last loss: {LOSS_NAMES.get(key, key)}", f"{value:.4f}"))
+    for key, value in (summary.get("validation") or {}).items():
+        rows.append((f"validation {VALIDATION_NAMES.get(key, key)}", f"{value:.4f}"))
+    if summary.get("checkpoint"):
+        checkpoint = Path(str(summary["checkpoint"]))
+        try:
+            checkpoint = checkpoint.relative_to(run_dir)
+        except ValueError:
+            pass
+        rows.append(("checkpoint", checkpoint.as_posix()))
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def write_report(run_dir: Path) -> Path:
-    """Write ``report.html``: config, loss and validation curves, and the latest sample grid inline."""
+    """Write ``report.html``: a summary table, loss and validation curves, sample grids, the config."""
     rows = read_metrics(run_dir)
     charts = []
     for name, title in CURVES:
@@ -99,24 +201,38 @@ def write_report(run_dir: Path) -> Path:
     sample_html = ""
     if samples:
         encoded = base64.b64encode(samples[-1].read_bytes()).decode("ascii")
+        step = samples[-1].stem.replace("step-", "").lstrip("0") or "0"
+        earlier = "".join(
+            f'<li><a href="samples/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>' for p in reversed(samples[:-1])
+        )
         sample_html = (
-            f"<h2>Latest samples ({html.escape(samples[-1].stem)}): A | G(A) | B</h2>"
-            # shown 768 px wide (256 px per column) whatever the training size, like the other pages
-            f'<img alt="samples" style="width:768px" src="data:image/png;base64,{encoded}">'
+            f"<h2>Samples at step {html.escape(step)}: A (input) | G(A) (output) | B (target)</h2>"
+            "<p>Validation pairs when the dataset has a val split, else the first training batch; each row is "
+            "one pair.</p>"
+            f'<img class="grid" alt="A | G(A) | B" src="data:image/png;base64,{encoded}">'
+            + (f"<details><summary>earlier samples</summary><ul>{earlier}</ul></details>" if earlier else "")
         )
     config_path = run_dir / "config.json"
     config_text = config_path.read_text() if config_path.is_file() else "{}"
     summary_path = run_dir / "summary.json"
-    summary_html = (
-        f"<h2>Summary</h2><pre>{html.escape(summary_path.read_text())}</pre>" if summary_path.is_file() else ""
-    )
+    summary = _read_json(summary_path)
+    table = summary_rows(summary, _read_json(config_path), run_dir)
+    status = "finished" if summary else "running (this page is rewritten as training goes on: reload it)"
+    summary_html = "<h2>Summary</h2><table>" + "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>" for name, value in [("status", status),
+                                                                                                  *table]
+    ) + "</table>"
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>pairforge run {html.escape(run_dir.name)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em} svg{margin:4px} img{max-width:100%}</style>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} svg{margin:4px}"
+        " table{border-collapse:collapse} th{text-align:left;font-weight:normal;color:#555;padding:3px 16px 3px 0}"
+        " td{padding:3px 0} img.grid{width:100%;max-width:1100px;image-rendering:pixelated;border:1px solid #ccc}"
+        "</style>"
         f"</head><body><h1>Run {html.escape(run_dir.name)}</h1>"
         f"{summary_html}<h2>Curves</h2><div>{''.join(charts) or '<p>no metrics yet</p>'}</div>"
-        f"{sample_html}<h2>Config</h2><details><pre>{html.escape(config_text)}</pre></details>"
+        f"{sample_html}<h2>Config</h2><details><summary>config.json</summary>"
+        f"<pre>{html.escape(config_text)}</pre></details>"
         "</body></html>"
     )
     target = run_dir / "report.html"

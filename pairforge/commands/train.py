@@ -85,6 +85,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
               help="Steps between validation passes (0: only at the end).")
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True,
               help="Steps between checkpoints (0: only at the end).")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Step checkpoints kept (the newest); older ones are deleted.")
 @click.option("--max-val-samples", type=int, default=64, show_default=True,
               help="Validation pairs scored per pass (0: no validation).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
@@ -143,6 +145,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
             output=o["output"], name=o["name"], seed=o["seed"], device=o["device"], precision=o["precision"],
             compile=o["compile_"], deterministic=o["deterministic"], log_every=o["log_every"],
             sample_every=o["sample_every"], val_every=o["val_every"], checkpoint_every=o["checkpoint_every"],
+            keep_checkpoints=o["keep_checkpoints"],
             tensorboard=o["tensorboard"],
         )
     if dry_run:

@@ -14,7 +14,8 @@ from pairforge.cli import cli
 def test_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        cli, ["demo", "-o", str(out), "--steps", "3", "--size", "64", "--crops-per-photo", "2"], catch_exceptions=False
+        cli, ["demo", "-o", str(out), "--steps", "3", "--size", "64", "--crops-per-photo", "2", "--facades", "8"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert f"open {out / 'report.html'}" in result.output
@@ -28,7 +29,14 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert all(v == v for v in metrics["means"].values())  # no NaN
         assert (out / "predict" / task / "index.html").exists()
     images = re.findall(r'<img src="([^"]+)"', report)
-    assert len(images) >= 2 * 2 * 3  # 2 tasks x 2 held-out photos x input/output/target
+    # edges: 4 held-out facades x input/output/target + 4 x input/L1/L1+cGAN/target; gray: 2 photos x 3
+    assert len(images) == 4 * 3 + 4 * 4 + 2 * 3
     assert all((out / src).is_file() for src in images)
+    assert len(list((out / "facades" / "train" / "photos").glob("*.jpg"))) == 8
+    assert sorted(p.name for p in (out / "predict" / "edges-l1").glob("*.png")) == sorted(
+        p.name for p in (out / "predict" / "edges").glob("*.png"))
+    l1_config = json.loads(next((out / "runs").glob("*-demo-edges-l1/config.json")).read_text())
+    assert l1_config["loss"]["use_gan"] is False and l1_config["augment"]["crop_size"] == 32
+    assert "L1 alone vs L1 + cGAN" in report and "What to expect" in report
     assert "<svg" in report  # loss curves
     assert "already grayscale" in (out / "shards" / "gray" / "rejects.jsonl").read_text()  # camera is rejected

@@ -54,3 +54,34 @@ def test_train_judge_and_evaluate_labels_cli(tmp_path: Path) -> None:
     document = json.loads((Path(run) / "eval-val" / "metrics.json").read_text())
     assert set(document["task"]) == {"generated", "real"}
     assert set(document["task"]["real"]) == {"pixel_accuracy", "class_accuracy", "class_iou"}
+
+
+def test_region_mean_fill_and_blur_known_answers() -> None:
+    from pairforge.trainer.judge import blur, region_mean_fill
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    ids = np.zeros((6, 8), np.int64)
+    ids[:, 5:] = 2  # class 1 absent, class 2 on the right
+    filled = region_mean_fill(photo, ids)
+    np.testing.assert_array_equal(filled[:, :5], np.broadcast_to(np.rint(photo[:, :5].reshape(-1, 3).mean(0)), (6, 5, 3)))
+    np.testing.assert_array_equal(filled[:, 5:], np.broadcast_to(np.rint(photo[:, 5:].reshape(-1, 3).mean(0)), (6, 3, 3)))
+    flat = np.full((16, 16, 3), 77, np.uint8)
+    np.testing.assert_array_equal(blur(flat), flat)
+    assert blur(photo).std() < photo.std()
+
+
+def test_judge_sensitivity_real_matches_segment_and_degradations_differ() -> None:
+    from pairforge.trainer.judge import judge_sensitivity
+
+    colors = palette_colors(PALETTE)
+    samples = [(b, colors_to_ids(a, colors)) for a, b in (make_pair(p, "labels", i) for i, p in enumerate(_photos(32)))]
+    judge = train_judge(samples, 3, JudgeConfig(base_channels=4, steps=3, batch_size=2, crop_size=32))
+    result = judge_sensitivity(judge, samples)
+    assert list(result) == ["real photos", "blurred, sigma 2 px", "class regions filled with their mean colour"]
+    confusion = sum(confusion_matrix(judge.segment([p])[0], ids, 3) for p, ids in samples)
+    expected = segmentation_scores(confusion)
+    assert result["real photos"]["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"])
+    assert result["real photos"]["class_iou"] == pytest.approx(expected["class_iou"])
+    assert all(np.isfinite(scores["loss"]) and scores["loss"] > 0 for scores in result.values())
+    assert result["blurred, sigma 2 px"] != result["real photos"]
