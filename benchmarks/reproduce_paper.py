@@ -264,6 +264,12 @@ def train_row(run: Commands, budget: Budget, row: Row, seed: int, shards: Path, 
     options = ["--steps", total] if budget.steps is not None else ["--epochs", budget.epochs, "--decay-epochs",
                                                                     budget.decay_epochs]
     curve = row.key in CURVE_ROWS
+    row_options = row.options
+    if row.options == ("--discriminator", "image") and budget.crop_size < 96:
+        # the paper's 286x286 ImageGAN (a 5-layer PatchGAN) needs crops of at least 96 px; on smaller
+        # crops the discriminator that sees the whole crop is the global one (one logit per image)
+        row_options = ("--discriminator", "global")
+        print(f"train: {row.key}: crop {budget.crop_size} < 96, the whole-crop discriminator is --discriminator global")
     seconds = run(
         "train", shards, "-o", parent, "--name", f"{row.key}-s{seed}", "--seed", seed,
         "--load-size", budget.load_size, "--crop-size", budget.crop_size, "--generator", budget.generator,
@@ -272,7 +278,7 @@ def train_row(run: Commands, budget: Budget, row: Row, seed: int, shards: Path, 
         "--log-every", max(1, min(50, total // 20)), "--val-every", every, "--sample-every", every,
         "--max-val-samples", budget.counts[1],
         "--checkpoint-every", every if curve else 0, "--keep-checkpoints", budget.curve_points + 1,
-        *row.options,
+        *row_options,
     )
     folder = run_folder(parent)
     if folder is None:
@@ -283,7 +289,10 @@ def train_row(run: Commands, budget: Budget, row: Row, seed: int, shards: Path, 
 def evaluate_runs(run: Commands, runs: list[Path], shards: Path, judge: Path, split: str, out: Path, device: str,
                   max_samples: int | None = None) -> dict[str, dict[str, Any]]:
     """`evaluate RUN --compare ...` on one split; returns run folder name -> metrics.json document."""
-    wanted = {r.name: out / r.name / "metrics.json" for r in runs}
+    def folder(r: Path) -> str:  # evaluate --compare names each run's folder by its label ("run__step-...")
+        return f"{r.parent.parent.name}__{r.name}" if r.name.startswith("step-") and len(runs) > 1 else r.name
+
+    wanted = {r.name: out / folder(r) / "metrics.json" for r in runs}
     if not all(p.is_file() for p in wanted.values()):
         extra = ["--max-samples", max_samples] if max_samples else []
         compare = [w for r in runs[1:] for w in ("--compare", r)]
