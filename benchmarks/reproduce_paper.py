@@ -296,7 +296,10 @@ def evaluate_runs(run: Commands, runs: list[Path], shards: Path, judge: Path, sp
     if not all(p.is_file() for p in wanted.values()):
         extra = ["--max-samples", max_samples] if max_samples else []
         compare = [w for r in runs[1:] for w in ("--compare", r)]
+        # --scale native: the renderings are stored at the load size the generators trained at (crops
+        # of it), so the whole image is already at the training scale (the paper budget: 256 = crop)
         run("evaluate", runs[0], shards, "--split", split, "--judge", judge, "-o", out, "--device", device,
+            "--scale", "native",
             "--seed", 0, *extra, *compare)
         if len(runs) == 1:  # without --compare, evaluate writes into -o itself
             (out / runs[0].name).mkdir(parents=True, exist_ok=True)
@@ -606,7 +609,8 @@ def reproduce(args: argparse.Namespace, budget: Budget, work: Path, chosen: list
         if key not in run_dirs:
             continue
         out = work / "figure" / key
-        run("predict", run_dirs[key][0], inputs, "-o", out, "--dropout", "on", "--seed", 0, "--device", device)
+        run("predict", run_dirs[key][0], inputs, "-o", out, "--dropout", "on", "--seed", 0, "--device", device,
+            "--scale", "native")
         columns.append((title, [read_image(out / f"{name}.png") for name, _, _, _ in figure_pairs]))
     columns.append(("ground truth", [b for _, _, _, b in figure_pairs]))
     write_figure(args.out_dir / "paper_figure.png", columns)
