@@ -138,6 +138,7 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
     """
     from pairforge.commands.build import make_edges_command, make_gray_command
     from pairforge.commands.model import evaluate_command, predict_command
+    from pairforge.paths import absolute
 
     chosen = [task.strip() for task in tasks.split(",") if task.strip()]
     unknown = [task for task in chosen if task not in TASKS]
@@ -145,6 +146,7 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
         raise click.BadParameter(f"{','.join(unknown) or tasks!r}: expected a comma list of {', '.join(TASKS)}",
                                  param_hint="--tasks")
     started = time.monotonic()
+    output = Path(absolute(output))  # runs record absolute paths; the report links into them
     if detector == "auto":
         detector = "hed" if _hed_available() else "canny"
         if detector == "canny":

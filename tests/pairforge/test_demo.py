@@ -6,15 +6,17 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pairforge.cli import cli
 
 
-def test_demo_end_to_end(tmp_path: Path) -> None:
+def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative -o, as `make demo` runs it (default: demo/)
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        cli, ["demo", "-o", str(out), "--steps", "3", "--size", "64", "--crops-per-photo", "2", "--facades", "8"],
+        cli, ["demo", "-o", "demo", "--steps", "3", "--size", "64", "--crops-per-photo", "2", "--facades", "8"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
