@@ -172,15 +172,9 @@ def load_state(checkpoint: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's message suggests weights_only=False: advice never to follow for a file like this
-        raise CheckpointError(
-            f"{path}: refused -- it holds objects that weights-only loading does not allow, so loading it "
-            f"could run code ({_first_line(exc)}). Use checkpoints written by `pairforge train`."
-        ) from None
-    except Exception as exc:  # torch.load raises many types on damaged files
-        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {_first_line(exc)})") from None
+        state = torch_load_plain(path)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}. Use checkpoints written by `pairforge train`.") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a pairforge training state (a {type(state).__name__}, not a dict)")
     return state
@@ -202,6 +196,28 @@ def load_config(checkpoint: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: not a run config")
     return config
+
+
+def torch_load_plain(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+
+    Raises:
+        ValueError: why the file was refused, in our words: torch's own message advises
+            ``weights_only=False``, which a user must never be told for a file like this.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        blocked = re.search(r"unsupported GLOBAL (\S+)", text, re.IGNORECASE)
+        if blocked:
+            raise ValueError(f"refused -- it asks to load {blocked.group(1)}, which could run code (only tensors "
+                             "and plain containers are loaded)") from None
+        raise ValueError("refused -- not readable as tensors and plain containers: a damaged or non-PyTorch "
+                         "file, or a pickle whose loading could run code") from None
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise ValueError(f"unreadable -- truncated or not a PyTorch file ({type(exc).__name__}: "
+                         f"{_first_line(exc)[:200]})") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pickle
 import re
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from safetensors.torch import save_file
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.trainer.checkpoint import torch_load_plain
 from pairforge.trainer.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig
 from pairforge.trainer.networks import build_generator
 
@@ -108,16 +107,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise ReferenceImportError(f"{path}: empty file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        loaded = torch_load_plain(path)
+    except ValueError as exc:
         raise ReferenceImportError(
-            f"{path}: refused -- it holds objects that weights-only loading does not allow, so it may run code "
-            f"({first}). Expected a plain state dict as the reference saves (torch.save(net.state_dict()))."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ReferenceImportError(
-            f"{path}: unreadable -- truncated or not a PyTorch file ({type(exc).__name__}: {str(exc)[:200]})"
+            f"{path}: {exc}. Expected a plain state dict as the reference saves (torch.save(net.state_dict()))."
         ) from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]

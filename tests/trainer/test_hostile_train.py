@@ -45,7 +45,7 @@ def test_3_resume_refuses_a_malicious_state_like_predict(trained_run: Path, tmp_
     state.write_bytes(pickle.dumps({"step": _Evil(str(marker))}))
     code, output = _resume(trained_run)
     assert code != 0 and "refused" in output and "could run code" in output, output
-    assert "weights_only=False" not in output and not marker.exists()
+    assert "False" not in output and "likely succeed" not in output and not marker.exists()  # never torch's advice
     predict = CliRunner().invoke(cli, ["predict", str(trained_run), str(tmp_path), "-o", str(tmp_path / "out")])
     assert predict.exit_code != 0 and f"{state}: refused" in predict.output and f"{state}: refused" in output
 

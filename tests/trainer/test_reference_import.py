@@ -202,10 +202,13 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         pickle.dump({"model.weight": _Exploit()}, handle)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.pth"
+    text.write_text("garbage\n")
     return {
         "not a state dict": (not_dict, "not a state dict"),
-        "pickle with code": (code, "refused.*may run code"),
+        "pickle with code": (code, "refused -- .*could run code"),
         "truncated": (truncated, "unreadable.*truncated"),
+        "not a PyTorch file": (text, "refused -- not readable as tensors .*non-PyTorch file"),
     }
 
 
@@ -215,6 +218,7 @@ def test_bad_checkpoints_give_one_clear_error_and_write_nothing(tmp_path: Path) 
         result = CliRunner().invoke(cli, ["import", str(path), "-o", str(out)])
         assert result.exit_code == 1, (name, result.output)
         assert "Traceback" not in result.output and str(path) in result.output
+        assert "False" not in result.output and "likely succeed" not in result.output  # never torch's advice
         assert len(result.output.strip().splitlines()) == 1, result.output
         assert re.search(message, result.output), (name, result.output)
         assert not out.exists()
@@ -237,3 +241,14 @@ def test_colour_image_to_a_one_channel_model_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "colour image" in result.output and "Traceback" not in result.output
     assert not list(out.glob("*.png")) if out.exists() else True
     assert json.loads((run / "config.json").read_text())["dataset"]["a_channels"] == 1
+
+
+def test_a_saved_object_that_runs_code_is_named(tmp_path: Path) -> None:
+    """torch.save of an object whose unpickling calls a function: refused, naming what it asked for."""
+    from pairforge.trainer.checkpoint import torch_load_plain
+
+    path = tmp_path / "evil.pth"
+    torch.save({"model.weight": _Exploit()}, path)
+    with pytest.raises(ValueError, match=r"refused -- it asks to load \S+, which could run code") as caught:
+        torch_load_plain(path)
+    assert "False" not in str(caught.value)
