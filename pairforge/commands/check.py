@@ -68,6 +68,9 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
                          val_fraction=val_fraction, test_fraction=test_fraction)
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
     source = open_source(dataset_dir, config, runner.partition_size)
+    if source.expected == 0:
+        raise click.ClickException(f"{dataset_dir}: no pairs to check (no images in a pair folder, or an empty shard "
+                                   "set); make pairs with `pairforge make-edges PHOTOS` or `pairforge combine`")
     measure = _measure_config(source, edge_recipe)
     with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
         result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)

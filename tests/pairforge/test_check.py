@@ -354,3 +354,14 @@ def test_large_edges_pair_measured_at_reduced_size():
     moved = np.roll(photo, 8, axis=1)
     shifted = measurer.measure(edges, moved)
     assert shifted.shift_x == pytest.approx(8, abs=1.5)
+
+
+def test_an_empty_folder_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pairforge.cli import cli
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["check", str(tmp_path / "empty"), "-o", str(tmp_path / "check")])
+    assert result.exit_code == 1 and "no pairs to check" in result.output, result.output
+    assert not (tmp_path / "check" / "report.html").exists()
