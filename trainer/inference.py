@@ -134,6 +134,22 @@ def training_size(run_config: dict[str, Any]) -> int:
     return int(augment.get("crop_size") or run_config["model"]["crop_size"])
 
 
+def scale_hint(run_config: dict[str, Any]) -> str | None:
+    """A warning for ``--scale train`` when the run trained on crops much smaller than its load size.
+
+    The reference tests at the crop size (``train``), which matches training when the load size is
+    close to it (286 -> 256). A run trained on, say, 64-px crops of 128-px images saw objects at the
+    128-px scale; at ``train`` scale its inputs are shrunk to 64 px and it sees them at half that.
+    """
+    augment = run_config.get("augment") or {}
+    load, crop = int(augment.get("load_size") or 0), training_size(run_config)
+    if augment.get("mode", "pix2pix") == "none" or load < 1.5 * crop:
+        return None
+    return (f"this run trained on {crop}-px crops of images resized to {load} px, so at --scale train (inputs shrunk "
+            f"to {crop} px) it sees objects at {crop / load:.2g}x the size it learned; for inputs stored at about "
+            f"{load} px, --scale native runs it at its training scale")
+
+
 def model_scale_size(height: int, width: int, train_size: int) -> tuple[int, int]:
     """Size at which an image is run at the training scale: shorter side = ``train_size``, aspect kept."""
     factor = train_size / min(height, width)

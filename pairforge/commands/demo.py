@@ -172,9 +172,9 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
             ctx.invoke(make_gray_command, **common, space="lab")
         run_dir = _train(shards, output / "runs", task, steps, size, device, seed)
         ctx.invoke(predict_command, run_or_checkpoint=str(run_dir), inputs=held_dir, output=output / "predict" / task,
-                   from_photos=True, dropout="on", seed=seed, device=device)
+                   from_photos=True, dropout="on", seed=seed, device=device, scale="native")
         ctx.invoke(evaluate_command, run=str(run_dir), shards=str(shards), split="val", output=output / "eval" / task,
-                   device=device, seed=seed)
+                   device=device, seed=seed, scale="native")
         data = (f"{facades} procedural facades (<code>synth facades</code>, seed {seed}, {size}x{size}); held out: "
                 f"{HELD_OUT_FACADES} facades of seed {seed + 1}" if task == "edges" else
                 "random crops of scikit-image's bundled photos ("
@@ -188,7 +188,7 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
             l1_run = _train(shards, output / "runs", task, steps, size, device, seed, gan=False)
             ctx.invoke(predict_command, run_or_checkpoint=str(l1_run), inputs=held_dir,
                        output=output / "predict" / f"{task}-l1", from_photos=True, dropout="on", seed=seed,
-                       device=device)
+                       device=device, scale="native")
             result["l1_run"], result["l1_predict"] = l1_run, output / "predict" / f"{task}-l1"
         results.append(result)
     report = write_demo_report(output, results, time.monotonic() - started, steps)
@@ -196,7 +196,7 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
                          ("report", str(report))])
     click.echo(f"\nopen {report}")
     click.echo("try the models in the browser (draw or upload an input): "
-               + "  or  ".join(f"pairforge serve {result['run']}" for result in results))
+               + "  or  ".join(f"pairforge serve {result['run']} --scale native" for result in results))
 
 
 def _train(shards: Path, runs: Path, task: str, steps: int, size: int, device: str, seed: int, gan: bool = True) -> Path:

@@ -121,6 +121,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
     except PairforgeError as exc:
         raise click.ClickException(str(exc)) from None
     predictor = Predictor(generator, run_config, config)
+    _note_scale(run_config, scale)
     stage = None
     if from_photos:
         from pairforge.pipelines.rebuild import stage_from_source
@@ -480,6 +481,15 @@ def _is_run(path: str) -> bool:
     return (folder / "config.json").is_file() and ((folder / "checkpoints").is_dir() or (folder / "state.pt").is_file())
 
 
+def _note_scale(run_config: dict[str, Any], scale: str) -> None:
+    """Warn when --scale train shrinks inputs well below the scale the run trained at."""
+    from pairforge.trainer.inference import scale_hint
+
+    hint = scale_hint(run_config) if scale == "train" else None
+    if hint:
+        click.echo(f"note: {hint}", err=True)
+
+
 def _run_label(path: str, taken: dict[str, Any]) -> str:
     """A short unique name for a run or checkpoint in tables (``00001-l1``, ``00001-l1/step-000001000``)."""
     folder = Path(path).resolve()
@@ -607,6 +617,7 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
             predictor = Predictor(generator, run_config, InferenceConfig(
                 dropout=dropout == "on", seed=seed, batch_size=batch_size, device=resolved, norm_stats=norm_stats,
                 scale=scale))
+            _note_scale(run_config, scale)
             run_pairs = pairs
             if predictor.encoding.swapped:  # trained BtoA: the stored B is the input
                 run_pairs = [(k, b if predictor.encoding.a_channels == 3 else b[..., 0], a if a.ndim == 3 else

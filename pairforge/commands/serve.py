@@ -47,7 +47,7 @@ class RunModel:
     """
 
     def __init__(self, run: str | Path, device: str = "cpu", dropout: bool = True, ema: bool = True,
-                 hed_weights: str | None = None, batch_size: int = 4) -> None:
+                 hed_weights: str | None = None, batch_size: int = 4, scale: str = "train") -> None:
         from pairforge.errors import PairforgeError
         from pairforge.pipelines.rebuild import stage_from_source
         from pairforge.trainer.checkpoint import resolve_checkpoint
@@ -57,7 +57,7 @@ class RunModel:
         self.checkpoint = resolve_checkpoint(run)
         self.dropout = dropout
         self.device = device
-        self._config = InferenceConfig(dropout=dropout, seed=0, batch_size=batch_size, device=device)
+        self._config = InferenceConfig(dropout=dropout, seed=0, batch_size=batch_size, device=device, scale=scale)
         self._predictors: OrderedDict[int, Predictor] = OrderedDict()
         base = self._predictor(0)
         self.encoding = base.encoding
@@ -166,7 +166,7 @@ class RunModel:
 
 
 def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bool = True,
-                   hed_weights: str | None = None, batch_size: int = 4) -> RunModel:
+                   hed_weights: str | None = None, batch_size: int = 4, scale: str = "train") -> RunModel:
     """A :class:`RunModel` with predict's device choice, warmed up with one prediction.
 
     Raises:
@@ -175,7 +175,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
     """
     from pairforge.serve import Job
 
-    model = RunModel(run, _device(device), dropout, ema, hed_weights, batch_size)
+    model = RunModel(run, _device(device), dropout, ema, hed_weights, batch_size, scale)
     height, width = model.info()["size"]
     blank = np.full((height, width, 3), 255, np.uint8)
     if model.encoding.kind == "labels" and model.encoding.palette_colors:
@@ -201,8 +201,11 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
               help="Refuse uploads whose header claims more pixels than this (before decoding).")
 @click.option("--max-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Most waiting requests handed to the model at once.")
+@click.option("--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+              help="As predict's --scale: train resizes each input to the training crop size (the reference's "
+                   "test protocol), native runs it at the size it is drawn or uploaded.")
 def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dropout: str, no_ema: bool,
-                  hed_weights: str | None, max_pixels: int, max_batch: int) -> None:
+                  hed_weights: str | None, max_pixels: int, max_batch: int, scale: str) -> None:
     """Try RUN_OR_CHECKPOINT in the browser: draw or upload an input, see the model's output.
 
     Starts a local web server and prints its URL. The page has a canvas sized to the run's
@@ -222,8 +225,12 @@ def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dro
     """
     from pairforge.errors import PairforgeError
     from pairforge.serve import PageServer, ServeConfig, exposure_warning, serve_forever
+    from pairforge.trainer.inference import scale_hint
 
-    model = load_run_model(run_or_checkpoint, device, dropout == "on", not no_ema, hed_weights, max_batch)
+    model = load_run_model(run_or_checkpoint, device, dropout == "on", not no_ema, hed_weights, max_batch, scale)
+    hint = scale_hint(model.run_config) if scale == "train" else None
+    if hint:
+        click.echo(f"note: {hint}", err=True)
     warning = exposure_warning(host)
     if warning:
         click.echo(f"warning: {warning}", err=True)

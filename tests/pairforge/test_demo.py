@@ -21,7 +21,7 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     )
     assert result.exit_code == 0, result.output
     assert f"open {out / 'report.html'}" in result.output
-    assert f"pairforge serve {out / 'runs' / '00001-demo-edges'}" in result.output
+    assert f"pairforge serve {out / 'runs' / '00001-demo-edges'} --scale native" in result.output
     report = (out / "report.html").read_text()
     for task in ("edges", "gray"):
         shards = json.loads((out / "shards" / task / "dataset.json").read_text())

@@ -482,3 +482,20 @@ def test_serve_command_prints_the_url_serves_and_stops(run_dir: Path) -> None:
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
     assert "warning" not in err  # 127.0.0.1: nothing exposed
+
+
+def test_scale_native_equals_predict_scale_native(run_dir: Path, edge_images: list[np.ndarray],
+                                                  tmp_path: Path) -> None:
+    from pairforge.serve import Job
+
+    image = edge_images[4]  # 80x48: the two scales differ (train resizes the shorter side to 64)
+    (tmp_path / "in.png").write_bytes(png(image))
+    outputs = {}
+    for scale in ("train", "native"):
+        cli_predict(run_dir, tmp_path / "in.png", tmp_path / scale, "--seed", "5", "--scale", scale)
+        expected = read_rgb(tmp_path / scale / "in.png")
+        rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+        [served] = load_run_model(str(run_dir), "cpu", scale=scale).run([Job(rgb, seed=5)])
+        np.testing.assert_array_equal(served, expected)
+        outputs[scale] = served
+    assert np.abs(outputs["train"].astype(int) - outputs["native"]).max() > 0

@@ -130,3 +130,16 @@ def test_validation_uses_per_image_statistics(tmp_path: Path) -> None:
     expected = float(torch.cat(l1s).mean()) / 2  # val_l1 is on [0, 1] RGB, the network's range is [-1, 1]
     assert result.validation["val_l1"] == pytest.approx(expected, abs=1e-5)
     assert abs(float(torch.cat(l1s_running).mean()) - expected) > 1e-4
+
+
+def test_scale_hint_only_when_crops_are_much_smaller_than_the_load_size() -> None:
+    from pairforge.trainer.inference import scale_hint
+
+    def config(load: int, crop: int, mode: str = "pix2pix") -> dict:
+        return {"augment": {"mode": mode, "load_size": load, "crop_size": crop}, "model": {"crop_size": crop}}
+
+    assert scale_hint(config(286, 256)) is None  # the paper's recipe: the reference's test scale fits
+    assert scale_hint(config(143, 128)) is None
+    assert scale_hint(config(128, 64, "none")) is None  # no crop: trained at the crop size
+    hint = scale_hint(config(128, 64))
+    assert hint is not None and "64-px crops" in hint and "0.5x" in hint and "--scale native" in hint
