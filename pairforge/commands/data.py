@@ -294,7 +294,11 @@ def write_shards_with_card(items, reader, dataset_info, config, workers, schedul
         summary = write_shard_set(items, reader, dataset_info, config, runner, early_rejects=rejects, on_progress=advance)
     dataset = read_dataset(config.out_dir)
     card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=license_, source=source)
-    card_path = write_card(config.out_dir, card)
+    print_shard_result(summary, dataset, write_card(config.out_dir, card), config, collisions)
+
+
+def print_shard_result(summary, dataset, card_path, config, collisions: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """The closing table and lines of a shard run (``shard`` and the builders' fused ``--shards`` mode)."""
     rows = summary.as_rows()
     if collisions:
         rows.append(("key collisions renamed", collisions))
