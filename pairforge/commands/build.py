@@ -254,6 +254,7 @@ def builder_command(name: str) -> click.Command | None:
     import typing
 
     from pairforge import registry
+    from pairforge.errors import ConfigError
 
     if name not in registry.names():
         return None
@@ -273,17 +274,46 @@ def builder_command(name: str) -> click.Command | None:
 
     summary = (stage_class.__doc__ or f"{name} -> photo pairs.").strip()
     command = builder_options(click.command(f"make-{name}", help=summary)(run))
-    for item in reversed(fields):
+    taken = {param.name for param in command.params}
+    exposed = []
+    for item in fields:
+        if item.name in taken:
+            raise ConfigError(f"{config_class.__name__}.{item.name}", item.name,
+                              "a field name that no common builder option uses")
+        hint = _option_type(hints.get(item.name))
         default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        if hint is None and "choices" not in item.metadata:
+            if default is dataclasses.MISSING:
+                raise ConfigError(f"{config_class.__name__}.{item.name}", hints.get(item.name),
+                                  "bool, int, float or str (or a default) for a generated builder command")
+            continue  # not settable from the command line: the config's default
+        exposed.append((item, hint, default))
+    for item, hint, default in reversed(exposed):
         flag = "--" + item.name.replace("_", "-")
         help_text = item.metadata.get("help", "")
-        if hints.get(item.name) is bool:
+        if hint is bool:
             command = click.option(flag, item.name, is_flag=True, default=bool(default), help=help_text)(command)
             continue
-        kind: Any = click.Choice(list(item.metadata["choices"])) if "choices" in item.metadata else hints.get(item.name)
-        command = click.option(flag, item.name, type=kind, default=default, show_default=True, help=help_text,
-                               required=default is dataclasses.MISSING)(command)
+        kind: Any = click.Choice(list(item.metadata["choices"])) if "choices" in item.metadata else hint
+        required = default is dataclasses.MISSING
+        command = click.option(flag, item.name, type=kind, default=None if required else default,
+                               show_default=not required, required=required, help=help_text)(command)
+    fields[:] = [item for item, _, _ in exposed]
     return command
+
+
+def _option_type(hint: Any) -> type | None:
+    """``bool``, ``int``, ``float`` or ``str`` for a config field's type (``X | None`` counts as ``X``)."""
+    import types
+    import typing
+
+    if hint in (bool, int, float, str):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1 and args[0] in (bool, int, float, str):
+            return args[0]
+    return None
 
 
 @click.group("synth")

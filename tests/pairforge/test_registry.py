@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import cv2
 import numpy as np
 import pytest
@@ -190,3 +191,40 @@ def test_builtin_registry_entries() -> None:
     assert registry.card_texts("generic")["a_description"] == "RGB image"
     with pytest.raises(ConfigError, match="edges | gray | labels"):
         registry.builder("depth")
+
+
+@dataclass(frozen=True)
+class ClashConfig:
+    size: int = 3  # clashes with the common --size option
+
+
+class ClashStage(InvertStage):
+    kind = "clash"
+    config_class = ClashConfig
+
+
+@dataclass(frozen=True)
+class OptionalConfig:
+    note: str | None = None
+    shape: tuple[int, int] = (1, 2)  # not settable from the command line: keeps its default
+
+
+class OptionalStage(InvertStage):
+    kind = "optional"
+    config_class = OptionalConfig
+
+
+def test_generated_options_from_field_types() -> None:
+    from pairforge.commands.build import builder_command
+
+    registry.register("clash", ClashStage)
+    registry.register("optional", OptionalStage)
+    try:
+        with pytest.raises(ConfigError, match="ClashConfig.size"):
+            builder_command("clash")
+        names = {param.name: param for param in builder_command("optional").params}
+        assert names["note"].type == click.STRING and names["note"].default is None
+        assert "shape" not in names
+    finally:
+        registry.unregister("clash")
+        registry.unregister("optional")
