@@ -342,20 +342,45 @@ def run_builder(
     description = {**stage.describe(), "builder": spec.target}
     reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
     if shards is not None:
-        from pairforge.datacard import render_card, write_card
-        from pairforge.shards import DatasetInfo, read_dataset, write_shard_set
+        from pairforge.shards import DatasetInfo
 
         info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
                            source={"kind": stage.kind, "stage": description, "command": command}, root=photos)
-        label = f"shard ({where}{': ' + workers_reason if workers_reason else ''})"
-        with progress(len(items), label) as advance:
-            summary = write_shard_set(items, reader, info, shards, runner, early_rejects=rejects, on_progress=advance)
-        dataset = read_dataset(shards.out_dir)
-        card = render_card(dataset, summary.seen, dict(summary.rejected), [command], license=card_license,
-                           source=card_source)
-        return BuilderResult(stage.kind, Path(shards.out_dir), summary, dataset, write_card(shards.out_dir, card))
+        summary, dataset, card_path = shard_with_card(items, reader, info, shards, runner, rejects, [command],
+                                                      card_license, card_source, workers_reason, progress)
+        return BuilderResult(stage.kind, Path(shards.out_dir), summary, dataset, card_path)
     info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
     label = f"{stage.kind} pairs ({where}{'; ' + workers_reason if workers_reason else ''})"
     with progress(len(items), label) as advance:
         summary = build_pairs(items, reader, info, output, runner, early_rejects=rejects, on_progress=advance)
     return BuilderResult(stage.kind, Path(output.out_dir), summary)
+
+
+def shard_with_card(
+    items: Sequence[SourceItem],
+    reader: Callable[[SourceItem], PairSample],
+    info: Any,
+    config: Any,
+    runner: RunnerConfig,
+    rejects: Sequence[dict[str, str]],
+    commands: list[str],
+    card_license: str | None = None,
+    card_source: str | None = None,
+    workers_reason: str = "",
+    progress: ProgressFactory = _no_progress,
+) -> tuple[Any, dict[str, Any], Path]:
+    """Write a shard set (``write_shard_set``), then its data card; for ``shard`` and the builders' ``--shards``.
+
+    Returns:
+        ``(summary, dataset.json contents, card path)``.
+    """
+    from pairforge.datacard import render_card, write_card
+    from pairforge.shards import read_dataset, write_shard_set
+
+    label = f"shard ({runner.describe()}{': ' + workers_reason if workers_reason else ''})"
+    with progress(len(items), label) as advance:
+        summary = write_shard_set(items, reader, info, config, runner, early_rejects=rejects, on_progress=advance)
+    dataset = read_dataset(config.out_dir)
+    card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=card_license,
+                       source=card_source)
+    return summary, dataset, write_card(config.out_dir, card)
