@@ -7,6 +7,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from pairforge.pairs import (
     write_jsonl,
 )
 from pairforge.paths import absolute, describe_path, ensure_output_dir
-from pairforge.runner import RunnerConfig, run_partitions
+from pairforge.runner import RunnerConfig, default_workers, run_partitions
 from pairforge.sample import PairSample
-from pairforge.sources import SourceItem, iter_samples
+from pairforge.sources import SourceItem, StageSpec, iter_samples
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +243,144 @@ def remove_unlisted(out_dir: Path, listed: set[str]) -> int:
                 removed += 1
     return removed
 
+
+
+ProgressFactory = Callable[[int, str], AbstractContextManager[Callable[[int], Any]]]
+"""``progress(total, label)``: a context manager yielding ``advance(n)`` (the CLI's bar)."""
+
+
+def _no_progress(total: int, label: str) -> AbstractContextManager[Callable[[int], Any]]:
+    return nullcontext(lambda n: None)
+
+
+@dataclass
+class BuilderResult:
+    """What a builder run made, for the CLI's closing lines.
+
+    Attributes:
+        kind: the stage's kind.
+        out_dir: the pair folder or shard folder written.
+        summary: :class:`BuildSummary` (pair folder) or :class:`pairforge.shards.ShardSummary` (shards).
+        dataset: the shard set's dataset.json contents (shards only).
+        card_path: the data card written next to the shards (shards only).
+    """
+
+    kind: str
+    out_dir: Path
+    summary: Any
+    dataset: dict[str, Any] | None = None
+    card_path: Path | None = None
+
+    def as_rows(self) -> list[tuple[str, int]]:
+        return self.summary.as_rows()
+
+
+def builder_runner(spec: StageSpec, workers: int | None, scheduler: str | None) -> tuple[RunnerConfig, str]:
+    """The runner for a builder and why it uses fewer processes than cores ("" when it does not).
+
+    ``workers=None`` takes the stage class's workers hint (torch stages: one process), else
+    every core; an explicit ``workers`` or a ``scheduler`` always wins.
+    """
+    from pairforge import registry
+
+    hint, reason = registry.workers_hint(spec.stage_class(), spec.config)
+    chosen = workers if workers is not None else (hint or default_workers())
+    uses_hint = workers is None and hint is not None and not scheduler and bool(reason)
+    return RunnerConfig(workers=chosen, scheduler=scheduler), reason if uses_hint else ""
+
+
+def run_builder(
+    spec: StageSpec,
+    items: Sequence[SourceItem],
+    output: PairFolderConfig,
+    shards: Any = None,
+    runner: RunnerConfig | None = None,
+    *,
+    photos: str,
+    command: str,
+    rejects: Sequence[dict[str, str]] = (),
+    max_pixels: int | None = None,
+    workers_reason: str = "",
+    card_license: str | None = None,
+    card_source: str | None = None,
+    progress: ProgressFactory = _no_progress,
+) -> BuilderResult:
+    """Run one builder stage over ``items``: a pair folder, or with ``shards`` a shard set and its data card.
+
+    The output folder is checked writable first, then the stage is built (its config
+    validated, weights loaded) before any image is decoded; its ``describe()`` (plus
+    ``builder``: the stage's ``module:Class``) is recorded in pairs.json / dataset.json.
+
+    Args:
+        spec: the stage (``module:Class`` and its config).
+        items: the photos (with extras such as label maps), keys unique.
+        output: the pair folder and its format (unused with ``shards``).
+        shards: a :class:`pairforge.shards.ShardConfig` for fused mode (no pair files).
+        runner: where partitions run (default: :func:`builder_runner` with no ``-j``).
+        photos: the input folder (recorded as the shard set's root).
+        command: the command line, recorded in pairs.json / dataset.json and the card.
+        rejects: inputs rejected before the run (unmatched, unsupported...).
+        max_pixels: decoding limit per photo (default: :data:`pairforge.imageio.DEFAULT_MAX_PIXELS`).
+        workers_reason: why the runner uses fewer processes (shown on the progress label).
+        card_license, card_source: data-card fields the user gave.
+        progress: opens the progress bar (the CLI's; none by default).
+
+    Raises:
+        OutputError, DatasetError, NothingUsableError: as :func:`build_pairs` / ``write_shard_set``.
+        ConfigError: the stage's config is invalid (before any work).
+    """
+    from pairforge.sources import StageReader, cached_stage
+
+    if runner is None:
+        runner, workers_reason = builder_runner(spec, None, None)
+    where = runner.describe()
+    ensure_output_dir(shards.out_dir if shards is not None else output.out_dir,
+                      "shard folder" if shards is not None else "pair folder")
+    # validates the config (and loads weights) before any work starts; an in-process run reuses it
+    stage = cached_stage(spec)
+    palette = stage.palette.to_json() if hasattr(stage, "palette") else None
+    description = {**stage.describe(), "builder": spec.target}
+    reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
+    if shards is not None:
+        from pairforge.shards import DatasetInfo
+
+        info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
+                           source={"kind": stage.kind, "stage": description, "command": command}, root=photos)
+        summary, dataset, card_path = shard_with_card(items, reader, info, shards, runner, rejects, [command],
+                                                      card_license, card_source, workers_reason, progress)
+        return BuilderResult(stage.kind, Path(shards.out_dir), summary, dataset, card_path)
+    info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
+    label = f"{stage.kind} pairs ({where}{'; ' + workers_reason if workers_reason else ''})"
+    with progress(len(items), label) as advance:
+        summary = build_pairs(items, reader, info, output, runner, early_rejects=rejects, on_progress=advance)
+    return BuilderResult(stage.kind, Path(output.out_dir), summary)
+
+
+def shard_with_card(
+    items: Sequence[SourceItem],
+    reader: Callable[[SourceItem], PairSample],
+    info: Any,
+    config: Any,
+    runner: RunnerConfig,
+    rejects: Sequence[dict[str, str]],
+    commands: list[str],
+    card_license: str | None = None,
+    card_source: str | None = None,
+    workers_reason: str = "",
+    progress: ProgressFactory = _no_progress,
+) -> tuple[Any, dict[str, Any], Path]:
+    """Write a shard set (``write_shard_set``), then its data card; for ``shard`` and the builders' ``--shards``.
+
+    Returns:
+        ``(summary, dataset.json contents, card path)``.
+    """
+    from pairforge.datacard import render_card, write_card
+    from pairforge.shards import read_dataset, write_shard_set
+
+    label = f"shard ({runner.describe()}{': ' + workers_reason if workers_reason else ''})"
+    with progress(len(items), label) as advance:
+        summary = write_shard_set(items, reader, info, config, runner, early_rejects=rejects, on_progress=advance)
+    dataset = read_dataset(config.out_dir)
+    card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=card_license,
+                       source=card_source)
+    return summary, dataset, write_card(config.out_dir, card)

@@ -31,6 +31,23 @@ class _Group(click.Group):
         ctx.meta["pairforge.argv"] = list(args)  # recorded in pairs.json / data cards as the exact command
         return super().parse_args(ctx, args)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from pairforge.commands.build import generated_builder_names
+
+        generated = [f"make-{name}" for name in generated_builder_names(set(self.commands))]
+        return sorted([*super().list_commands(ctx), *generated])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Hand-written commands, then ``make-<name>`` for a registered builder without one."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name.startswith("make-"):
+            from pairforge.commands.build import builder_command
+
+            command = builder_command(cmd_name.removeprefix("make-"))
+            if command is not None:
+                command = verbosity_options(command)
+        return command
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)

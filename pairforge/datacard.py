@@ -15,23 +15,6 @@ from typing import Any
 from pairforge import __version__
 
 TO_FILL = "TO BE FILLED (unknown to pairforge; edit this card)"
-TEMPLATES = {"edges": "edges2photo.md", "gray": "gray2color.md", "labels": "labels2photo.md", "generic": "generic.md"}
-_A_DESCRIPTION = {
-    "edges": "1-channel edge map",
-    "gray": "1-channel grayscale",
-    "labels": "RGB colour-coded label map",
-    "generic": "RGB image",
-}
-_B_DESCRIPTION = {"gray": "RGB colour photo", "generic": "RGB image"}
-_LIMITATIONS = {
-    "edges": "Edges come from an automatic detector, not from people: they miss low-contrast "
-    "boundaries and include texture edges, unlike user sketches.",
-    "gray": "Colourisation is ambiguous: many colourings fit one grayscale image; "
-    "the photos' own colour casts and processing are learnt as they are.",
-    "labels": "Label maps are only as accurate as their annotation; classes missing from the "
-    "palette were rejected or mapped to the ignore class, as recorded in dataset.json.",
-    "generic": "",
-}
 
 
 def size_category(count: int) -> str:
@@ -51,8 +34,11 @@ def render_card(
     source: str | None = None,
 ) -> str:
     """Fill the card template for the dataset's kind."""
+    from pairforge.registry import card_texts
+
     kind = dataset.get("kind", "generic")
-    template = Template(resources.files("pairforge.data_cards").joinpath(TEMPLATES.get(kind, "generic.md")).read_text("utf-8"))
+    texts = card_texts(kind)
+    template = Template(resources.files("pairforge.data_cards").joinpath(texts["template"]).read_text("utf-8"))
     splits = dataset.get("splits", {})
     written = sum(entry["count"] for entry in splits.values())
     total_bytes = sum(shard["bytes"] for shard in dataset.get("shards", []))
@@ -62,17 +48,17 @@ def render_card(
     if palette:
         names = ", ".join(c["name"] for c in palette.get("classes", []))
         extra.append(f"- Palette `{palette.get('name', 'custom')}`: {len(palette.get('classes', []))} classes ({names})")
-    limitation = _LIMITATIONS.get(kind, "")
+    limitation = texts["limitations"]
     return template.substitute(
         license=license or TO_FILL,
-        task_id=f"{kind}-to-photo" if kind in ("edges", "labels") else ("image-colorization" if kind == "gray" else "image-to-image"),
+        task_id=texts["task_id"],
         size_category=size_category(written),
         source=source or TO_FILL,
         pretty_name=f"pairforge {kind} pairs",
         description=f"Description of the photographs themselves: {TO_FILL}.",
         kind=kind,
-        a_description=_A_DESCRIPTION.get(kind, "image"),
-        b_description=_B_DESCRIPTION.get(kind, "RGB photo"),
+        a_description=texts["a_description"],
+        b_description=texts["b_description"],
         curator=TO_FILL,
         version=__version__,
         commands="\n".join(commands) or TO_FILL,

@@ -89,9 +89,12 @@ class StageSpec:
     config: Any
 
     def build(self) -> Any:
+        return self.stage_class()(self.config)
+
+    def stage_class(self) -> type:
+        """The stage class ``target`` names (imported, not built)."""
         module_name, _, class_name = self.target.partition(":")
-        stage_class = getattr(importlib.import_module(module_name), class_name)
-        return stage_class(self.config)
+        return getattr(importlib.import_module(module_name), class_name)
 
     def cache_key(self) -> str:
         return hashlib.sha256(f"{self.target}|{self.config!r}".encode()).hexdigest()

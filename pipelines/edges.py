@@ -107,6 +107,55 @@ class EdgesStage:
 
     kind = "edges"
     a_channels = 1
+    config_class = EdgesConfig
+    card_template = "edges2photo.md"
+    card = {
+        "a_description": "1-channel edge map",
+        "b_description": "RGB photo",
+        "task_id": "edges-to-photo",
+        "limitations": "Edges come from an automatic detector, not from people: they miss low-contrast "
+        "boundaries and include texture edges, unlike user sketches.",
+    }
+
+    @staticmethod
+    def workers_hint(config: EdgesConfig) -> tuple[int | None, str]:
+        """HED already uses every core through torch; several HED processes would fight over them."""
+        return (1, "HED uses every core through torch") if config.detector == "hed" else (None, "")
+
+    @classmethod
+    def from_description(
+        cls, description: dict[str, Any], fit: FitConfig, weights: str | None = None, device: str = "auto"
+    ) -> EdgesStage:
+        """The stage a recorded :meth:`describe` came from, making A at ``fit`` (``predict --from-photos``).
+
+        Raises:
+            ConfigError: an unknown detector.
+        """
+        detector = description.get("detector")
+        if detector not in ("canny", "hed"):
+            raise ConfigError("stage.detector", detector, "canny or hed (as recorded by make-edges)")
+        if detector == "canny":
+            return cls(EdgesConfig(detector="canny", fit=fit))
+        postprocess = description.get("postprocess") or {}
+        # datasets made before hed_input existed ran HED on the fitted output
+        options: dict[str, Any] = {"raw": bool(description.get("raw", False)),
+                                   "hed_input": str(description.get("hed_input", "output"))}
+        if "hed_max_pixels" in description:
+            options["hed_max_pixels"] = int(description["hed_max_pixels"])
+        if "threshold" in postprocess:
+            options["threshold"] = float(postprocess["threshold"])
+        if "small_edge" in postprocess:
+            options["small_edge"] = int(postprocess["small_edge"])
+        stage = cls(EdgesConfig(detector="hed", weights=weights, device=device, fit=fit, **options))
+        recorded = (description.get("weights") or {}).get("sha256")
+        used = (stage.describe().get("weights") or {}).get("sha256")
+        if recorded and used and recorded != used:
+            logger.warning(
+                "HED weights differ from the dataset's (sha256 %s..., recorded %s...): A will not match exactly",
+                used[:12],
+                recorded[:12],
+            )
+        return stage
 
     def __init__(self, config: EdgesConfig | None = None) -> None:
         self.config = config or EdgesConfig()

@@ -62,6 +62,23 @@ class GrayStage:
 
     kind = "gray"
     a_channels = 1
+    config_class = GrayConfig
+    card_template = "gray2color.md"
+    card = {
+        "a_description": "1-channel grayscale",
+        "b_description": "RGB colour photo",
+        "task_id": "image-colorization",
+        "limitations": "Colourisation is ambiguous: many colourings fit one grayscale image; "
+        "the photos' own colour casts and processing are learnt as they are.",
+    }
+
+    @classmethod
+    def from_description(
+        cls, description: dict[str, Any], fit: FitConfig, weights: str | None = None, device: str = "auto"
+    ) -> GrayStage:
+        """The stage a recorded :meth:`describe` came from, making A at ``fit`` (``predict --from-photos``)."""
+        return cls(GrayConfig(space=str(description.get("space", "luma")),
+                              gray_tolerance=int(description.get("gray_tolerance", 2)), fit=fit))
 
     def __init__(self, config: GrayConfig | None = None) -> None:
         self.config = config if config is not None else GrayConfig()

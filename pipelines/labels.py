@@ -77,6 +77,17 @@ class LabelsStage:
 
     kind = "labels"
     a_channels = 3
+    config_class = LabelsConfig
+    card_template = "labels2photo.md"
+    card = {
+        "a_description": "RGB colour-coded label map",
+        "b_description": "RGB photo",
+        "task_id": "labels-to-photo",
+        "limitations": "Label maps are only as accurate as their annotation; classes missing from the "
+        "palette were rejected or mapped to the ignore class, as recorded in dataset.json.",
+    }
+    rebuildable = False
+    not_rebuildable_because = "labels need label maps"
 
     def __init__(self, config: LabelsConfig) -> None:
         self.config = config

