@@ -27,6 +27,7 @@ from typing import Any
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError
+from pairforge.files import file_sha256
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
@@ -399,14 +400,6 @@ class _HashingWriter:
 
 def stats_path_for(tar_path: Path) -> Path:
     return tar_path.with_name(tar_path.name[: -len(".tar")] + ".stats.json")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_stats(path: Path) -> dict[str, Any] | None:

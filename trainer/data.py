@@ -27,6 +27,7 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
+from pairforge.files import file_sha256
 from pairforge.shards import SHARDS_FORMAT
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
@@ -196,8 +197,6 @@ def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False) 
     A shard cut short or altered after ``pairforge shard`` wrote it is reported here, per
     shard, before the first step; the loader then skips what cannot be read and counts it.
     """
-    from pairforge.shards import file_sha256
-
     recorded = recorded_shards(info)
     problems: list[ShardProblem] = []
     for url in urls:

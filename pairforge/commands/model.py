@@ -19,13 +19,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _device(choice: str) -> str:
-    import torch
+    from pairforge.device import resolve_device
 
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
-    return choice
+    return resolve_device(choice).type
 
 
 def _load(path: str, device: str, ema: bool) -> tuple[Any, dict[str, Any]]:
