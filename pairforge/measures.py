@@ -28,11 +28,11 @@ import numpy as np
 
 from pairforge.errors import ConfigError
 from pairforge.imageio import pack_rgb
+from pairforge.pairs import KINDS
 from pairforge.sources import StageSpec, cached_stage
 
 log = logging.getLogger(__name__)
 
-KINDS = ("edges", "gray", "labels", "generic")
 ANALYSIS_MAX_SIDE = 512
 """Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
 

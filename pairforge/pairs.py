@@ -34,6 +34,7 @@ REJECTS_NAME = "rejects.jsonl"
 INFO_NAME = "pairs.json"
 METADATA_NAMES = frozenset({MANIFEST_NAME, REJECTS_NAME, INFO_NAME})
 KINDS = ("edges", "gray", "labels", "generic")
+"""What A holds, as recorded in pairs.json and dataset.json ``kind``."""
 
 
 @dataclass(frozen=True)
