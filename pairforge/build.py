@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pairforge.errors import ConfigError, DatasetError
+from pairforge.files import write_atomic
 from pairforge.imageio import encode_image, is_image_path
 from pairforge.keys import chunk
 from pairforge.pairs import (
@@ -87,10 +88,7 @@ class WritePairs:
             data = encode_image(join_ab(outcome.a, outcome.b), self.config.image_format, self.config.quality)
             relative = Path(item.split or ".") / f"{item.key}.{self.config.image_format}"
             target = out_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+            write_atomic(target, data)
             height, width = outcome.size
             result.a_channels[outcome.a_channels] += 1
             result.rows.append(

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from pairforge.errors import DatasetError
-from pairforge.imageio import decode_fast, encode_png
+from pairforge.imageio import encode_png
+from pairforge.shards import decode_shard_sample
 
 
 class Sample(NamedTuple):
@@ -46,11 +47,14 @@ def sample_pairs(shards_dir: str | Path, dataset: dict[str, Any], count: int, se
                 files = {member.name: member for member in tar.getmembers() if member.isfile()}
                 keys = sorted({n.split(".", 1)[0] for n in files})
                 for key in rng.sample(keys, min(wanted[name], len(keys))):
-                    b_name = next((f"{key}.{ext}" for ext in ("b.jpg", "b.png") if f"{key}.{ext}" in files), None)
-                    if f"{key}.a.png" not in files or b_name is None:
+                    members = {
+                        member: tar.extractfile(files[f"{key}.{member}"]).read()
+                        for member in ("a.png", "b.jpg", "b.png")
+                        if f"{key}.{member}" in files
+                    }
+                    if "a.png" not in members or not {"b.jpg", "b.png"} & members.keys():
                         continue
-                    a = decode_fast(tar.extractfile(files[f"{key}.a.png"]).read(), channels=dataset["a_channels"])
-                    b = decode_fast(tar.extractfile(files[b_name]).read())
+                    a, b = decode_shard_sample(members, gray_a=dataset["a_channels"] == 1)
                     samples.append(Sample(key, splits[name], a, b))
         except (OSError, tarfile.TarError) as exc:
             raise DatasetError(f"cannot read shard {path}: {exc}") from None

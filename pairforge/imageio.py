@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pairforge.errors import SampleError
+from pairforge.files import write_atomic
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -202,20 +203,20 @@ def decode_fast(data: bytes, channels: int = 3) -> np.ndarray:
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, fmt: str = "png", quality: int = 95) -> int:
     """Write an image atomically (temporary name, then rename). Returns the byte count."""
-    data = encode_image(image, fmt, quality)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return len(data)
+    return write_atomic(path, encode_image(image, fmt, quality))
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """One int32 per colour, ``R << 16 | G << 8 | B``: ``(..., 3)`` -> ``(...)`` (compare, sort, unique colours)."""
+    rgb = np.asarray(rgb).astype(np.int32, copy=False)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 def is_grayscale(image: np.ndarray, tolerance: int = 0) -> bool:
     """True when an RGB image's channels differ by at most ``tolerance`` everywhere."""
     if image.ndim == 2 or image.shape[2] == 1:
         return True
-    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2).astype(np.int16)
+    spread = image.max(axis=2).astype(np.int64) - image.min(axis=2).astype(np.int64)
     return int(spread.max(initial=0)) <= tolerance
 
 

@@ -27,11 +27,12 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError
+from pairforge.imageio import pack_rgb
+from pairforge.pairs import KINDS
 from pairforge.sources import StageSpec, cached_stage
 
 log = logging.getLogger(__name__)
 
-KINDS = ("edges", "gray", "labels", "generic")
 ANALYSIS_MAX_SIDE = 512
 """Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
 
@@ -127,8 +128,7 @@ class PairMeasurer:
 
     def __init__(self, config: MeasureConfig) -> None:
         self.config = config
-        colors = np.array(config.palette_colors, dtype=np.int64).reshape(-1, 3)
-        packed = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+        packed = pack_rgb(np.array(config.palette_colors, dtype=np.int64).reshape(-1, 3))
         self._order = np.argsort(packed, kind="stable")
         self._sorted_colors = packed[self._order]
 
@@ -199,7 +199,7 @@ class PairMeasurer:
     def _class_pixels(self, a: np.ndarray) -> dict[int, int]:
         """Pixels of each palette class in a colour-coded label map; key -1: colours outside the palette."""
         rgb = a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
-        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        packed = pack_rgb(rgb)
         position = np.searchsorted(self._sorted_colors, packed.ravel())
         position = np.minimum(position, len(self._sorted_colors) - 1)
         known = self._sorted_colors[position] == packed.ravel()
@@ -281,9 +281,7 @@ def gradient_magnitude(gray: np.ndarray) -> np.ndarray:
 
 def label_boundaries(labels: np.ndarray) -> np.ndarray:
     """Pixels on either side of a change of label colour, as a boolean map (2 px wide, centred on the boundary)."""
-    packed = labels.astype(np.int32)
-    if packed.ndim == 3:
-        packed = (packed[..., 0] << 16) | (packed[..., 1] << 8) | packed[..., 2]
+    packed = pack_rgb(labels) if labels.ndim == 3 else labels.astype(np.int32)
     boundary = np.zeros(packed.shape, dtype=bool)
     horizontal = packed[:, :-1] != packed[:, 1:]
     vertical = packed[:-1, :] != packed[1:, :]

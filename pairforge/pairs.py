@@ -24,6 +24,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import DatasetError, SampleError, reject_row
+from pairforge.files import atomic_path, write_atomic
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
 
@@ -33,6 +34,7 @@ REJECTS_NAME = "rejects.jsonl"
 INFO_NAME = "pairs.json"
 METADATA_NAMES = frozenset({MANIFEST_NAME, REJECTS_NAME, INFO_NAME})
 KINDS = ("edges", "gray", "labels", "generic")
+"""What A holds, as recorded in pairs.json and dataset.json ``kind``."""
 
 
 @dataclass(frozen=True)
@@ -185,12 +187,8 @@ def join_ab(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically, pretty and with sorted keys (stable diffs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     # ASCII escapes: names that are not valid UTF-8 (lone surrogates) survive as \udcXX
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
@@ -201,18 +199,14 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     which :func:`read_jsonl` turns back into the same ``str`` (and :func:`os.fsencode`
     into the original bytes): the name is kept losslessly.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
             line = json.dumps(row, sort_keys=True, ensure_ascii=False)
             if has_surrogates(line):
                 line = json.dumps(row, sort_keys=True)
             handle.write(line + "\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 

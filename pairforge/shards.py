@@ -20,13 +20,17 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from pairforge import __version__
-from pairforge.errors import ConfigError, DatasetError
+from pairforge.errors import ConfigError, DatasetError, SampleError
+from pairforge.files import file_sha256
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
@@ -107,11 +111,21 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the shards hold, as recorded in ``dataset.json``.
+    """What the shards hold, as recorded in ``dataset.json``: given to the writer, read back by the trainer.
 
-    ``root`` is the input folder: each sample's json records its source relative to it
-    (so shard bytes do not depend on how the folder was spelled), and dataset.json
-    records the root once, as ``source.root``.
+    Attributes:
+        kind: edges, gray, labels or generic.
+        a_channels: channels of A (1 or 3).
+        palette: label palette (labels datasets) or None.
+        source: how the pairs were made (dataset.json ``source``).
+        root: (writing) the input folder: each sample's json records its source relative to
+            it (so shard bytes do not depend on how the folder was spelled), and dataset.json
+            records the root once, as ``source.root``.
+        b_channels: channels of B (3).
+        splits: (reading) split name -> shard URLs.
+        counts: (reading) split name -> number of samples.
+        raw: (reading) the whole dataset.json.
+        base: (reading) the folder of dataset.json (shard names in it are relative to this).
     """
 
     kind: str = "generic"
@@ -119,6 +133,44 @@ class DatasetInfo:
     palette: dict[str, Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     root: str | None = None
+    b_channels: int = 3
+    splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    base: str = ""
+
+    @classmethod
+    def from_dataset(cls, data: dict[str, Any], base: str | os.PathLike[str]) -> DatasetInfo:
+        """The info of a loaded dataset.json whose folder is ``base`` (shard paths resolved against it)."""
+        splits: dict[str, tuple[str, ...]] = {}
+        counts: dict[str, int] = {}
+        for name, split in data.get("splits", {}).items():
+            splits[name] = tuple(str(Path(base) / shard) for shard in split.get("shards", []))
+            counts[name] = int(split.get("count", 0))
+        return cls(
+            kind=str(data.get("kind", "generic")),
+            a_channels=int(data.get("a_channels", 3)),
+            b_channels=int(data.get("b_channels", 3)),
+            palette=data.get("palette"),
+            splits=splits,
+            counts=counts,
+            source=data.get("source") or {},
+            raw=data,
+            base=str(base),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The part of a run config that inference needs."""
+        return {
+            "kind": self.kind,
+            "a_channels": self.a_channels,
+            "b_channels": self.b_channels,
+            "b_format": self.raw.get("b_format"),
+            "palette": self.palette,
+            "source": self.source,
+            "counts": self.counts,
+            "splits": {name: list(urls) for name, urls in self.splits.items()},
+        }
 
 
 def assign_splits(items: Sequence[SourceItem], config: ShardConfig) -> list[SourceItem]:
@@ -362,17 +414,67 @@ def dataset_json(info: DatasetInfo, results: Sequence[dict[str, Any]], b_format:
     }
 
 
+def decode_shard_sample(sample: Mapping[str, Any], gray_a: bool, swap: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the ``a.png`` and ``b.jpg``/``b.png`` members of one shard sample.
+
+    Args:
+        sample: member name -> bytes (a WebDataset sample, or the files of one key of a tar).
+        gray_a: decode A as one channel (gray and edges sets; labels and generic A are RGB).
+        swap: ``--direction BtoA``: the stored B is decoded as A (with ``gray_a``) and the stored A as B.
+
+    Returns:
+        A as ``(H, W)`` (``gray_a``) or ``(H, W, 3)`` RGB uint8, and B as ``(H, W, 3)`` RGB uint8.
+
+    Raises:
+        SampleError: a missing member, an undecodable image or A and B of different sizes.
+    """
+    a_bytes = sample.get("a.png")
+    b_bytes = sample.get("b.jpg", sample.get("b.png"))
+    if a_bytes is None or b_bytes is None:
+        raise SampleError("incomplete sample", f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
+    if swap:
+        a_bytes, b_bytes = b_bytes, a_bytes
+    a = cv2.imdecode(np.frombuffer(a_bytes, np.uint8), cv2.IMREAD_GRAYSCALE if gray_a else cv2.IMREAD_COLOR)
+    b = cv2.imdecode(np.frombuffer(b_bytes, np.uint8), cv2.IMREAD_COLOR)
+    if a is None or a.size == 0:
+        raise SampleError("corrupt image", "a.png does not decode")
+    if b is None or b.size == 0:
+        raise SampleError("corrupt image", "the B image does not decode")
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+    b = cv2.cvtColor(b, cv2.COLOR_BGR2RGB)
+    if a.shape[:2] != b.shape[:2]:
+        raise SampleError("size mismatch", f"A {a.shape[:2]} and B {b.shape[:2]} differ in size")
+    return a, b
+
+
 def read_dataset(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load ``dataset.json`` with a clear error when it is missing or malformed."""
-    path = Path(shards_dir) / DATASET_NAME
-    if not path.exists():
-        raise DatasetError(f"{path} not found: is {shards_dir} a shard folder written by `pairforge shard`?")
+    """Load the ``dataset.json`` of a shard folder (see :func:`read_dataset_file`)."""
+    return read_dataset_file(Path(shards_dir) / DATASET_NAME, shards_dir)
+
+
+def read_dataset_file(path: str | os.PathLike[str], shards: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Load a ``dataset.json`` with a clear error when it is missing, unreadable or of another format.
+
+    Args:
+        path: the dataset.json file.
+        shards: what the user named (a folder, pattern or URL), for the error message.
+
+    Raises:
+        DatasetError: missing, unreadable, not JSON, or not a pairforge shard set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: dataset.json not found (is {shards or path.parent} a shard folder written by `pairforge shard`?)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if data.get("format") != SHARDS_FORMAT:
-        raise DatasetError(f"{path} has format {data.get('format')!r}, expected {SHARDS_FORMAT!r}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable dataset.json ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != SHARDS_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DatasetError(f"{path}: format {found!r} is not {SHARDS_FORMAT!r}")
     return data
 
 
@@ -399,14 +501,6 @@ class _HashingWriter:
 
 def stats_path_for(tar_path: Path) -> Path:
     return tar_path.with_name(tar_path.name[: -len(".tar")] + ".stats.json")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_stats(path: Path) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pairforge.device import DEVICES
 from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DETECTORS = ("hed", "canny")
-DEVICES = ("auto", "cpu", "cuda")
+
 MIN_SIDE = MIN_PHOTO_SIDE
 """Smallest input side accepted, in pixels (shared by every builder)."""
 HED_MAX_PIXELS = 4096 * 4096

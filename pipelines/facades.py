@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError
+from pairforge.files import write_atomic
 from pairforge.imageio import write_image
 from pairforge.pipelines.palettes import Palette
 
@@ -162,9 +163,7 @@ def write_facades(
         if progress is not None:
             progress(1)
     palette_path = out / "palette.json"
-    tmp = palette_path.with_name(f".{palette_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(FACADE_PALETTE.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, palette_path)
+    write_atomic(palette_path, json.dumps(FACADE_PALETTE.to_json(), indent=2) + "\n")
     total = max(1, int(counts.sum()))
     log.info("wrote %d facades to %s", config.count, out)
     return {

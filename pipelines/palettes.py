@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError
+from pairforge.imageio import pack_rgb
 
 Color = tuple[int, int, int]
 
@@ -153,7 +154,7 @@ class Palette:
 
     @cached_property
     def _packed_lookup(self) -> tuple[np.ndarray, np.ndarray]:
-        packed = _pack(self._color_table)
+        packed = pack_rgb(self._color_table)
         # The first channel with a colour wins: stable sort, then keep first occurrences.
         order = np.argsort(packed, kind="stable")
         keys, first = np.unique(packed[order], return_index=True)
@@ -195,7 +196,7 @@ class Palette:
         if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
             raise ValueError(f"expected (..., 3) uint8 colours, got {rgb.dtype} {rgb.shape}")
         keys, channels = self._packed_lookup
-        packed = _pack(rgb)
+        packed = pack_rgb(rgb)
         position = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
         return np.where(keys[position] == packed, channels[position], UNKNOWN).astype(np.int32)
 
@@ -428,7 +429,7 @@ def scan_label_colors(labels: Iterable[np.ndarray]) -> tuple[Color, ...]:
             raise ValueError(
                 f"expected an (H, W, 3) uint8 colour label map, got {label.dtype} {label.shape}"
             )
-        found.update(int(v) for v in np.unique(_pack(label)))
+        found.update(int(v) for v in np.unique(pack_rgb(label)))
     return tuple(((v >> 16) & 255, (v >> 8) & 255, v & 255) for v in sorted(found))
 
 
@@ -539,11 +540,6 @@ BUILTIN_PALETTES = ("cityscapes",)
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb, dtype=np.uint32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 def _raise_unknown(index: np.ndarray, values: np.ndarray, what: str) -> None:

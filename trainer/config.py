@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pairforge.device import DEVICES
 from pairforge.errors import ConfigError
 
 GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
@@ -17,7 +18,6 @@ LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
 DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

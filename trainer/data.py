@@ -9,13 +9,12 @@ consumed samples without decoding them and continues exactly.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -27,51 +26,12 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
-from pairforge.shards import SHARDS_FORMAT
+from pairforge.files import file_sha256
+from pairforge.shards import DatasetInfo, decode_shard_sample, read_dataset_file
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
 cv2.setNumThreads(1)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What dataset.json says about a shard set, plus the resolved shard URLs.
-
-    Attributes:
-        kind: edges, gray, labels or generic.
-        a_channels: channels of A (1 or 3).
-        b_channels: channels of B (3).
-        palette: label palette (labels datasets) or None.
-        splits: split name -> shard URLs.
-        counts: split name -> number of samples.
-        source: how the pairs were made (dataset.json "source").
-        raw: the whole dataset.json.
-        base: the folder of dataset.json (shard names in it are relative to this).
-    """
-
-    kind: str
-    a_channels: int
-    b_channels: int
-    palette: dict[str, Any] | None
-    splits: dict[str, tuple[str, ...]]
-    counts: dict[str, int]
-    source: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-    base: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The part of the run config that inference needs."""
-        return {
-            "kind": self.kind,
-            "a_channels": self.a_channels,
-            "b_channels": self.b_channels,
-            "b_format": self.raw.get("b_format"),
-            "palette": self.palette,
-            "source": self.source,
-            "counts": self.counts,
-            "splits": {name: list(urls) for name, urls in self.splits.items()},
-        }
 
 
 def _is_url(text: str) -> bool:
@@ -102,37 +62,15 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
             meta_path = Path(pattern_urls[0]).parent / "dataset.json"
         else:
             raise DatasetError(f"{shards}: not a local folder; pass --dataset-json with the shard set's dataset.json")
-    if not meta_path.is_file():
-        raise DatasetError(f"{meta_path}: dataset.json not found (is {shards} a pairforge shard folder?)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{meta_path}: unreadable dataset.json ({exc})") from None
-    if meta.get("format") != SHARDS_FORMAT:
-        raise DatasetError(f"{meta_path}: format {meta.get('format')!r} is not {SHARDS_FORMAT!r}")
-    base = meta_path.parent
-    splits: dict[str, tuple[str, ...]] = {}
-    counts: dict[str, int] = {}
-    for name, split in meta.get("splits", {}).items():
-        splits[name] = tuple(str(base / shard) for shard in split.get("shards", []))
-        counts[name] = int(split.get("count", 0))
+    info = DatasetInfo.from_dataset(read_dataset_file(meta_path, shards), meta_path.parent)
+    splits = dict(info.splits)
     if pattern_urls:
         splits["train"] = pattern_urls
     if val_shards:
         splits["val"] = tuple(expand_urls(val_shards))
     if not splits.get("train"):
         raise DatasetError(f"{shards}: no train shards (dataset.json lists splits {sorted(splits)})")
-    return DatasetInfo(
-        kind=str(meta.get("kind", "generic")),
-        a_channels=int(meta.get("a_channels", 3)),
-        b_channels=int(meta.get("b_channels", 3)),
-        palette=meta.get("palette"),
-        splits=splits,
-        counts=counts,
-        source=meta.get("source") or {},
-        raw=meta,
-        base=str(base),
-    )
+    return replace(info, splits=splits)
 
 
 def check_shards(urls: tuple[str, ...]) -> None:
@@ -196,8 +134,6 @@ def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False) 
     A shard cut short or altered after ``pairforge shard`` wrote it is reported here, per
     shard, before the first step; the loader then skips what cannot be read and counts it.
     """
-    from pairforge.shards import file_sha256
-
     recorded = recorded_shards(info)
     problems: list[ShardProblem] = []
     for url in urls:
@@ -221,24 +157,9 @@ def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray,
     Raises:
         SampleError: a missing member, an undecodable image or mismatched sizes.
     """
-    a_bytes = sample.get("a.png")
-    b_bytes = sample.get("b.jpg", sample.get("b.png"))
-    if a_bytes is None or b_bytes is None:
-        raise SampleError("incomplete sample", f"missing {'a.png' if a_bytes is None else 'b.jpg/b.png'}")
-    if encoding.swapped:  # --direction BtoA: the stored B is the input, the stored A the target
-        a_bytes, b_bytes = b_bytes, a_bytes
-    flag = cv2.IMREAD_GRAYSCALE if encoding.a_channels == 1 and not encoding.label_a else cv2.IMREAD_COLOR
-    a = cv2.imdecode(np.frombuffer(a_bytes, np.uint8), flag)
-    b = cv2.imdecode(np.frombuffer(b_bytes, np.uint8), cv2.IMREAD_COLOR)
-    if a is None or a.size == 0:
-        raise SampleError("corrupt image", "a.png does not decode")
-    if b is None or b.size == 0:
-        raise SampleError("corrupt image", "the B image does not decode")
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
-    b = cv2.cvtColor(b, cv2.COLOR_BGR2RGB)
-    if a.shape[:2] != b.shape[:2]:
-        raise SampleError("size mismatch", f"A {a.shape[:2]} and B {b.shape[:2]} differ in size")
+    # --direction BtoA: the stored B is the input, the stored A the target
+    gray_a = encoding.a_channels == 1 and not encoding.label_a
+    a, b = decode_shard_sample(sample, gray_a, swap=encoding.swapped)
     return a_to_stored(a, encoding), np.ascontiguousarray(b.transpose(2, 0, 1))
 
 

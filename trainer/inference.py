@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
+from pairforge.imageio import pack_rgb
 from pairforge.trainer.checkpoint import (  # noqa: F401 - re-exported
     CheckpointError,
     load_generator,
@@ -277,10 +278,8 @@ class Predictor:
         if self.encoding.kind == "labels" and self.encoding.palette_colors:
             if not rgb:
                 raise InputMismatchError(f"{name}: a 1-channel image, but the model expects {expected}")
-            colors = np.asarray(self.encoding.palette_colors, dtype=np.int32)
-            packed = (a[..., 0].astype(np.int32) << 16) | (a[..., 1].astype(np.int32) << 8) | a[..., 2]
-            palette = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
-            off = float(np.mean(~np.isin(packed, palette)))
+            palette = pack_rgb(np.asarray(self.encoding.palette_colors, dtype=np.int32))
+            off = float(np.mean(~np.isin(pack_rgb(a), palette)))
             if off > PALETTE_TOLERANCE:
                 raise InputMismatchError(
                     f"{name}: {off:.0%} of its pixels are not palette colours; the model expects {expected}"

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from pairforge import __version__
-from pairforge.errors import ConfigError, DatasetError, PairforgeError
+from pairforge.device import resolve_device as core_resolve_device
+from pairforge.errors import ConfigError, PairforgeError
 from pairforge.paths import absolute, is_remote
 from pairforge.trainer import checkpoint, ddp, report
 from pairforge.trainer import metrics as quality
@@ -120,12 +121,8 @@ class _StopRequest:
 
 
 def resolve_device(choice: str) -> torch.device:
-    """``auto`` picks CUDA when available."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise DatasetError("--device cuda: no CUDA device is available")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """The run's device: ``--device`` resolved, on this process's DDP rank (``LOCAL_RANK``)."""
+    return core_resolve_device(choice, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encoding]:

@@ -29,13 +29,13 @@ from safetensors.torch import save_file
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.pairs import KINDS
 from pairforge.trainer.checkpoint import torch_load_plain
 from pairforge.trainer.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig
 from pairforge.trainer.networks import build_generator
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("edges", "gray", "labels", "generic")
 IMPORT_GENERATORS = ("unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks")
 IMPORT_NORMS = ("batch", "instance")
 _UNET_LEVEL = re.compile(r"^model\.model\.(?:1\.model\.(?:3\.model\.)*)?\d+\.")

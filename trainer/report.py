@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import torch
 
+from pairforge.files import write_atomic
+
 CURVES = (
     ("loss_g_l1", "generator L1 loss (outputs in [-1, 1])"),
     ("loss_g_gan", "generator GAN"),
@@ -236,7 +238,5 @@ def write_report(run_dir: Path) -> Path:
         "</body></html>"
     )
     target = run_dir / "report.html"
-    temporary = run_dir / ".report.html.tmp"
-    temporary.write_text(page)
-    temporary.replace(target)
+    write_atomic(target, page)
     return target

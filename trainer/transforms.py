@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from pairforge import lab as cie
 from pairforge.errors import ConfigError
+from pairforge.imageio import pack_rgb
 
 AB_SCALE = 110.0
 DIRECTIONS = ("AtoB", "BtoA")
@@ -146,7 +147,7 @@ def colors_to_ids(rgb: np.ndarray, colors: tuple[tuple[int, int, int], ...]) -> 
     Returns:
         ``(H, W)`` uint8 ids into ``colors``.
     """
-    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    packed = pack_rgb(rgb)
     unique, inverse = np.unique(packed.ravel(), return_inverse=True)
     unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
     table = np.asarray(colors, dtype=np.int32)

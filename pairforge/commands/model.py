@@ -19,13 +19,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _device(choice: str) -> str:
-    import torch
+    from pairforge.device import resolve_device
 
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
-    return choice
+    return resolve_device(choice).type
 
 
 def _load(path: str, device: str, ema: bool) -> tuple[Any, dict[str, Any]]:
@@ -348,11 +344,10 @@ COMMANDS.append(import_command)
 
 def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Any]]:
     """dataset.json facts and the (key, A, B) uint8 pairs of one split (A RGB for labels, else gray)."""
-    import cv2
-    import numpy as np
     import webdataset as wds
 
-    from pairforge.errors import PairforgeError
+    from pairforge.errors import PairforgeError, SampleError
+    from pairforge.shards import decode_shard_sample
     from pairforge.trainer.data import check_shards, load_dataset_info
 
     try:
@@ -368,14 +363,12 @@ def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dic
     for sample in wds.tarfile_to_samples(handler=wds.warn_and_continue)(iter([{"url": u} for u in urls])):
         if limit is not None and len(pairs) >= limit:
             break
-        a_bytes, b_bytes = sample.get("a.png"), sample.get("b.jpg", sample.get("b.png"))
-        a = cv2.imdecode(np.frombuffer(a_bytes or b"", np.uint8), cv2.IMREAD_GRAYSCALE if gray_a else cv2.IMREAD_COLOR)
-        b = cv2.imdecode(np.frombuffer(b_bytes or b"", np.uint8), cv2.IMREAD_COLOR)
-        if a is None or b is None or a.shape[:2] != b.shape[:2]:
-            click.echo(f"skipped corrupt sample {sample.get('__key__')}", err=True)
+        try:
+            a, b = decode_shard_sample(sample, gray_a)
+        except SampleError as exc:
+            click.echo(f"skipped corrupt sample {sample.get('__key__')} ({exc})", err=True)
             continue
-        a = a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
-        pairs.append((str(sample["__key__"]), a, cv2.cvtColor(b, cv2.COLOR_BGR2RGB)))
+        pairs.append((str(sample["__key__"]), a, b))
     return info.to_dict(), pairs
 
 
