@@ -253,7 +253,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     load_state(checkpoint)
     config = load_config(checkpoint)
     try:
-        generator = build_generator(ModelConfig(**config["model"]))
+        # only the generator is rebuilt: discriminator-only checks must not refuse a run (runs made before
+        # `--discriminator image` became the 286x286 PatchGAN record "image" at crops below its minimum)
+        generator = build_generator(ModelConfig(**{**config["model"], "discriminator": "patch"}))
     except PairforgeError:
         raise
     except Exception as exc:  # a config.json edited by hand or from another tool

@@ -187,3 +187,18 @@ def test_5_end_of_run_summary_names_damaged_shards(shard_factory, tmp_path: Path
     ])
     assert result.exit_code == 0, result.output
     assert "1 damaged shards (" in result.output and "corrupt or missing samples" in result.output
+
+
+def test_a_run_recorded_with_the_old_image_discriminator_still_predicts(trained_run: Path, tmp_path: Path) -> None:
+    """Runs made before `image` became the 286x286 PatchGAN say "image" at small crops: the generator still loads."""
+    import shutil
+
+    run = tmp_path / "old-run"
+    shutil.copytree(trained_run, run)
+    for path in [run / "config.json", *run.glob("checkpoints/*/config.json")]:
+        document = json.loads(path.read_text())
+        document["model"]["discriminator"] = "image"
+        assert document["model"]["crop_size"] < 96
+        path.write_text(json.dumps(document))
+    generator, config = checkpoint.load_generator(run)
+    assert config["model"]["discriminator"] == "image" and sum(p.numel() for p in generator.parameters()) > 0
