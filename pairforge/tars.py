@@ -25,7 +25,7 @@ class ShardTarWriter:
     """
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._tar = tarfile.open(fileobj=stream, mode="w", format=tarfile.USTAR_FORMAT)
+        self._tar = tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT)  # as webdataset; long keys get a PAX header
 
     def write(self, sample: dict[str, bytes | str]) -> None:
         key = sample["__key__"]

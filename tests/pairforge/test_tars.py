@@ -1,10 +1,8 @@
 """pairforge.tars writes the same bytes as ``webdataset.TarWriter(..., mtime=0)`` (it exists only to keep
 torch out of the shard workers).
 
-Known difference, outside what pairforge writes today: webdataset writes tarfile's default PAX format,
-ours USTAR. For a member name over 100 bytes or with non-ASCII characters, webdataset adds a PAX header
-while ours writes the UTF-8 name as is (non-ASCII) or raises ValueError (over 100 bytes). Sample keys
-are ASCII (keys.sanitize_key); the length case is reported, not changed here (shard bytes stay).
+Both write tarfile's PAX format: plain USTAR headers for the short ASCII names of ordinary keys, and a PAX
+header for a member name over 100 bytes (a long file name; USTAR raised "name is too long" there).
 """
 
 from __future__ import annotations
@@ -51,3 +49,31 @@ def test_a_changed_field_changes_the_bytes() -> None:
     """The comparison can fail: one byte of one member differs in the tar."""
     sample = {"__key__": "k", "a.png": b"abc"}
     assert _ours([sample]) != _webdataset([{**sample, "a.png": b"abd"}])
+
+
+def test_long_keys_equal_webdataset_too() -> None:
+    samples = [{"__key__": "a" * 150, "a.png": b"x" * 700, "json": "{}"}, {"__key__": "short", "a.png": b"y"}]
+    assert _ours(samples) == _webdataset(samples)
+
+
+def test_shard_of_a_pair_with_a_long_file_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 113-character photo name went through make-gray, then crashed `shard` with a traceback."""
+    import cv2
+    import skimage.data
+    from click.testing import CliRunner
+
+    from pairforge.cli import cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = cv2.cvtColor(cv2.resize(skimage.data.astronaut(), (64, 64)), cv2.COLOR_RGB2BGR)
+    for index in range(2):
+        cv2.imwrite(str(photos / f"{'a' * 110}{index}.jpg"), image)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1",
+                                 "--val-fraction", "0"])
+    assert result.exit_code == 0, result.output
+    dataset = __import__("json").loads((tmp_path / "shards" / "dataset.json").read_text())
+    assert dataset["splits"]["train"]["count"] == 2
