@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from pairforge.commands.common import print_table
+from pairforge.commands.common import is_quiet, print_table
 
 # scikit-image's bundled colour photographs (no download); `camera` is grayscale on purpose:
 # make-gray rejects it, so the demo shows a rejects file too.
@@ -229,7 +229,8 @@ def _train(shards: Path, runs: Path, task: str, steps: int, size: int, device: s
         output=str(runs), name=f"demo-{task}" + ("" if gan else "-l1"), seed=seed, device=device,
         log_every=max(1, steps // 100), sample_every=max(1, steps // 4), val_every=0, checkpoint_every=0,
     )
-    with tqdm(total=steps, unit="step", desc=f"train {task}{'' if gan else ' (L1 only)'}", dynamic_ncols=True) as bar:
+    with tqdm(total=steps, unit="step", desc=f"train {task}{'' if gan else ' (L1 only)'}", dynamic_ncols=True,
+              disable=is_quiet()) as bar:
         result = train(config, progress=lambda step, total, row: bar.update(step - bar.n))
     click.echo(f"trained {result.steps} steps at {result.images_per_s:.1f} images/s -> {result.run_dir}")
     return Path(result.run_dir)

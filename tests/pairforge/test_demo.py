@@ -16,10 +16,11 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)  # a relative -o, as `make demo` runs it (default: demo/)
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        cli, ["demo", "-o", "demo", "--steps", "3", "--size", "64", "--crops-per-photo", "2", "--facades", "8"],
+        cli, ["demo", "-q", "-o", "demo", "--steps", "3", "--size", "64", "--crops-per-photo", "2", "--facades", "8"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
+    assert "step/s" not in result.output and "train edges" not in result.output  # -q: no training bars
     assert f"open {out / 'report.html'}" in result.output
     assert f"pairforge serve {out / 'runs' / '00001-demo-edges'} --scale native" in result.output
     report = (out / "report.html").read_text()
