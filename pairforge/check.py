@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, DatasetError, SampleError
-from pairforge.imageio import DEFAULT_MAX_PIXELS, decode_fast, read_image
+from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image
 from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import MeasureConfig, PairMeasurer
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
 from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
+from pairforge.shards import DATASET_NAME, decode_shard_sample, read_dataset
 from pairforge.sources import capture
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,6 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
     Raises:
         DatasetError: the folder does not exist or its metadata is malformed.
     """
-    from pairforge.shards import DATASET_NAME, read_dataset
-
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder: pass a pair folder (make-*, combine) or a shard set (shard)")
@@ -170,7 +169,7 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
         for key, entry in zip(keys, found, strict=True)
     ]
     early = tuple({"key": None, "split": "", "path": reject["path"], "problem": "unreadable",
-                   "reason": reject["reason"], "count": 1} for reject in rejects)
+                   "reason": reject["reason"], "detail": reject.get("detail", ""), "count": 1} for reject in rejects)
     tasks = tuple(tuple(part) for part in chunk(refs, partition_size))
     return DatasetSource(str(root), "pairs", info.kind, info.a_channels, info.palette, dict(info.stage), tasks, early,
                          expected=len(refs) + len(early), pairs_dir=str(root))
@@ -203,13 +202,14 @@ class MeasurePartition:
             if isinstance(outcome, SampleError):
                 result.unreadable.append({"key": ref["key"], "split": ref["split"], "path": ref["path"],
                                           "problem": "unreadable", "reason": outcome.reason,
-                                          "count": ref.get("count", 1)})
+                                          "detail": outcome.detail, "count": ref.get("count", 1)})
                 continue
             a, b = outcome
             measured = capture(lambda pair: measurer.measure(*pair), (a, b))
             if isinstance(measured, SampleError):
                 result.unreadable.append({"key": ref["key"], "split": ref["split"], "path": ref["path"],
-                                          "problem": "unreadable", "reason": measured.reason, "count": 1})
+                                          "problem": "unreadable", "reason": measured.reason,
+                                          "detail": measured.detail, "count": 1})
                 continue
             row = {"key": ref["key"], "split": ref["split"], "path": ref["path"], **measured.__dict__,
                    "shift": round(measured.shift, 3),
@@ -267,12 +267,12 @@ def _iter_shard(shard: ShardRef, a_channels: int,
         missing = max(1, shard.expected - found)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         yield ({"key": None, "split": shard.split, "path": shard.path, "count": missing},
-               SampleError(f"unreadable shard: {reason} ({missing} samples not read)"))
+               SampleError("unreadable shard", f"{reason} ({missing} samples not read)"))
         return
     if wanted is None and found < shard.expected:
         missing = shard.expected - found
         yield ({"key": None, "split": shard.split, "path": shard.path, "count": missing},
-               SampleError(f"unreadable shard: {missing} of {shard.expected} samples missing"))
+               SampleError("unreadable shard", f"{missing} of {shard.expected} samples missing"))
 
 
 def _decode_sample(shard: ShardRef, key: str, fields: dict[str, bytes], a_channels: int,
@@ -280,20 +280,10 @@ def _decode_sample(shard: ShardRef, key: str, fields: dict[str, bytes], a_channe
     if wanted is not None and f"{shard.split}/{key}" not in wanted:
         return
     reference = {"key": key, "split": shard.split, "path": f"{shard.path}#{key}"}
-    b_data = fields.get("b.jpg", fields.get("b.png"))
-    if "a.png" not in fields or b_data is None:
-        yield reference, SampleError(f"incomplete sample: has {', '.join(sorted(fields)) or 'no fields'}")
-        return
     try:
-        a = decode_fast(fields["a.png"], channels=1 if a_channels == 1 else 3)
-        b = decode_fast(b_data)
+        yield reference, decode_shard_sample(fields, gray_a=a_channels == 1)
     except SampleError as exc:
         yield reference, exc
-        return
-    if a.shape[:2] != b.shape[:2]:
-        yield reference, SampleError(f"size mismatch: A {a.shape[1]}x{a.shape[0]}, B {b.shape[1]}x{b.shape[0]}")
-        return
-    yield reference, (a, b)
 
 
 @dataclass
@@ -380,7 +370,8 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
           unreadable: list[dict[str, Any]]) -> CheckResult:
     """Turn measured rows into flags, duplicate clusters and class statistics."""
     flagged: list[dict[str, Any]] = [
-        {"key": row["key"], "split": row["split"], "problem": "unreadable", "value": row["reason"],
+        {"key": row["key"], "split": row["split"], "problem": "unreadable",
+         "value": f"{row['reason']}: {row['detail']}" if row.get("detail") else row["reason"],
          "threshold": None, "path": row["path"], "count": row["count"]}
         for row in unreadable
     ]

@@ -184,23 +184,6 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     raise ValueError(f"unknown image format {fmt!r}: expected png or jpg")
 
 
-def decode_fast(data: bytes, channels: int = 3) -> np.ndarray:
-    """Decode trusted PNG/JPEG bytes written by pairforge (no EXIF, no odd modes).
-
-    Returns ``(H, W, 3)`` RGB or ``(H, W)`` gray uint8.
-
-    Raises:
-        SampleError: the bytes do not decode.
-    """
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    if array is None:
-        raise SampleError("corrupt image", "the bytes do not decode")
-    if channels != 1:
-        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    return array
-
-
 def write_image(path: str | os.PathLike[str], image: np.ndarray, fmt: str = "png", quality: int = 95) -> int:
     """Write an image atomically (temporary name, then rename). Returns the byte count."""
     return write_atomic(path, encode_image(image, fmt, quality))

@@ -278,6 +278,7 @@ def test_unreadable_shard_is_a_problem_not_a_crash(tmp_path, corpus64):
     assert 4 <= result.checked < 12
     reasons = [row["value"] for row in result.flagged if row["problem"] == "unreadable"]
     assert any("unreadable shard" in reason for reason in reasons)
+    assert any("samples" in reason for reason in reasons if "unreadable shard" in reason)  # the detail is kept
 
 
 def test_labels_palette_and_missing_val_class(tmp_path, corpus80):
