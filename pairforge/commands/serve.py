@@ -9,7 +9,6 @@ request gives the same output as ``pairforge predict`` for the same input and se
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +26,6 @@ logger = logging.getLogger(__name__)
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 MAX_UPLOAD_PIXELS = 20_000_000
 """Default --max-pixels; equals pairforge.serve.MAX_UPLOAD_PIXELS (imported lazily: aiohttp is slow to import)."""
-SEED_CACHE = 16
-"""Predictors kept per dropout seed (building one is cheap; the generator is shared)."""
 
 
 class RunModel:
@@ -58,9 +55,9 @@ class RunModel:
         self.dropout = dropout
         self.device = device
         self._config = InferenceConfig(dropout=dropout, seed=0, batch_size=batch_size, device=device, scale=scale)
-        self._predictors: OrderedDict[int, Predictor] = OrderedDict()
-        base = self._predictor(0)
-        self.encoding = base.encoding
+        # one test-time network for every request: only the dropout seed changes between them
+        self._predictor_for_seeds = Predictor(self.generator, self.run_config, self._config)
+        self.encoding = self._predictor_for_seeds.encoding
         self.stage: Any = None
         self.photo_error: str | None = None
         try:
@@ -73,19 +70,15 @@ class RunModel:
             f"{self.checkpoint.parent.parent.name}/{self.checkpoint.name}")
 
     def _predictor(self, seed: int) -> Any:
-        """The Predictor for one dropout seed (predict's ``--seed``), built once and kept (LRU)."""
+        """The Predictor set to one dropout seed (predict's ``--seed``).
+
+        Requests run one after another on the server's single inference thread, so setting
+        the seed on the shared Predictor before each call is safe.
+        """
         import dataclasses
 
-        from pairforge.trainer.inference import Predictor
-
-        key = seed if self.dropout else 0
-        predictor = self._predictors.get(key)
-        if predictor is None:
-            predictor = Predictor(self.generator, self.run_config, dataclasses.replace(self._config, seed=key))
-            self._predictors[key] = predictor
-            while len(self._predictors) > SEED_CACHE:
-                self._predictors.popitem(last=False)
-        self._predictors.move_to_end(key)
+        predictor = self._predictor_for_seeds
+        predictor.config = dataclasses.replace(self._config, seed=seed if self.dropout else 0)
         return predictor
 
     def info(self) -> dict[str, Any]:
