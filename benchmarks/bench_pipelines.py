@@ -60,7 +60,7 @@ def make_corpus(root: Path, count: int, seed: int = 0) -> None:
     Each photo and label map depends only on (seed, index), so a cached corpus
     grown later is the same as one made in one go.
     """
-    from pairforge.pipelines.palettes import auto_palette
+    from pairforge.palettes import auto_palette
 
     photos_dir, labels_dir = root / "photos", root / "labels"
     photos_dir.mkdir(parents=True, exist_ok=True)
@@ -92,8 +92,8 @@ def build_stage(builder: str, corpus: Path, size: int) -> Any:
 
         return GrayStage(GrayConfig(fit=fit))
     if builder == "labels":
+        from pairforge.palettes import load_palette
         from pairforge.pipelines.labels import LabelsConfig, LabelsStage
-        from pairforge.pipelines.palettes import load_palette
 
         return LabelsStage(LabelsConfig(palette=load_palette(corpus / "palette.json"), fit=fit))
     from pairforge.pipelines.edges import EdgesConfig, EdgesStage

@@ -33,6 +33,8 @@ MANIFEST_NAME = "manifest.jsonl"
 REJECTS_NAME = "rejects.jsonl"
 INFO_NAME = "pairs.json"
 METADATA_NAMES = frozenset({MANIFEST_NAME, REJECTS_NAME, INFO_NAME})
+IMAGE_FORMATS = ("png", "jpg")
+"""Formats of the AB files (``--format``): PNG (lossless, the default) or JPEG."""
 KINDS = ("edges", "gray", "labels", "generic")
 """What A holds, as recorded in pairs.json and dataset.json ``kind``."""
 

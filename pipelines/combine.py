@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError, reject_row
-from pairforge.keys import unique_keys_per_split
+from pairforge.matching import match_by_stem, paired_items
 from pairforge.pairs import FoundFile, discover
 from pairforge.pipelines.base import require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
@@ -70,72 +70,45 @@ class CombineStage:
 def match_folders(
     a_dir: str | os.PathLike[str], b_dir: str | os.PathLike[str], suffixes: tuple[str, str] | None = None
 ) -> tuple[list[SourceItem], list[dict[str, str]]]:
-    """Match A and B files by split and stem (extensions may differ), or by suffix.
+    """Match A and B files by name (:func:`pairforge.matching.match_by_stem`), after removing suffixes.
 
     Args:
         a_dir: folder of A images (``train/``, ``val/``, ``test/`` kept when present).
-        b_dir: folder of B images, same layout; may equal ``a_dir`` with suffixes.
+        b_dir: folder of B images; may equal ``a_dir`` with suffixes.
         suffixes: ``("_A", "_B")``: ``x_A.jpg`` pairs with ``x_B.png`` (as the
-            official ``--use_AB``).
+            official ``--use_AB``); a file without its side's suffix is rejected.
 
     Returns:
         (items with a ``b`` extra, reject rows): every file found is in exactly one.
     """
     same = os.path.realpath(a_dir) == os.path.realpath(b_dir)
     if same and suffixes is None:
-        raise ConfigError("suffix", None, "--suffix _A,_B when A and B are the same folder")
+        raise ConfigError("suffix", None, f"--suffix _A,_B when A and B are the same folder; {suffix_hint(a_dir, b_dir)}")
     a_found, rejects = discover(a_dir)
     if same:
         b_found = a_found
     else:
         b_found, b_rejects = discover(b_dir)
         rejects += b_rejects
-    a_suffix, b_suffix = suffixes if suffixes else (None, None)
-    a_side, a_rest, a_dups = _by_stem(a_found, a_suffix, "A")
-    b_side, b_rest, b_dups = _by_stem(b_found, b_suffix, "B")
-    rejects += a_dups + b_dups
-    if same:
-        claimed = {entry.path for entry in a_side.values()} | {entry.path for entry in b_side.values()}
-        claimed |= {row["path"] for row in a_dups + b_dups}
-        rest = [entry for entry in a_rest if entry.path not in claimed]
-        rejects += [reject_row(e.path, "unmatched", f"no {a_suffix} or {b_suffix} suffix") for e in rest]
-    else:
-        rejects += [reject_row(e.path, "unmatched", f"no {a_suffix} suffix (A side)") for e in a_rest]
-        rejects += [reject_row(e.path, "unmatched", f"no {b_suffix} suffix (B side)") for e in b_rest]
-    for missing in sorted(set(a_side) - set(b_side)):
-        rejects.append(reject_row(a_side[missing].path, "unmatched", "no B image with the same name"))
-    for missing in sorted(set(b_side) - set(a_side)):
-        rejects.append(reject_row(b_side[missing].path, "unmatched", "no A image with the same name"))
-    common = sorted(set(a_side) & set(b_side))
-    keys, _ = unique_keys_per_split(common)
-    items = [
-        SourceItem(key, a_side[match].path, match[0], (("b", b_side[match].path, "image"),))
-        for key, match in zip(keys, common, strict=True)
-    ]
-    return items, rejects
+    if suffixes is not None:
+        a_found, a_rest = _strip_suffix(a_found, suffixes[0])
+        taken = {entry.path for entry in a_found} if same else set()
+        b_found, b_rest = _strip_suffix([entry for entry in b_found if entry.path not in taken], suffixes[1])
+        if same:
+            rest = [entry for entry in b_rest if entry.path not in taken]
+            rejects += [reject_row(e.path, "unmatched", f"no {suffixes[0]} or {suffixes[1]} suffix") for e in rest]
+        else:
+            rejects += [reject_row(e.path, "unmatched", f"no {suffixes[0]} suffix (A side)") for e in a_rest]
+            rejects += [reject_row(e.path, "unmatched", f"no {suffixes[1]} suffix (B side)") for e in b_rest]
+    pairs, unmatched = match_by_stem(a_found, b_found, "A image", "B image")
+    items, _ = paired_items(pairs, "b")
+    return items, rejects + unmatched
 
 
-def _by_stem(
-    found: list[FoundFile], suffix: str | None, side: str
-) -> tuple[dict[tuple[str, str], FoundFile], list[FoundFile], list[dict[str, str]]]:
-    """Index files by (split, stem without suffix); returns (index, files without the suffix, duplicates)."""
-    index: dict[tuple[str, str], FoundFile] = {}
-    rest: list[FoundFile] = []
-    duplicates: list[dict[str, str]] = []
-    for entry in found:
-        stem = entry.stem
-        if suffix is not None:
-            if not stem.endswith(suffix):
-                rest.append(entry)
-                continue
-            stem = stem[: -len(suffix)]
-        match = (entry.split, stem)
-        if match in index:
-            detail = f"{index[match].path} has the same stem ({side} side)"
-            duplicates.append(reject_row(entry.path, "duplicate name", detail))
-            continue
-        index[match] = entry
-    return index, rest, duplicates
+def _strip_suffix(found: list[FoundFile], suffix: str) -> tuple[list[FoundFile], list[FoundFile]]:
+    """(files whose stem ends in ``suffix``, with it removed; the other files)."""
+    stripped = [replace(entry, stem=entry.stem[: -len(suffix)]) for entry in found if entry.stem.endswith(suffix)]
+    return stripped, [entry for entry in found if not entry.stem.endswith(suffix)]
 
 
 SUFFIX_SEPARATORS = "_-."
@@ -145,6 +118,18 @@ def _ending(stem: str) -> str | None:
     name = stem.rsplit("/", 1)[-1]
     cut = max(name.rfind(separator) for separator in SUFFIX_SEPARATORS)
     return name[cut:] if cut > 0 else None
+
+
+def suffix_hint(a_dir: str | os.PathLike[str], b_dir: str | os.PathLike[str],
+                suffixes: tuple[str, str] | None = None) -> str:
+    """What to try when A and B files do not pair: the ``--suffix`` their names suggest, if any."""
+    a_stems = [entry.stem for entry in discover(a_dir)[0]]
+    same = os.path.realpath(a_dir) == os.path.realpath(b_dir)
+    b_stems = a_stems if same else [entry.stem for entry in discover(b_dir)[0]]
+    guessed = guess_suffixes(a_stems, b_stems)
+    if guessed is None or guessed == suffixes:
+        return "check that A and B files share their names (extensions and case may differ)"
+    return f"the names end in {guessed[0]} and {guessed[1]}: try --suffix {guessed[0]},{guessed[1]}"
 
 
 def guess_suffixes(a_stems: list[str], b_stems: list[str]) -> tuple[str, str] | None:

@@ -35,7 +35,7 @@ import numpy as np
 from pairforge.errors import ConfigError
 from pairforge.files import write_atomic
 from pairforge.imageio import write_image
-from pairforge.pipelines.palettes import Palette
+from pairforge.palettes import Palette
 
 log = logging.getLogger(__name__)
 

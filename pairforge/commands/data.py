@@ -16,6 +16,9 @@ from pairforge.commands.common import (
     resolve_workers,
     runner_options,
 )
+from pairforge.pairs import IMAGE_FORMATS
+from pairforge.pipelines.combine import SIZE_POLICIES
+from pairforge.pipelines.geometry import FIT_MODES
 
 log = logging.getLogger(__name__)
 
@@ -42,112 +45,70 @@ def shard_options(function):  # type: ignore[no-untyped-def]
     return function
 
 
+def _suffix_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, str] | None:
+    """``--suffix _A,_B`` -> ``("_A", "_B")``."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise click.BadParameter("expected two different suffixes like _A,_B")
+    return parts[0], parts[1]
+
+
 @click.command("combine")
 @click.argument("a_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("b_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("pairs"), show_default=True,
               help="Pair folder to write.")
-@click.option("--suffix", default=None, metavar="_A,_B",
-              help="Match x_A.* with x_B.* (like the official --use_AB) instead of identical stems.")
-@click.option("--size-mismatch", type=click.Choice(["reject", "resize-b"]), default="reject", show_default=True,
+@click.option("--suffix", "suffixes", default=None, metavar="_A,_B", callback=_suffix_pair,
+              help="Match x_A.* with x_B.* (like the official --use_AB) instead of identical names.")
+@click.option("--size-mismatch", type=click.Choice(SIZE_POLICIES), default="reject", show_default=True,
               help="When A and B differ in size: reject the pair, or resize B to A.")
 @click.option("--size", type=click.IntRange(8, 16384), default=None,
               help="Output side in pixels, applied to A and B alike (see --fit) [default: keep the input size].")
-@click.option("--fit", type=click.Choice(["crop", "pad", "stretch", "none"]), default="crop", show_default=True,
+@click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
               help="With --size. crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
                    "none: short side to SIZE, keep aspect.")
 @click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would.")
-@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+@click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True,
               help="Format of the AB files (JPEG quality: --quality).")
 @click.option("--overwrite", is_flag=True, help="Replace a pair folder made by a different config (refused by default).")
 @shard_options
 @runner_options
-def combine_command(a_dir: Path, b_dir: Path, output: Path, suffix: str | None, size_mismatch: str, size: int | None,
-                    fit: str, shards_dir: Path | None, image_format: str, samples_per_shard: int,
-                    max_shard_bytes: int | None, lossless: bool, quality: int, val_fraction: float,
-                    test_fraction: float, overwrite: bool, license_: str | None, source: str | None, workers: int | None,
-                    scheduler: str | None, max_pixels: int) -> None:
+def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, size_mismatch: str, size: int | None,
+                    fit: str, **options: Any) -> None:
     """Pair the images of A_DIR and B_DIR into the aligned AB layout (A left, B right).
 
-    Files match by name without extension (x.png pairs with x.jpg), or by
-    suffix with --suffix _A,_B. train/, val/ and test/ subfolders are kept.
-    Unmatched, unreadable and mismatched files are listed in rejects.jsonl.
-    When nothing matches, nothing is written: the error suggests the --suffix
-    the file names point to.
+    Files pair by name: the path below the split folder without extension,
+    ignoring case (x.png pairs with X.jpg), or by suffix with --suffix _A,_B.
+    train/, val/ and test/ subfolders are kept. Unmatched, ambiguous,
+    unreadable and mismatched files are listed in rejects.jsonl. When nothing
+    matches, nothing is written: the error suggests the --suffix the file names
+    point to.
     """
-    from pairforge.build import PairFolderConfig, build_pairs
-    from pairforge.errors import ConfigError
-    from pairforge.pairs import PairsInfo, discover
+    from pairforge.commands.build import check_not_input, run_and_report
+    from pairforge.errors import DatasetError, PairforgeError
     from pairforge.paths import ensure_output_dir
-    from pairforge.pipelines.combine import CombineConfig, guess_suffixes, match_folders
+    from pairforge.pipelines.combine import CombineConfig, CombineStage, match_folders, suffix_hint
     from pairforge.pipelines.geometry import FitConfig
-    from pairforge.runner import RunnerConfig
-    from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.sources import StageReader, StageSpec
 
-    target = shards_dir or output
-    created = not target.exists()
-    ensure_output_dir(target, "shard folder" if shards_dir else "pair folder")  # before any work
-    suffixes = None
-    if suffix is not None:
-        parts = suffix.split(",")
-        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-            raise click.BadParameter("expected two different suffixes like _A,_B", param_hint="--suffix")
-        suffixes = (parts[0], parts[1])
     stage_config = CombineConfig(size_mismatch=size_mismatch, fit=FitConfig(size=size, fit=fit))
-
-    def hint() -> str:
-        a_stems = [entry.stem for entry in discover(a_dir)[0]]
-        b_stems = a_stems if a_dir.resolve() == b_dir.resolve() else [entry.stem for entry in discover(b_dir)[0]]
-        guessed = guess_suffixes(a_stems, b_stems)
-        if guessed is None or guessed == suffixes:
-            return "check that A and B files share their names (extensions may differ)"
-        return f"the names end in {guessed[0]} and {guessed[1]}: try --suffix {guessed[0]},{guessed[1]}"
-
-    def leave_nothing() -> None:
-        if created and not any(target.iterdir()):
-            target.rmdir()
-
+    target = options["shards_dir"] or options["output"]
+    check_not_input(b_dir, target)
+    created = not target.exists()
+    ensure_output_dir(target, "shard folder" if options["shards_dir"] else "pair folder")  # before any work
     try:
         items, rejects = match_folders(a_dir, b_dir, suffixes)
-    except ConfigError as exc:
-        leave_nothing()
-        raise click.UsageError(f"{exc}; {hint()}") from None
-    if not items:
-        leave_nothing()
-        raise click.ClickException(
-            f"nothing matched: {len(rejects)} file(s) in {a_dir} and {b_dir} have no partner; {hint()}")
-    description = {**stage_config_description(stage_config), "suffix": suffix}
-    reader = StageReader(StageSpec("pairforge.pipelines.combine:CombineStage", stage_config), max_pixels)
-    command = command_line()
-    if shards_dir is not None:
-        config = ShardConfig(str(shards_dir), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction,
-                             test_fraction)
-        info = DatasetInfo(kind="generic", a_channels=3, palette=None,
-                           source={"kind": "generic", "stage": description, "command": command})
-        write_shards_with_card(items, reader, info, config, workers, scheduler, rejects, commands=[command],
-                               license_=license_, source=source)
-        return
-    info = PairsInfo(kind="generic", a_channels=3, stage=description, command=command)
-    runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    with progress(len(items), f"combine ({runner.describe()})") as advance:
-        summary = build_pairs(items, reader, info, PairFolderConfig(str(output), image_format, quality, overwrite), runner,
-                              early_rejects=rejects, on_progress=advance)
-    print_table(f"combine -> {output}", summary.as_rows())
-    if sum(summary.rejected.values()):
-        click.echo(f"rejected inputs and reasons: {output / 'rejects.jsonl'}")
-        unmatched = summary.rejected.get("unmatched", 0)
-        if unmatched:
-            click.echo(f"{unmatched} unmatched: {hint()}")
-    click.echo(f"next: pairforge shard {output}")
-
-
-def stage_config_description(config: object) -> dict[str, object]:
-    """The combine stage's parameters as recorded in pairs.json / dataset.json."""
-    from pairforge.pipelines.combine import CombineStage
-
-    return CombineStage(config).describe()  # type: ignore[arg-type]
+        if not items:
+            raise DatasetError(f"nothing matched: {len(rejects)} file(s) in {a_dir} and {b_dir} have no partner; "
+                               f"{suffix_hint(a_dir, b_dir, suffixes)}")
+    except PairforgeError:
+        if created and not any(target.iterdir()):
+            target.rmdir()  # nothing half-written
+        raise
+    run_and_report(CombineStage, stage_config, items, rejects, {**options, "photos": a_dir}, title="combine",
+                   unmatched_hint=lambda: suffix_hint(a_dir, b_dir, suffixes))
 
 
 @click.command("shard")
@@ -179,11 +140,11 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
     listed as rejects). A folder without pairs.json is taken as AB pairs only
     when its images look like pairs (width = 2 x height); --force-ab overrides.
     """
-    from pairforge.keys import unique_keys_per_split
+    from pairforge.matching import source_items
     from pairforge.pairs import PairsInfo, discover
-    from pairforge.paths import describe_path, ensure_output_dir
+    from pairforge.paths import ensure_output_dir
     from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.sources import PairFileReader, SourceItem
+    from pairforge.sources import PairFileReader
 
     if not pairs_dir.exists():
         raise click.ClickException(
@@ -202,11 +163,8 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
                        "earlier build?); not packed, listed in rejects.jsonl", err=True)
     elif not force_ab:
         _require_ab_layout(pairs_dir, [entry.path for entry in found])
-    keys, collisions = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
-    for key, names in sorted(collisions.items()):
-        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
-        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
-    items = [SourceItem(key, entry.path, entry.split) for key, entry in zip(keys, found, strict=True)]
+    items, collisions = source_items(found)
+    echo_collisions(collisions)
     reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
     config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
                          str(splits_file) if splits_file else None)
@@ -225,6 +183,15 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
     write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
                   commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
                   collisions=len(collisions))
+
+
+def echo_collisions(collisions: dict[str, list[str]]) -> None:
+    """Warn on stderr about stems renamed ``key-2``, ``key-3``... because they sanitise to one key."""
+    from pairforge.paths import describe_path
+
+    for key, names in sorted(collisions.items()):
+        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
+        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
 
 
 def _manifest_listed(pairs_dir: Path, found: list[Any]) -> tuple[list[Any], list[dict[str, str]]]:

@@ -12,6 +12,7 @@ import pytest
 
 from pairforge.errors import ConfigError
 from pairforge.imageio import read_image, read_label_image
+from pairforge.palettes import load_palette
 from pairforge.pipelines.facades import (
     FACADE_PALETTE,
     FacadesConfig,
@@ -21,7 +22,6 @@ from pairforge.pipelines.facades import (
 )
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.labels import LabelsConfig, LabelsStage
-from pairforge.pipelines.palettes import load_palette
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -132,7 +132,7 @@ def test_output_feeds_make_labels(tmp_path: Path) -> None:
     labels = read_label_image(tmp_path / "labels" / f"{key}.png")
     np.testing.assert_array_equal(labels, render_facade(1, FacadesConfig(seed=1, size=64))[1])
     sample = stage(photo, key, label=labels)
-    np.testing.assert_array_equal(sample.a, FACADE_PALETTE.colorize(labels))
+    np.testing.assert_array_equal(sample.a, np.asarray(FACADE_PALETTE.colors, np.uint8)[labels])  # ids 0..11 = rows
     assert json.loads((tmp_path / "palette.json").read_text())["name"] == "facades"
 
 

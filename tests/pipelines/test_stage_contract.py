@@ -29,13 +29,13 @@ import pytest
 
 from pairforge import registry
 from pairforge.errors import SampleError
+from pairforge.palettes import builtin_palette
 from pairforge.pipelines.base import Stage
 from pairforge.pipelines.combine import CombineConfig, CombineStage
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.gray import GrayConfig, GrayStage
 from pairforge.pipelines.labels import LabelsConfig, LabelsStage
-from pairforge.pipelines.palettes import builtin_palette
 from pairforge.sample import PairSample
 
 Extras = Callable[[np.ndarray], dict[str, Any]]
@@ -55,7 +55,7 @@ def label_ids_for(photo: np.ndarray) -> dict[str, Any]:
 
 
 def label_colors_for(photo: np.ndarray) -> dict[str, Any]:
-    return {"label": CITYSCAPES.colorize(label_ids_for(photo)["label"])}
+    return {"label": np.asarray(CITYSCAPES.colors, np.uint8)[label_ids_for(photo)["label"]]}  # ids 0..33 = rows
 
 
 def b_image_for(photo: np.ndarray) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pairforge.errors import ConfigError
-from pairforge.pipelines.palettes import (
+from pairforge.palettes import (
     UNKNOWN,
     Palette,
     auto_palette,
@@ -18,6 +18,7 @@ from pairforge.pipelines.palettes import (
     auto_palette_from_colors,
     builtin_palette,
     load_palette,
+    palette_colors,
     palette_from_option,
     scan_label_colors,
     scan_label_ids,
@@ -89,37 +90,39 @@ def test_channel_order_is_classes_then_ignore() -> None:
         ignore_color=(0, 0, 0),
     )
     assert palette.channel_colors == ((1, 2, 3), (4, 5, 6), (0, 0, 0))
-    assert palette.num_channels == 3 and palette.ignore_index == 2
+    assert len(palette.channel_colors) == 3 and palette.ignore_index == 2
     ids = np.array([[5, 2, 0, 1]], dtype=np.uint8)
     assert palette.index_of_ids(ids).tolist() == [[0, 1, 2, UNKNOWN]]
     assert palette.index_of_ids(ids.astype(np.int64) - 10).tolist() == [[UNKNOWN] * 4]
 
 
-def test_colorize_and_back_first_class_wins() -> None:
+def test_colour_lookup_first_class_wins() -> None:
     palette = builtin_palette("cityscapes")
-    ids = np.array([[0, 3, 7], [17, 18, 33]], dtype=np.uint8)
-    rgb = palette.colorize(ids)
-    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
-    assert rgb[0, 2].tolist() == [128, 64, 128]
-    # ids 0-4 are all black and polegroup shares pole's grey: the first class is returned.
-    assert palette.ids_from_colors(rgb).tolist() == [[0, 0, 7], [17, 17, 33]]
+    black, grey, road = (0, 0, 0), (153, 153, 153), (128, 64, 128)
+    rgb = np.array([[black, grey, road]], dtype=np.uint8)
+    # ids 0-4 are all black and polegroup (18) shares pole's (17) grey: the first class is returned.
+    assert palette.index_of_colors(rgb).tolist() == [[0, 17, 7]]
+    assert palette.colors_of(np.array([[0, 17, 7]])).tolist() == rgb.tolist()
     assert palette.index_of_colors(np.array([[[1, 2, 3]]], np.uint8)).tolist() == [[UNKNOWN]]
-
-
-def test_strict_conversions_reject_unknowns() -> None:
-    palette = builtin_palette("cityscapes")
-    with pytest.raises(ValueError, match="not in the palette"):
-        palette.colorize(np.array([[34]], dtype=np.uint8))
-    with pytest.raises(ValueError, match="not in the palette"):
-        palette.ids_from_colors(np.array([[[1, 2, 3]]], dtype=np.uint8))
 
 
 def test_sixteen_bit_ids() -> None:
     palette = auto_palette([0, 1000, 65535])
     ids = np.array([[0, 1000, 65535, 999]], dtype=np.uint16)
     assert palette.index_of_ids(ids).tolist() == [[0, 1, 2, UNKNOWN]]
-    back = palette.ids_from_colors(palette.colorize(ids[:, :3]))
-    assert back.dtype == np.uint16 and back.tolist() == [[0, 1000, 65535]]
+    assert palette.index_of_ids(ids.astype(np.int64) + 65536).tolist() == [[UNKNOWN] * 4]
+
+
+def test_palette_colors_of_a_recorded_palette() -> None:
+    """The trainer's one-hot colours come from the recorded JSON: classes, then the ignore class."""
+    palette = Palette(ids=(3, 9), names=("a", "b"), colors=((1, 2, 3), (4, 5, 6)), ignore_id=255,
+                      ignore_color=(7, 8, 9))
+    recorded = json.loads(json.dumps(palette.to_json()))
+    assert palette_colors(recorded) == ((1, 2, 3), (4, 5, 6), (7, 8, 9))
+    assert palette_colors({**recorded, "ignore": None}) == ((1, 2, 3), (4, 5, 6))
+    assert palette_colors(None) == () and palette_colors({}) == ()
+    with pytest.raises(ConfigError, match="palette"):
+        palette_colors({"classes": [{"id": 1, "color": [1, 2]}]})
 
 
 def test_auto_palette_distinct_and_stable() -> None:
@@ -143,13 +146,18 @@ def test_with_ignore_avoids_used_ids_and_colours() -> None:
     assert palette.with_ignore() is palette
 
 
-def test_scan_and_auto_palette_for(make_label_map) -> None:
+def make_label_map(height: int, width: int, ids: list[int], seed: int = 0) -> np.ndarray:
+    """A random class-id map drawing from ``ids`` (uint16 when an id exceeds 255)."""
+    dtype = np.uint16 if max(ids) > 255 else np.uint8
+    return np.random.default_rng(seed).choice(np.asarray(ids), size=(height, width)).astype(dtype)
+
+
+def test_scan_and_auto_palette_for() -> None:
     maps = [make_label_map(16, 16, [1, 4], seed=1), make_label_map(8, 24, [4, 9, 300], seed=2)]
     assert scan_label_ids(maps) == tuple(sorted({int(v) for m in maps for v in np.unique(m)}))
     assert auto_palette_for(maps) == auto_palette(scan_label_ids(maps))
-    colored = [
-        auto_palette(range(10)).colorize(m) for m in (make_label_map(16, 16, [1, 4, 9], seed=3),)
-    ]
+    ten = auto_palette(range(10))
+    colored = [ten.colors_of(ten.index_of_ids(make_label_map(16, 16, [1, 4, 9], seed=3)))]
     colors = scan_label_colors(colored)
     palette = auto_palette_for(colored)
     assert palette == auto_palette_from_colors(colors)

@@ -1,10 +1,12 @@
 """Label palettes: class ids, names and exact colours, and their JSON form.
 
-A :class:`Palette` is the single description of a label space. ``make-labels``
-uses it to turn class-id maps into colour-coded A images (and colour-coded
-maps back into ids), and it travels into ``pairs.json`` and ``dataset.json``
-under ``"palette"`` so the trainer can one-hot encode A. The one-hot channel
-order is the order of ``classes``, followed by the ignore class when present.
+A palette is part of the pair-folder and shard formats: ``make-labels`` records
+it in ``pairs.json``, ``shard`` carries it into ``dataset.json`` under
+``"palette"``, and the trainer one-hot encodes A with it. :class:`Palette` is the
+one description of a label space and :meth:`Palette.from_json` the one parser of
+that record (:func:`palette_colors` for the trainer's channel colours). The
+one-hot channel order is the order of ``classes``, followed by the ignore class
+when present.
 
 JSON schema (``Palette.to_json``)::
 
@@ -22,8 +24,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from pairforge.errors import ConfigError
-from pairforge.imageio import pack_rgb
+from pairforge.errors import ConfigError, SampleError
+from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb, read_label_image
+
+log = logging.getLogger(__name__)
 
 Color = tuple[int, int, int]
 
@@ -131,11 +136,6 @@ class Palette:
         return (*self.colors, self.ignore_color)
 
     @property
-    def num_channels(self) -> int:
-        """One-hot channels the trainer needs (classes plus the ignore class)."""
-        return len(self.channel_colors)
-
-    @property
     def ignore_index(self) -> int | None:
         """Channel index of the ignore class (the last one), or ``None``."""
         return len(self.ids) if self.ignore_id is not None else None
@@ -207,34 +207,6 @@ class Palette:
             ``(...)`` int channel indices in ``0..num_channels-1`` -> ``(..., 3)`` uint8.
         """
         return self._color_table[index]
-
-    def colorize(self, ids: np.ndarray) -> np.ndarray:
-        """Colour-code a class-id map with the exact palette colours.
-
-        Shape:
-            ``(H, W)`` integer ids -> ``(H, W, 3)`` uint8 RGB.
-
-        Raises:
-            ValueError: the map holds ids that are not in the palette.
-        """
-        index = self.index_of_ids(ids)
-        _raise_unknown(index, np.asarray(ids), "ids")
-        return self.colors_of(index)
-
-    def ids_from_colors(self, rgb: np.ndarray) -> np.ndarray:
-        """Class ids of a colour-coded map (the first class wins for shared colours).
-
-        Shape:
-            ``(H, W, 3)`` uint8 RGB -> ``(H, W)`` uint16 ids (uint8 when every id fits).
-
-        Raises:
-            ValueError: the map holds colours that are not in the palette.
-        """
-        index = self.index_of_colors(rgb)
-        _raise_unknown(index, np.asarray(rgb), "colours")
-        channel_ids = list(self.ids) + ([self.ignore_id] if self.ignore_id is not None else [])
-        dtype = np.uint8 if max(channel_ids) <= 255 else np.uint16
-        return np.asarray(channel_ids, dtype=dtype)[index]
 
     # -------------------------------------------------------------- derivations
 
@@ -338,6 +310,21 @@ class Palette:
 
 
 # ------------------------------------------------------------------ constructors
+
+
+def palette_colors(data: Mapping[str, Any] | None) -> tuple[Color, ...]:
+    """One-hot channel colours of a palette as recorded in pairs.json / dataset.json.
+
+    Args:
+        data: the recorded ``"palette"`` (:meth:`Palette.to_json` form), or ``None``.
+
+    Returns:
+        The classes' colours, then the ignore colour when present; ``()`` for no palette.
+
+    Raises:
+        ConfigError: the record is not a valid palette.
+    """
+    return Palette.from_json(data).channel_colors if data else ()
 
 
 def load_palette(path: str | os.PathLike[str]) -> Palette:
@@ -453,6 +440,30 @@ def auto_palette_for(labels: Iterable[np.ndarray]) -> Palette:
     return auto_palette(ids) if ids else auto_palette_from_colors(colors)
 
 
+def auto_palette_of_files(
+    paths: Iterable[str | os.PathLike[str]], max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_progress: Callable[[int], Any] | None = None,
+) -> Palette:
+    """:func:`auto_palette_for` the label map files at ``paths`` (``make-labels`` without ``--palette``).
+
+    A file that cannot be read is skipped here: the run rejects it with its reason.
+
+    Args:
+        paths: label map files.
+        max_pixels: decoding limit per file.
+        on_progress: called with 1 after each file.
+    """
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(read_label_image(path, max_pixels))
+        except SampleError:
+            log.debug("label map %s skipped for the automatic palette", path, exc_info=True)
+        if on_progress is not None:
+            on_progress(1)
+    return auto_palette_for(arrays)
+
+
 def distinct_color(class_id: int) -> Color:
     """The automatic palette's colour for one id (bit interleaving, see :func:`auto_palette`)."""
     red = green = blue = 0
@@ -540,16 +551,6 @@ BUILTIN_PALETTES = ("cityscapes",)
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-def _raise_unknown(index: np.ndarray, values: np.ndarray, what: str) -> None:
-    unknown = index == UNKNOWN
-    if unknown.any():
-        found = values[unknown] if what == "ids" else values.reshape(-1, 3)[unknown.reshape(-1)]
-        examples = np.unique(found, axis=0)[:5].tolist()
-        raise ValueError(
-            f"{int(unknown.sum())} pixels have {what} not in the palette, e.g. {examples}"
-        )
 
 
 def _int(value: Any, field: str) -> int:
