@@ -24,7 +24,7 @@ import cv2  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
-from pairforge.pipelines.facades import FacadesConfig, render_facade, write_facades  # noqa: E402
+from pairforge.pipelines.synthetic.facades import FacadesConfig, render_facade, write_facades  # noqa: E402
 
 TARGET = 50.0
 

@@ -317,7 +317,7 @@ def synth_facades_command(output: Path, count: int, seed: int, size: int) -> Non
     Labels -> photo is one-to-many here (colours, textures, lighting vary), the
     setting where the paper shows the cGAN term helping over L1 alone.
     """
-    from pairforge.pipelines.facades import FacadesConfig, write_facades
+    from pairforge.pipelines.synthetic.facades import FacadesConfig, write_facades
 
     with progress(count, "rendering facades") as advance:
         summary = write_facades(output, FacadesConfig(count=count, seed=seed, size=size), progress=advance)

@@ -13,15 +13,15 @@ import pytest
 from pairforge.errors import ConfigError
 from pairforge.imageio import read_image, read_label_image
 from pairforge.palettes import load_palette
-from pairforge.pipelines.facades import (
+from pairforge.pipelines.geometry import FitConfig
+from pairforge.pipelines.labels import LabelsConfig, LabelsStage
+from pairforge.pipelines.synthetic.facades import (
     FACADE_PALETTE,
     FacadesConfig,
     facade_key,
     render_facade,
     write_facades,
 )
-from pairforge.pipelines.geometry import FitConfig
-from pairforge.pipelines.labels import LabelsConfig, LabelsStage
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -136,6 +136,28 @@ def test_output_feeds_make_labels(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "palette.json").read_text())["name"] == "facades"
 
 
+def test_every_small_size_renders() -> None:
+    """Blinds one pixel tall crashed ``_awning`` (IndexError) at most sizes below 80 (seed 0: index 14)."""
+    for size in range(32, 80):
+        for index in range(16):
+            photo, labels = render_facade(index, FacadesConfig(count=1, size=size))
+            assert photo.shape == (size, size, 3) and labels.shape == (size, size)
+
+
+def test_synth_facades_command_at_the_smallest_sizes(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pairforge.cli import cli
+
+    for size in ("64", "32"):
+        result = CliRunner().invoke(cli, ["synth", "facades", "-o", str(tmp_path / size), "--count", "30",
+                                          "--size", size])
+        assert result.exit_code == 0 and result.exception is None, result.output
+        assert len(list((tmp_path / size / "labels").glob("*.png"))) == 30
+    result = CliRunner().invoke(cli, ["synth", "facades", "-o", str(tmp_path / "x"), "--size", "31"])
+    assert result.exit_code == 2 and "31" in result.output
+
+
 def test_progress_called_per_sample(tmp_path: Path) -> None:
     calls: list[int] = []
     write_facades(tmp_path, FacadesConfig(count=3, size=64), progress=calls.append)
@@ -147,7 +169,8 @@ def test_progress_called_per_sample(tmp_path: Path) -> None:
     [
         ("count", {"count": 0}),
         ("seed", {"seed": -1}),
-        ("size", {"size": 32}),
+        ("size", {"size": 31}),
+        ("size", {"size": 4097}),
         ("size", {"size": 256.0}),
         ("jpeg_quality", {"jpeg_quality": 101}),
     ],
