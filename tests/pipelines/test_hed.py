@@ -1,4 +1,4 @@
-"""HED network, its three weight formats and batched inference."""
+"""HED network, its two weight formats (and the documented Caffe conversion) and batched inference."""
 
 from __future__ import annotations
 
@@ -80,74 +80,20 @@ def write_sniklaus(path: Path, layers: LayerWeights) -> None:
     torch.save(state, path)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _bytes_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _int_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
-
-
-def _blob(array: np.ndarray, legacy: bool) -> bytes:
-    """BlobProto: packed float data (5) and shape (7) or legacy num/channels/height/width (1..4)."""
-    if legacy:
-        dims = (1,) * (4 - array.ndim) + array.shape
-        header = b"".join(_int_field(number, dim) for number, dim in enumerate(dims, start=1))
-    else:
-        header = _bytes_field(7, _bytes_field(1, b"".join(_varint(dim) for dim in array.shape)))
-    return header + _bytes_field(5, array.astype("<f4").tobytes())
-
-
-def _layer(name: str, blobs: list[np.ndarray], legacy: bool) -> bytes:
-    """LayerParameter (field 100: name 1, type 2, blobs 7) or V1LayerParameter (field 2: name 4, blobs 6)."""
-    if legacy:
-        body = _bytes_field(4, name.encode()) + _int_field(5, 4) + b"".join(_bytes_field(6, _blob(b, True)) for b in blobs)
-        return _bytes_field(2, body)
-    body = _bytes_field(1, name.encode()) + _bytes_field(2, b"Convolution")
-    body += b"".join(_bytes_field(7, _blob(b, False)) for b in blobs)
-    return _bytes_field(100, body)
-
-
-def write_caffemodel(path: Path, layers: LayerWeights) -> None:
-    """A NetParameter with HED's Caffe layer names; conv1_* use the legacy V1 encoding."""
-    caffe_names = {f"side{i}": f"score-dsn{i}" for i in range(1, 6)} | {"fuse": "new-score-weighting"}
-    parts = [_bytes_field(1, b"HED"), _layer("data", [], legacy=False)]
-    for name in LAYER_NAMES:
-        parts.append(_layer(caffe_names.get(name, name), list(layers[name]), legacy=name.startswith("conv1_")))
-        parts.append(_layer(f"relu-{name}", [], legacy=False))
-    bilinear = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25]).astype(np.float32)[None, None]
-    parts.append(_layer("upsample_2", [bilinear], legacy=False))  # fixed deconvolution, unused
-    path.write_bytes(b"".join(parts))
-
-
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[LayerWeights, dict[str, Path]]:
     folder = tmp_path_factory.mktemp("hed-weights")
     layers = random_layers()
-    paths = {
-        "keras": folder / "hed.weights.h5",
-        "torch": folder / "network-bsds500.pytorch",
-        "caffe": folder / "hed_pretrained_bsds.caffemodel",
-    }
+    paths = {"keras": folder / "hed.weights.h5", "torch": folder / "network-bsds500.pytorch"}
     write_keras(paths["keras"], layers)
     write_sniklaus(paths["torch"], layers)
-    write_caffemodel(paths["caffe"], layers)
     return layers, paths
 
 
 # --------------------------------------------------------------------------- loaders
 
 
-def test_three_formats_load_identical_networks(weight_files: tuple[LayerWeights, dict[str, Path]]) -> None:
+def test_both_formats_load_identical_networks(weight_files: tuple[LayerWeights, dict[str, Path]]) -> None:
     layers, paths = weight_files
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 45, 38, 3), dtype=np.uint8))
     inputs = hed.preprocess(images).contiguous()
@@ -163,10 +109,9 @@ def test_three_formats_load_identical_networks(weight_files: tuple[LayerWeights,
         network.load_layers(loaded)
         with torch.no_grad():
             outputs[fmt] = network.forward_all(inputs)
-    for fmt in ("torch", "caffe"):
-        for side, (expected, got) in enumerate(zip(outputs["keras"], outputs[fmt], strict=True)):
-            assert got.shape == (2, 1, 45, 38)
-            assert torch.equal(expected, got), f"{fmt} output {side} differs from keras"
+    for side, (expected, got) in enumerate(zip(outputs["keras"], outputs["torch"], strict=True)):
+        assert got.shape == (2, 1, 45, 38)
+        assert torch.equal(expected, got), f"torch output {side} differs from keras"
     # Random weights give varied, non-degenerate maps (so the equality above means something).
     assert outputs["keras"][-1].std() > 0.1
 
@@ -179,8 +124,48 @@ def test_format_is_sniffed_from_content_without_known_extension(
         renamed = tmp_path / f"{fmt}.bin"
         renamed.symlink_to(path)
         assert weights_format(renamed) == fmt
-    loaded = load_weights(tmp_path / "caffe.bin")
+    loaded = load_weights(tmp_path / "torch.bin")
     np.testing.assert_array_equal(loaded["fuse"][0], layers["fuse"][0])
+    (tmp_path / "other.bin").write_bytes(b"\x0a\x03HED")
+    assert weights_format(tmp_path / "other.bin") == "unknown"
+    with pytest.raises(WeightsError, match="neither an HDF5 .* nor a PyTorch file"):
+        load_weights(tmp_path / "other.bin")
+
+
+def test_caffemodel_is_refused_with_the_way_to_convert_it(tmp_path: Path) -> None:
+    path = tmp_path / "hed_pretrained_bsds.caffemodel"
+    path.write_bytes(b"\x0a\x03HED")
+    with pytest.raises(WeightsError, match=r"not read: convert it once .*README.*network-bsds500\.pytorch"):
+        load_weights(path)
+
+
+def test_readme_caffe_conversion_gives_the_same_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's one-off .caffemodel conversion, run against a stand-in for pycaffe's Net."""
+    import re
+    import sys
+    import types
+
+    layers = random_layers(seed=3)
+    caffe_names = {f"side{i}": f"score-dsn{i}" for i in range(1, 6)} | {"fuse": "new-score-weighting"}
+    params = {"upsample_2": [types.SimpleNamespace(data=np.ones((1, 1, 4, 4), np.float32))]}
+    for name in LAYER_NAMES:  # biases as old Caffe stored them, (1, 1, 1, out)
+        weight, bias = layers[name]
+        params[caffe_names.get(name, name)] = [types.SimpleNamespace(data=weight),
+                                               types.SimpleNamespace(data=bias.reshape(1, 1, 1, -1))]
+    fake = types.ModuleType("caffe")
+    fake.TEST = 1
+    fake.Net = lambda prototxt, weights, phase: types.SimpleNamespace(params=params)
+    monkeypatch.setitem(sys.modules, "caffe", fake)
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    recipe = re.search(r"```python\n(import caffe\n.*?)```", readme, re.S)
+    assert recipe is not None, "the README lost its .caffemodel conversion"
+    exec(compile(recipe.group(1), "README.md", "exec"), {})
+    loaded = load_weights(tmp_path / "hed_bsds.pytorch")
+    assert sorted(loaded) == sorted(LAYER_NAMES)
+    for name in LAYER_NAMES:
+        np.testing.assert_array_equal(loaded[name][0], layers[name][0], err_msg=name)
+        np.testing.assert_array_equal(loaded[name][1], layers[name][1], err_msg=name)
 
 
 def test_detector_loads_any_format_and_reports_it(weight_files: tuple[LayerWeights, dict[str, Path]]) -> None:
@@ -193,7 +178,6 @@ def test_detector_loads_any_format_and_reports_it(weight_files: tuple[LayerWeigh
         assert len(detector.weights.sha256) == 64
         maps[fmt] = detector.predict([photo])[0]
     assert maps["keras"].shape == (40, 48) and maps["keras"].dtype == np.float32
-    np.testing.assert_array_equal(maps["keras"], maps["caffe"])
     np.testing.assert_array_equal(maps["keras"], maps["torch"])
 
 
@@ -217,11 +201,9 @@ def test_incomplete_or_foreign_weights_are_clear_errors(
     with pytest.raises(WeightsError, match="unexpected key 'encoder.weight'"):
         load_weights(foreign)
 
-    full = tmp_path / "full.caffemodel"
-    write_caffemodel(full, layers)
-    truncated = tmp_path / "cut.caffemodel"
-    truncated.write_bytes(full.read_bytes()[:1000])
-    with pytest.raises(WeightsError, match="cannot read .* as caffe"):
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(foreign.read_bytes()[:100])
+    with pytest.raises(WeightsError, match="cannot read .* as torch"):
         load_weights(truncated)
 
     with pytest.raises(WeightsError, match="not found"):
