@@ -195,12 +195,19 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def is_grayscale(image: np.ndarray, tolerance: int = 0) -> bool:
-    """True when an RGB image's channels differ by at most ``tolerance`` everywhere."""
+def colored_fraction(image: np.ndarray, tolerance: int = 0) -> float:
+    """Fraction of pixels whose R, G and B differ by more than ``tolerance`` (0.0: the image is gray).
+
+    The one grayscale test: ``make-gray`` rejects photos with almost no colour, ``make-labels``
+    reads a 3-channel image with equal channels as class ids.
+
+    Shape:
+        ``(H, W, 3)`` uint8 RGB, or ``(H, W)`` / ``(H, W, 1)`` (always 0.0) -> a float in ``[0, 1]``.
+    """
     if image.ndim == 2 or image.shape[2] == 1:
-        return True
-    spread = image.max(axis=2).astype(np.int64) - image.min(axis=2).astype(np.int64)
-    return int(spread.max(initial=0)) <= tolerance
+        return 0.0
+    spread = image.max(axis=2) - image.min(axis=2)  # max >= min: no wrap-around, any integer dtype
+    return float(np.count_nonzero(spread > tolerance)) / max(1, spread.size)
 
 
 def _to_cv(image: np.ndarray) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.imageio import colored_fraction
 from pairforge.lab import L_SCALE_8BIT, lightness
 from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image
@@ -120,16 +120,6 @@ class GrayStage:
             "size": self.config.fit.size,
             "fit": self.config.fit.fit,
         }
-
-
-def colored_fraction(image: np.ndarray, tolerance: int) -> float:
-    """Fraction of pixels whose R, G and B differ by more than ``tolerance``.
-
-    Shape:
-        ``(H, W, 3)`` uint8 RGB -> a float in ``[0, 1]``.
-    """
-    spread = cv2.absdiff(image.max(axis=2), image.min(axis=2))
-    return float(np.count_nonzero(spread > tolerance)) / max(1, spread.size)
 
 
 def luma(image: np.ndarray) -> np.ndarray:

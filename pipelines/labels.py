@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
-from pairforge.imageio import is_grayscale
+from pairforge.imageio import colored_fraction
 from pairforge.palettes import UNKNOWN, Palette
 from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
@@ -181,7 +181,7 @@ class LabelsStage:
         if label.shape[0] == 0 or label.shape[1] == 0:
             raise SampleError("bad label map", f"label map is empty ({label.shape[1]}x{label.shape[0]})")
         if label.ndim == 3 and self.config.input == "ids":
-            if not is_grayscale(label):
+            if colored_fraction(label):
                 raise SampleError(
                     "bad label map", "expected a single-channel class-id map, got a colour image (try --input colors)"
                 )

@@ -10,7 +10,7 @@ import pytest
 from pairforge.device import resolve_device
 from pairforge.errors import ConfigError
 from pairforge.files import atomic_path, file_sha256, write_atomic
-from pairforge.imageio import is_grayscale, pack_rgb
+from pairforge.imageio import colored_fraction, pack_rgb
 
 
 def test_write_atomic_replaces_whole_and_leaves_no_temporary(tmp_path):
@@ -45,13 +45,13 @@ def test_pack_rgb_known_values():
     assert pack_rgb(np.array([[128, 64, 32]])).tolist() == [128 * 65536 + 64 * 256 + 32]
 
 
-def test_is_grayscale_tolerance():
+def test_colored_fraction_tolerance():
     image = np.full((2, 2, 3), 100, np.uint8)
-    assert is_grayscale(image)
+    assert colored_fraction(image) == 0.0
     image[1, 1, 2] = 103
-    assert not is_grayscale(image)
-    assert is_grayscale(image, tolerance=3)
-    assert is_grayscale(np.zeros((2, 2), np.uint8))
+    assert colored_fraction(image) == 0.25
+    assert colored_fraction(image, tolerance=3) == 0.0 and colored_fraction(image, tolerance=2) == 0.25
+    assert colored_fraction(np.zeros((2, 2), np.uint8)) == 0.0
 
 
 def test_resolve_device_rule():
