@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,6 +22,15 @@ from pairforge.trainer.config import (  # torch-free: --help stays fast
 )
 
 COMMANDS: list[click.Command] = []
+
+
+def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--sample-every, --val-every, --checkpoint-every: steps between them, 0 = only at the end."""
+    for name, default, what in (("checkpoint", 1000, "checkpoints"), ("val", 1000, "validation passes"),
+                                ("sample", 500, "sample grids in samples/")):
+        function = click.option(f"--{name}-every", type=click.IntRange(min=0), default=default, show_default=True,
+                                help=f"Steps between {what} (0: only at the end).")(function)
+    return function
 
 
 # Every option's parameter name is the config field it sets (--no-flip -> flip=False), so the
@@ -91,12 +101,7 @@ COMMANDS: list[click.Command] = []
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, shuffling, augmentation, dropout.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True,
               help="Steps between rows of metrics.jsonl.")
-@click.option("--sample-every", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Steps between sample grids in samples/ (0: only at the end).")
-@click.option("--val-every", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Steps between validation passes (0: only at the end).")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Steps between checkpoints (0: only at the end).")
+@_interval_options
 @click.option("--keep-checkpoints", type=click.IntRange(min=1), default=3, show_default=True,
               help="Step checkpoints kept (the newest); older ones are deleted.")
 @click.option("--max-val-samples", type=click.IntRange(min=0), default=64, show_default=True,
@@ -167,99 +172,19 @@ def _summary(result: object, values: dict[str, object]) -> None:
     click.echo(f"report     {values['run_dir']}/report.html")
 
 
-def _stored_size(urls: tuple[str, ...]) -> tuple[int, int] | None:
-    """(height, width) of the first sample of the first local shard, from its .json (None if unknown)."""
-    import tarfile
-    from pathlib import Path
-
-    for url in urls[:1]:
-        if not Path(url).is_file():
-            return None
-        try:
-            with tarfile.open(url) as tar:
-                for member in tar:
-                    if member.isfile() and member.name.endswith(".json"):
-                        handle = tar.extractfile(member)
-                        meta = json.loads(handle.read()) if handle else {}
-                        if "height" in meta and "width" in meta:
-                            return int(meta["height"]), int(meta["width"])
-        except (OSError, tarfile.TarError, ValueError):
-            return None
-    return None
-
-
-def _dry_run(config: object, resume: str | None) -> None:
+def _dry_run(config: Any, resume: str | None) -> None:
     """Print the resolved config as JSON (stdout) and what it implies as warnings (stderr)."""
-    import dataclasses
-    import os
+    from pairforge.trainer.plan import describe_plan
 
-    import torch
-
-    from pairforge.errors import PairforgeError
-    from pairforge.trainer.loop import resolve_config, resolve_device
-    from pairforge.trainer.schedule import describe_schedule, make_schedule
-
-    resolved, info, _ = resolve_config(config)  # type: ignore[arg-type]
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(resolved.device)
-    precision = resolved.precision if resolved.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    schedule = make_schedule(resolved.optim, info.counts.get("train", 0), resolved.data.batch_size, world_size)
-    done = 0
-    if resume is not None:  # what the loop will do: continue, or extend with a continuous lr
-        from pathlib import Path
-
-        from pairforge.trainer import checkpoint
-        from pairforge.trainer.schedule import Schedule, extend_schedule
-
-        try:
-            state = checkpoint.load_state(checkpoint.resolve_checkpoint(Path(resume)))
-        except (PairforgeError, OSError) as exc:
-            raise click.ClickException(f"{resume}: {exc}") from None
-        done = int(state["step"])
-        planned = Schedule(**state["schedule"]) if state.get("schedule") else None
-        if planned is not None and schedule.total_steps > planned.total_steps:
-            schedule = extend_schedule(planned, done, schedule.total_steps)
-    document = resolved.to_dict()
-    document["dataset"] = info.to_dict()
-    document["resolved"] = {
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "precision": precision,
-        "world_size": world_size,
-        "train_samples": info.counts.get("train", 0),
-        "steps_per_epoch": schedule.steps_per_epoch,
-        "total_steps": schedule.total_steps,
-        "steps_done": done,
-        "total_epochs": round(schedule.total_steps / schedule.steps_per_epoch, 4),
-        "schedule": dataclasses.asdict(schedule),
-        "lr_schedule": describe_schedule(schedule, resolved.optim.lr),
-    }
-    warnings = []
-    size = _stored_size(info.splits.get("train", ()))
-    augment = resolved.augment
-    if size is not None:
-        document["resolved"]["stored_size"] = f"{size[1]}x{size[0]}"
-        wanted = augment.load_size if augment.mode != "none" else augment.crop_size
-        if min(size) < augment.crop_size:
-            warnings.append(
-                f"the crop ({augment.crop_size} px) is larger than the stored images ({size[1]}x{size[0]} px): "
-                f"training upscales them {wanted / min(size):.2f}x to {wanted} px first; for these data "
-                f"keep the paper's 286/256 ratio at this size: {_fitting_options(min(size), resolved.model.generator)}")
+    document, warnings = describe_plan(config, resume)
     click.echo(json.dumps(document, indent=2, sort_keys=True))
     facts = document["resolved"]
-    click.echo(f"device {facts['device']}, precision {precision}; {facts['total_steps']} steps = "
-               f"{facts['total_epochs']:g} epochs of {schedule.steps_per_epoch} steps (batch {resolved.data.batch_size}"
-               f" x {world_size} process(es), {facts['train_samples']} train pairs); {facts['lr_schedule']}",
-               err=True)
+    click.echo(f"device {facts['device']}, precision {facts['precision']}; {facts['total_steps']} steps = "
+               f"{facts['total_epochs']:g} epochs of {facts['steps_per_epoch']} steps (batch "
+               f"{document['data']['batch_size']} x {facts['world_size']} process(es), {facts['train_samples']} train pairs); "
+               f"{facts['lr_schedule']}", err=True)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _fitting_options(side: int, generator: str) -> str:
-    """Load/crop sizes (and generator) for images of ``side`` px: crop a multiple of 32 within them."""
-    crop = max(32, side // 32 * 32)
-    text = f"--load-size {round(crop * 286 / 256)} --crop-size {crop}"
-    fixed = {"unet_256": 256, "unet_128": 128}.get(generator)
-    return text + (" --generator unet" if fixed is not None and fixed != crop else "")
 
 
 COMMANDS.append(train_command)
