@@ -99,3 +99,16 @@ def test_quiet_hides_the_progress_bar(command: str, run_and_inputs: tuple[Path, 
     assert "img/s" not in quiet.stderr and "%|" not in quiet.stderr  # ... and gone with it
     summary = "predicted" if command == "predict" else "pairs ->"
     assert summary in quiet.stdout  # the summary stays
+
+
+def test_quiet_hides_the_training_bar(run_and_inputs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, shards, _ = run_and_inputs
+    tiny = ["--steps", "2", "--load-size", "40", "--crop-size", "32", "--generator", "unet", "--generator-channels",
+            "8", "--discriminator-channels", "8", "--num-workers", "0", "--max-val-samples", "0", "--device", "cpu"]
+    runner = CliRunner()
+    loud = runner.invoke(cli, ["train", str(shards), "-o", str(tmp_path / "loud"), *tiny])
+    quiet = runner.invoke(cli, ["-q", "train", str(shards), "-o", str(tmp_path / "quiet"), *tiny])
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert "train: 100%" in loud.stderr and "step/s" in loud.stderr
+    assert "step/s" not in quiet.stderr and "%|" not in quiet.stderr
+    assert "checkpoint" in quiet.stdout  # the closing summary stays
