@@ -32,14 +32,7 @@ from common import machine  # noqa: E402
 
 from pairforge.commands.serve import load_run_model  # noqa: E402
 from pairforge.serve import BackgroundServer, Job, PageServer, ServeConfig  # noqa: E402
-from pairforge.trainer.config import (  # noqa: E402
-    AugmentConfig,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-)
+from pairforge.trainer.config import TrainConfig  # noqa: E402
 from pairforge.trainer.loop import train  # noqa: E402
 
 SIZE = 256
@@ -73,13 +66,10 @@ def make_run(root: Path, channels: int) -> Path:
                "shards": [{"name": tar.name, "split": "train", **stats}],
                "source": {"kind": "edges", "stage": {}, "command": "bench_serve"}, "created_by": "bench_serve"}
     (shards / "dataset.json").write_text(json.dumps(dataset))
-    config = TrainConfig(
-        data=DataConfig(shards=str(shards), batch_size=1, num_workers=0, shuffle_buffer=8, max_val_samples=1),
-        augment=AugmentConfig(load_size=286, crop_size=SIZE),
-        model=ModelConfig(generator="unet_256", generator_channels=channels, discriminator_channels=channels,
-                          crop_size=SIZE),
-        loss=LossConfig(), optim=OptimConfig(steps=1), output=str(root / "runs"), device="cpu",
-        log_every=1, sample_every=0, val_every=0, checkpoint_every=0,
+    config = TrainConfig.from_options(
+        shards=str(shards), batch_size=1, num_workers=0, shuffle_buffer=8, max_val_samples=1, load_size=286,
+        crop_size=SIZE, generator="unet_256", generator_channels=channels, discriminator_channels=channels,
+        steps=1, output=str(root / "runs"), device="cpu", log_every=1, sample_every=0, val_every=0, checkpoint_every=0,
     )
     return Path(train(config).run_dir)
 

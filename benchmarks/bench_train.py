@@ -20,6 +20,7 @@ step windows (synchronised on CUDA). Prints one JSON summary. ``--quick`` is a r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import random
@@ -33,14 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pairforge.trainer.config import (
-    AugmentConfig,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-)
+from pairforge.trainer.config import ModelConfig, TrainConfig
 from pairforge.trainer.data import default_num_workers
 from pairforge.trainer.loop import train
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss, l1_loss
@@ -168,12 +162,10 @@ def pairforge_run(shards: Path, output: Path, model: ModelConfig, device: str, b
     """pairforge's loop from shards: ``window`` warm-up steps then ``steps`` steps, logged every ``window``;
     images/s and data wait are the medians of the log windows after the first (the baseline's protocol)."""
     window = window or max(1, steps // 5)
-    config = TrainConfig(
-        data=DataConfig(shards=str(shards), batch_size=batch, num_workers=workers, shuffle_buffer=64, max_val_samples=0),
-        augment=AugmentConfig(load_size=286, crop_size=model.crop_size),
-        model=model, loss=LossConfig(), optim=OptimConfig(steps=steps + window),
-        output=str(output), device=device, precision=precision, compile=compile_,
-        log_every=window, sample_every=0, val_every=0, checkpoint_every=0,
+    config = TrainConfig.from_options(
+        shards=str(shards), batch_size=batch, num_workers=workers, shuffle_buffer=64, max_val_samples=0, load_size=286,
+        **dataclasses.asdict(model), steps=steps + window, output=str(output), device=device, precision=precision,
+        compile=compile_, log_every=window, sample_every=0, val_every=0, checkpoint_every=0,
     )
     result = train(config)
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

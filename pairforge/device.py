@@ -35,3 +35,12 @@ def resolve_device(choice: str, index: int | None = None) -> torch.device:
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda") if index is None else torch.device("cuda", index)
+
+
+def device_name(choice: str) -> str:
+    """``cpu`` or ``cuda`` for a ``--device`` choice: the device string inference and serving take.
+
+    Raises:
+        ConfigError: as :func:`resolve_device`.
+    """
+    return resolve_device(choice).type

@@ -18,6 +18,8 @@ LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
 DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
+SCALES = ("train", "native")
+"""Test-time scale: the training crop size (the reference's test protocol) or the stored resolution."""
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -28,6 +30,14 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 def _at_least(name: str, value: float, minimum: float) -> None:
     if value < minimum:
         raise ConfigError(name, value, f">= {minimum}")
+
+
+def _validate(config: object, choices: dict[str, tuple[str, ...]], minimums: dict[str, float]) -> None:
+    """Check the named fields of ``config``: each in its choices, then each at least its minimum."""
+    for name, allowed in choices.items():
+        _choice(name, getattr(config, name), allowed)
+    for name, minimum in minimums.items():
+        _at_least(name, getattr(config, name), minimum)
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,8 @@ class DataConfig:
     direction: str = "AtoB"
 
     def __post_init__(self) -> None:
-        _choice("direction", self.direction, DIRECTIONS)
-        _choice("label_input", self.label_input, LABEL_INPUTS)
-        _choice("colorspace", self.colorspace, COLORSPACES)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("num_workers", self.num_workers, 0)
-        _at_least("shuffle_buffer", self.shuffle_buffer, 1)
-        _at_least("max_val_samples", self.max_val_samples, 0)
+        _validate(self, {"direction": DIRECTIONS, "label_input": LABEL_INPUTS, "colorspace": COLORSPACES},
+                  {"batch_size": 1, "num_workers": 0, "shuffle_buffer": 1, "max_val_samples": 0})
 
 
 @dataclass(frozen=True)
@@ -133,14 +138,9 @@ class ModelConfig:
     conditional: bool = True
 
     def __post_init__(self) -> None:
-        _choice("generator", self.generator, GENERATORS)
-        _choice("discriminator", self.discriminator, DISCRIMINATORS)
-        _choice("norm", self.norm, NORMS)
-        _at_least("in_channels", self.in_channels, 1)
-        _at_least("out_channels", self.out_channels, 1)
-        _at_least("generator_channels", self.generator_channels, 1)
-        _at_least("discriminator_channels", self.discriminator_channels, 1)
-        _at_least("n_layers", self.n_layers, 1)
+        _validate(self, {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "norm": NORMS},
+                  dict.fromkeys(("in_channels", "out_channels", "generator_channels", "discriminator_channels",
+                                 "n_layers"), 1))
         if self.crop_size % 2:
             raise ConfigError("crop_size", self.crop_size, "an even number of pixels")
         if self.discriminator == "image" and self.crop_size < 96:
@@ -261,10 +261,8 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         if not self.name or any(c in self.name for c in "/\\ ."):
             raise ConfigError("name", self.name, "a non-empty name without '/', '\\', '.' or spaces")
-        for name in ("log_every", "sample_every", "val_every", "checkpoint_every"):
-            _at_least(name, getattr(self, name), 0)
-        _at_least("log_every", self.log_every, 1)
-        _at_least("keep_checkpoints", self.keep_checkpoints, 1)
+        _validate(self, {}, {"log_every": 1, "sample_every": 0, "val_every": 0, "checkpoint_every": 0,
+                             "keep_checkpoints": 1})
         if self.augment.crop_size != self.model.crop_size:
             raise ConfigError("model.crop_size", self.model.crop_size, f"the augment crop size {self.augment.crop_size}")
 
@@ -275,20 +273,55 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Rebuild a config written by :meth:`to_dict`; unknown keys are ignored."""
-        parts = {
-            "data": DataConfig,
-            "augment": AugmentConfig,
-            "model": ModelConfig,
-            "loss": LossConfig,
-            "optim": OptimConfig,
-        }
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in values.items():
             if key not in known:
                 continue
-            if key in parts:
-                part_fields = {f.name for f in dataclasses.fields(parts[key])}
-                value = parts[key](**{k: v for k, v in value.items() if k in part_fields})
+            if key in PARTS:
+                value = PARTS[key](**{k: v for k, v in value.items() if k in _field_names(PARTS[key])})
             kwargs[key] = value
         return cls(**kwargs)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> TrainConfig:
+        """A config from flat options, each named as the field it sets (``lr``, ``generator``, ``flip``, ...).
+
+        A name is a field of TrainConfig itself or of one of its parts (``data``, ``augment``,
+        ``model``, ``loss``, ``optim``); ``crop_size`` sets both the augment crop and the model's
+        (they must agree), ``augment`` is the augment mode (``--augment``). Fields not given keep
+        their defaults. This is the one way the CLI, the demo, the reference import, the
+        benchmarks and the tests build a TrainConfig.
+
+        Raises:
+            ConfigError: a name that is no field, or an invalid value (naming the field).
+        """
+        parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
+        top: dict[str, Any] = {}
+        for name, value in options.items():
+            if name == "augment":
+                name = "mode"
+            owners = [part for part, part_class in PARTS.items() if name in _field_names(part_class)]
+            if owners:
+                for part in owners:
+                    parts[part][name] = value
+            elif name in _field_names(cls) and name not in PARTS:
+                top[name] = value
+            else:
+                raise ConfigError("option", name, "a field of TrainConfig or of its data, augment, model, loss "
+                                  "or optim parts")
+        return cls(**{part: PARTS[part](**values) for part, values in parts.items()}, **top)
+
+
+PARTS: dict[str, type] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+}
+"""The parts of a TrainConfig, by field name."""
+
+
+def _field_names(config_class: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}

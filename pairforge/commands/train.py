@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
+
+from pairforge.device import DEVICES
+from pairforge.trainer.config import (  # torch-free: --help stays fast
+    AUGMENT_MODES,
+    COLORSPACES,
+    DIRECTIONS,
+    DISCRIMINATORS,
+    GAN_MODES,
+    GENERATORS,
+    LABEL_INPUTS,
+    NORMS,
+    PRECISIONS,
+)
 
 COMMANDS: list[click.Command] = []
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter(f"{value} is not >= 1", ctx=ctx, param=param)
-    return value
+def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--sample-every, --val-every, --checkpoint-every: steps between them, 0 = only at the end."""
+    for name, default, what in (("checkpoint", 1000, "checkpoints"), ("val", 1000, "validation passes"),
+                                ("sample", 500, "sample grids in samples/")):
+        function = click.option(f"--{name}-every", type=click.IntRange(min=0), default=default, show_default=True,
+                                help=f"Steps between {what} (0: only at the end).")(function)
+    return function
 
 
+# Every option's parameter name is the config field it sets (--no-flip -> flip=False), so the
+# options go to TrainConfig.from_options unchanged.
 @click.command("train")
 @click.argument("shards", required=False)
 @click.option("-o", "--output", default="runs", show_default=True, help="Parent folder of the numbered run folders.")
@@ -22,72 +42,69 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), help="Continue this run folder exactly.")
 @click.option("--dataset-json", help="dataset.json for SHARDS given as a pattern or URL (pipe:, http://).")
 @click.option("--val-shards", help="Validation shards (pattern/URL); default: the val split of dataset.json.")
-@click.option("--label-input", type=click.Choice(["onehot", "color"]), default="onehot", show_default=True,
+@click.option("--label-input", type=click.Choice(LABEL_INPUTS), default="onehot", show_default=True,
               help="Labels datasets: feed the generator one channel per class, or the colour-coded map.")
-@click.option("--colorspace", type=click.Choice(["rgb", "lab"]), default="rgb", show_default=True,
+@click.option("--colorspace", type=click.Choice(COLORSPACES), default="rgb", show_default=True,
               help="lab: input L, output ab (colorization).")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
               help="BtoA: B is the input and A the output (the reference's facades, cityscapes and maps "
                    "folders hold photo|labels and train BtoA); recorded in the run.")
-@click.option("--augment", type=click.Choice(["none", "pix2pix", "strong"]), default="pix2pix", show_default=True,
+@click.option("--augment", type=click.Choice(AUGMENT_MODES), default="pix2pix", show_default=True,
               help="pix2pix: resize to --load-size, random crop --crop-size, flip (the paper's jitter); "
                    "strong: also a random resized crop and a small rotation; none: resize to --crop-size only.")
-@click.option("--load-size", type=int, default=286, show_default=True,
+@click.option("--load-size", type=click.IntRange(min=8), default=286, show_default=True,
               help="Side the pair is resized to before the random crop (the paper: 286).")
-@click.option("--crop-size", type=int, default=256, show_default=True,
+@click.option("--crop-size", type=click.IntRange(min=8), default=256, show_default=True,
               help="Side of the random crop the networks train on (the paper: 256).")
-@click.option("--no-flip", is_flag=True, help="No random horizontal flip.")
-@click.option("--generator", "generator", default="unet_256", show_default=True,
-              type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks", "encoder_decoder"]),
+@click.option("--no-flip", "flip", is_flag=True, flag_value=False, default=True, help="No random horizontal flip.")
+@click.option("--generator", "generator", default="unet_256", show_default=True, type=click.Choice(GENERATORS),
               help="U-Net as in the paper (unet: depth from --crop-size), ResNet blocks, or encoder_decoder "
                    "(U-Net without skips, the paper's ablation).")
-@click.option("--discriminator", type=click.Choice(["patch", "pixel", "image", "global"]), default="patch",
+@click.option("--discriminator", type=click.Choice(DISCRIMINATORS), default="patch",
               show_default=True, help="patch: PatchGAN (--n-layers); pixel: 1x1 PixelGAN; image: the paper's 286x286 "
                                       "ImageGAN (a 5-layer PatchGAN); global: one logit per image.")
-@click.option("--n-layers", type=int, default=3, show_default=True, help="PatchGAN depth (3 = 70x70).")
-@click.option("--norm", type=click.Choice(["batch", "instance", "none"]), default="batch", show_default=True,
+@click.option("--n-layers", type=click.IntRange(min=1), default=3, show_default=True, help="PatchGAN depth (3 = 70x70).")
+@click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True,
               help="Normalisation layers of both networks.")
-@click.option("--generator-channels", type=int, default=64, show_default=True,
+@click.option("--generator-channels", type=click.IntRange(min=1), default=64, show_default=True,
               help="Filters of the generator's first layer (ngf in the reference code).")
-@click.option("--discriminator-channels", type=int, default=64, show_default=True,
+@click.option("--discriminator-channels", type=click.IntRange(min=1), default=64, show_default=True,
               help="Filters of the discriminator's first layer (ndf).")
-@click.option("--no-dropout", is_flag=True, help="Turn off the generator's dropout noise.")
-@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan", "hinge"]), default="vanilla", show_default=True,
+@click.option("--no-dropout", "dropout", is_flag=True, flag_value=False, default=True,
+              help="Turn off the generator's dropout noise.")
+@click.option("--gan-mode", type=click.Choice(GAN_MODES), default="vanilla", show_default=True,
               help="GAN objective: vanilla (the paper's cross-entropy), lsgan (least squares) or hinge.")
-@click.option("--lambda-l1", type=float, default=100.0, show_default=True,
+@click.option("--lambda-l1", type=click.FloatRange(min=0), default=100.0, show_default=True,
               help="Weight of the L1 term (0 = GAN only).")
-@click.option("--no-gan", is_flag=True, help="L1 only.")
-@click.option("--unconditional", is_flag=True, help="The discriminator sees only B.")
+@click.option("--no-gan", "use_gan", is_flag=True, flag_value=False, default=True, help="L1 only.")
+@click.option("--unconditional", "conditional", is_flag=True, flag_value=False, default=True,
+              help="The discriminator sees only B.")
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="Initial Adam learning rate of both networks.")
 @click.option("--beta1", type=float, default=0.5, show_default=True, help="Adam beta1 (beta2 is 0.999).")
-@click.option("--epochs", type=int, default=100, show_default=True, help="Epochs at the initial lr.")
-@click.option("--decay-epochs", type=int, default=100, show_default=True, help="Epochs of linear lr decay.")
-@click.option("--steps", type=int, callback=_positive, help="Total steps (overrides epochs; extends a resumed run).")
+@click.option("--epochs", type=click.IntRange(min=0), default=100, show_default=True, help="Epochs at the initial lr.")
+@click.option("--decay-epochs", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Epochs of linear lr decay.")
+@click.option("--steps", type=click.IntRange(min=1), help="Total steps (overrides epochs; extends a resumed run).")
 @click.option("--ema", type=float, default=0.0, show_default=True, help="Generator EMA decay (0.999; 0 = off).")
-@click.option("--batch-size", type=int, default=1, show_default=True, callback=_positive,
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pairs per step per GPU/process (the paper: 1, with batch norm acting as instance norm).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
               help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU].")
-@click.option("--shuffle-buffer", type=int, default=1000, show_default=True,
+@click.option("--shuffle-buffer", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples held in memory to shuffle the shard stream.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto: CUDA when available, else the CPU.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on CPU.")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks.")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the networks.")
 @click.option("--deterministic", is_flag=True, help="Deterministic kernels (exact resume).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, shuffling, augmentation, dropout.")
-@click.option("--log-every", type=int, default=10, show_default=True, callback=_positive,
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True,
               help="Steps between rows of metrics.jsonl.")
-@click.option("--sample-every", type=int, default=500, show_default=True,
-              help="Steps between sample grids in samples/ (0: only at the end).")
-@click.option("--val-every", type=int, default=1000, show_default=True,
-              help="Steps between validation passes (0: only at the end).")
-@click.option("--checkpoint-every", type=int, default=1000, show_default=True,
-              help="Steps between checkpoints (0: only at the end).")
+@_interval_options
 @click.option("--keep-checkpoints", type=click.IntRange(min=1), default=3, show_default=True,
               help="Step checkpoints kept (the newest); older ones are deleted.")
-@click.option("--max-val-samples", type=int, default=64, show_default=True,
+@click.option("--max-val-samples", type=click.IntRange(min=0), default=64, show_default=True,
               help="Validation pairs scored per pass (0: no validation).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
 @click.option("--record-keys", is_flag=True, hidden=True, help="Write keys.jsonl of the trained samples.")
@@ -96,7 +113,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved config (device, precision, steps, epochs, lr schedule) and exit.")
 def train_command(shards: str | None, resume: str | None, steps: int | None, dry_run: bool, verify: bool,
-                  **options: object) -> None:
+                  **options: Any) -> None:
     """Train pix2pix on the shard set SHARDS (a folder with dataset.json, a brace pattern or a URL).
 
     \b
@@ -109,14 +126,8 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     import dataclasses
     import os
 
-    from pairforge.trainer.config import (
-        AugmentConfig,
-        DataConfig,
-        LossConfig,
-        ModelConfig,
-        OptimConfig,
-        TrainConfig,
-    )
+    from pairforge.commands.common import train_progress
+    from pairforge.trainer.config import TrainConfig
     from pairforge.trainer.data import default_num_workers
     from pairforge.trainer.loop import resume_config, train
 
@@ -125,54 +136,15 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     else:
         if not shards:
             raise click.UsageError("give SHARDS (a shard folder) or --resume RUN_DIR")
-        o = options
-        config = TrainConfig(
-            data=DataConfig(
-                shards=shards, dataset_json=o["dataset_json"], val_shards=o["val_shards"],
-                label_input=o["label_input"], colorspace=o["colorspace"], batch_size=o["batch_size"],
-                num_workers=o["num_workers"] if o["num_workers"] is not None else default_num_workers(o["device"]),
-                shuffle_buffer=o["shuffle_buffer"],
-                max_val_samples=o["max_val_samples"], record_keys=o["record_keys"], direction=o["direction"],
-            ),
-            augment=AugmentConfig(mode=o["augment"], load_size=o["load_size"], crop_size=o["crop_size"], flip=not o["no_flip"]),
-            model=ModelConfig(
-                generator=o["generator"], discriminator=o["discriminator"], n_layers=o["n_layers"], norm=o["norm"],
-                generator_channels=o["generator_channels"], discriminator_channels=o["discriminator_channels"],
-                dropout=not o["no_dropout"], crop_size=o["crop_size"], conditional=not o["unconditional"],
-            ),
-            loss=LossConfig(gan_mode=o["gan_mode"], lambda_l1=o["lambda_l1"], use_gan=not o["no_gan"]),
-            optim=OptimConfig(lr=o["lr"], beta1=o["beta1"], epochs=o["epochs"], decay_epochs=o["decay_epochs"], steps=steps, ema=o["ema"]),
-            output=o["output"], name=o["name"], seed=o["seed"], device=o["device"], precision=o["precision"],
-            compile=o["compile_"], deterministic=o["deterministic"], log_every=o["log_every"],
-            sample_every=o["sample_every"], val_every=o["val_every"], checkpoint_every=o["checkpoint_every"],
-            keep_checkpoints=o["keep_checkpoints"],
-            tensorboard=o["tensorboard"],
-        )
+        if options["num_workers"] is None:
+            options["num_workers"] = default_num_workers(options["device"])
+        config = TrainConfig.from_options(shards=shards, steps=steps, **options)
     if dry_run:
         _dry_run(config, resume)
         return
 
-    from tqdm import tqdm
-
-    from pairforge.commands.common import is_quiet
-
-    bar: list[tqdm] = []
-
-    def progress(step: int, total: int, row: dict[str, object]) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True, disable=is_quiet()))
-        bar[0].update(step - bar[0].n)
-        if row:
-            bar[0].set_postfix(
-                {"img/s": f"{row.get('images_per_s', 0):.1f}", "L1 loss": f"{row.get('loss_g_l1', 0):.3f}",
-                 "wait": f"{row.get('data_wait_fraction', 0):.0%}"}, refresh=False
-            )
-
-    try:
+    with train_progress("train") as progress:
         result = train(config, resume=resume, progress=progress, verify=verify)
-    finally:
-        if bar:
-            bar[0].close()
     if os.environ.get("RANK", "0") == "0":
         _summary(result, dataclasses.asdict(result))
 
@@ -200,102 +172,19 @@ def _summary(result: object, values: dict[str, object]) -> None:
     click.echo(f"report     {values['run_dir']}/report.html")
 
 
-def _stored_size(urls: tuple[str, ...]) -> tuple[int, int] | None:
-    """(height, width) of the first sample of the first local shard, from its .json (None if unknown)."""
-    import tarfile
-    from pathlib import Path
-
-    for url in urls[:1]:
-        if not Path(url).is_file():
-            return None
-        try:
-            with tarfile.open(url) as tar:
-                for member in tar:
-                    if member.isfile() and member.name.endswith(".json"):
-                        handle = tar.extractfile(member)
-                        meta = json.loads(handle.read()) if handle else {}
-                        if "height" in meta and "width" in meta:
-                            return int(meta["height"]), int(meta["width"])
-        except (OSError, tarfile.TarError, ValueError):
-            return None
-    return None
-
-
-def _dry_run(config: object, resume: str | None) -> None:
+def _dry_run(config: Any, resume: str | None) -> None:
     """Print the resolved config as JSON (stdout) and what it implies as warnings (stderr)."""
-    import dataclasses
-    import os
+    from pairforge.trainer.plan import describe_plan
 
-    import torch
-
-    from pairforge.errors import PairforgeError
-    from pairforge.trainer.loop import resolve_config, resolve_device
-    from pairforge.trainer.schedule import describe_schedule, make_schedule
-
-    resolved, info, _ = resolve_config(config)  # type: ignore[arg-type]
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        device = resolve_device(resolved.device)
-    except PairforgeError as exc:
-        raise click.ClickException(str(exc)) from None
-    precision = resolved.precision if resolved.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    schedule = make_schedule(resolved.optim, info.counts.get("train", 0), resolved.data.batch_size, world_size)
-    done = 0
-    if resume is not None:  # what the loop will do: continue, or extend with a continuous lr
-        from pathlib import Path
-
-        from pairforge.trainer import checkpoint
-        from pairforge.trainer.schedule import Schedule, extend_schedule
-
-        try:
-            state = checkpoint.load_state(checkpoint.resolve_checkpoint(Path(resume)))
-        except (PairforgeError, OSError) as exc:
-            raise click.ClickException(f"{resume}: {exc}") from None
-        done = int(state["step"])
-        planned = Schedule(**state["schedule"]) if state.get("schedule") else None
-        if planned is not None and schedule.total_steps > planned.total_steps:
-            schedule = extend_schedule(planned, done, schedule.total_steps)
-    document = resolved.to_dict()
-    document["dataset"] = info.to_dict()
-    document["resolved"] = {
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "precision": precision,
-        "world_size": world_size,
-        "train_samples": info.counts.get("train", 0),
-        "steps_per_epoch": schedule.steps_per_epoch,
-        "total_steps": schedule.total_steps,
-        "steps_done": done,
-        "total_epochs": round(schedule.total_steps / schedule.steps_per_epoch, 4),
-        "schedule": dataclasses.asdict(schedule),
-        "lr_schedule": describe_schedule(schedule, resolved.optim.lr),
-    }
-    warnings = []
-    size = _stored_size(info.splits.get("train", ()))
-    augment = resolved.augment
-    if size is not None:
-        document["resolved"]["stored_size"] = f"{size[1]}x{size[0]}"
-        wanted = augment.load_size if augment.mode != "none" else augment.crop_size
-        if min(size) < augment.crop_size:
-            warnings.append(
-                f"the crop ({augment.crop_size} px) is larger than the stored images ({size[1]}x{size[0]} px): "
-                f"training upscales them {wanted / min(size):.2f}x to {wanted} px first; for these data "
-                f"keep the paper's 286/256 ratio at this size: {_fitting_options(min(size), resolved.model.generator)}")
+    document, warnings = describe_plan(config, resume)
     click.echo(json.dumps(document, indent=2, sort_keys=True))
     facts = document["resolved"]
-    click.echo(f"device {facts['device']}, precision {precision}; {facts['total_steps']} steps = "
-               f"{facts['total_epochs']:g} epochs of {schedule.steps_per_epoch} steps (batch {resolved.data.batch_size}"
-               f" x {world_size} process(es), {facts['train_samples']} train pairs); {facts['lr_schedule']}",
-               err=True)
+    click.echo(f"device {facts['device']}, precision {facts['precision']}; {facts['total_steps']} steps = "
+               f"{facts['total_epochs']:g} epochs of {facts['steps_per_epoch']} steps (batch "
+               f"{document['data']['batch_size']} x {facts['world_size']} process(es), {facts['train_samples']} train pairs); "
+               f"{facts['lr_schedule']}", err=True)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _fitting_options(side: int, generator: str) -> str:
-    """Load/crop sizes (and generator) for images of ``side`` px: crop a multiple of 32 within them."""
-    crop = max(32, side // 32 * 32)
-    text = f"--load-size {round(crop * 286 / 256)} --crop-size {crop}"
-    fixed = {"unet_256": 256, "unet_128": 128}.get(generator)
-    return text + (" --generator unet" if fixed is not None and fixed != crop else "")
 
 
 COMMANDS.append(train_command)

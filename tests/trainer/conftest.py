@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -15,14 +14,7 @@ import pytest
 import skimage.data
 import webdataset as wds
 
-from pairforge.trainer.config import (
-    AugmentConfig,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-)
+from pairforge.trainer.config import TrainConfig
 
 PALETTE = {
     "name": "test",
@@ -128,31 +120,15 @@ def edge_shards(shard_factory: Callable[..., Path]) -> Path:
 
 
 def make_tiny_config(shards: Path, output: Path, steps: int = 2, **overrides: Any) -> TrainConfig:
-    """A 64x64, 8-channel config; ``overrides`` are ``part__field=value`` or top-level fields."""
-    parts: dict[str, dict[str, Any]] = {"data": {}, "augment": {}, "model": {}, "loss": {}, "optim": {}}
-    top: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if "__" in key:
-            part, name = key.split("__", 1)
-            parts[part][name] = value
-        else:
-            top[key] = value
-    crop = parts["augment"].pop("crop_size", 64)
-    config = TrainConfig(
-        data=DataConfig(**{"shards": str(shards), "num_workers": 0, "batch_size": 2, "shuffle_buffer": 8,
-                           "max_val_samples": 4, **parts["data"]}),
-        augment=AugmentConfig(load_size=parts["augment"].pop("load_size", crop + 8), crop_size=crop, **parts["augment"]),
-        model=ModelConfig(**{"generator": "unet", "generator_channels": 8, "discriminator_channels": 8,
-                             "crop_size": crop, **parts["model"]}),
-        loss=LossConfig(**parts["loss"]),
-        optim=OptimConfig(**{"steps": steps, **parts["optim"]}),
-        output=str(output),
-        log_every=1,
-        sample_every=0,
-        val_every=0,
-        checkpoint_every=0,
-    )
-    return dataclasses.replace(config, **top)
+    """A 64x64, 8-channel config; ``overrides`` are config fields, as ``part__field=value`` or ``field=value``."""
+    options: dict[str, Any] = {
+        "shards": str(shards), "num_workers": 0, "batch_size": 2, "shuffle_buffer": 8, "max_val_samples": 4,
+        "generator": "unet", "generator_channels": 8, "discriminator_channels": 8, "crop_size": 64, "steps": steps,
+        "output": str(output), "log_every": 1, "sample_every": 0, "val_every": 0, "checkpoint_every": 0,
+    }
+    options.update({key.split("__")[-1]: value for key, value in overrides.items()})
+    options.setdefault("load_size", options["crop_size"] + 8)
+    return TrainConfig.from_options(**options)
 
 
 @pytest.fixture
