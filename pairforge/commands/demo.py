@@ -43,7 +43,7 @@ def make_demo_facades(folder: Path, count: int, size: int, seed: int) -> tuple[P
     Returns:
         (training photo folder, held-out photo folder).
     """
-    from pairforge.pipelines.facades import FacadesConfig, write_facades
+    from pairforge.pipelines.synthetic.facades import FacadesConfig, write_facades
     from pairforge.trainer.demo import HELD_OUT_FACADES
 
     write_facades(folder / "train", FacadesConfig(count=count, seed=seed, size=size))
