@@ -123,16 +123,42 @@ def export_generator(
         ConfigError: unknown format or a check size not on the multiple.
         ExportError: the exporter failed.
     """
+    sizes = _check_sizes(fmt, multiple, check_sizes)
+    model = _frozen(generator, norm_stats)
+    in_channels = int(run_config["model"]["in_channels"])
+    path = Path(path)
+    _write_export(model, torch.zeros(1, in_channels, *sizes[0]), path, fmt, opset)
+    max_error, verified_with = _compare_with_pytorch(model, path, fmt, in_channels, sizes)
+    sidecar = path.with_suffix(path.suffix + ".json")
+    facts = _sidecar_facts(model, run_config, fmt, norm_stats, multiple)
+    sidecar.write_text(json.dumps({**facts, "max_abs_error": max_error, "verified_with": verified_with},
+                                  indent=2, sort_keys=True))
+    return ExportResult(path, sidecar, max_error, tuple(sizes), verified_with)
+
+
+def _check_sizes(
+    fmt: str, multiple: int, check_sizes: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int], ...]:
+    """The (height, width) pairs to compare on: ``check_sizes``, or two different ones on the multiple.
+
+    Raises:
+        ConfigError: unknown format or a size not on the multiple.
+    """
     if fmt not in FORMATS:
         raise ConfigError("format", fmt, " | ".join(FORMATS))
     sizes = check_sizes or ((2 * multiple, 3 * multiple), (3 * multiple, multiple))
     for height, width in sizes:
         if height % multiple or width % multiple:
             raise ConfigError("check_sizes", (height, width), f"multiples of {multiple}")
-    model = _frozen(generator, norm_stats)
-    in_channels = int(run_config["model"]["in_channels"])
-    example = torch.zeros(1, in_channels, *sizes[0])
-    path = Path(path)
+    return sizes
+
+
+def _write_export(model: nn.Module, example: torch.Tensor, path: Path, fmt: str, opset: int) -> None:
+    """Trace ``model`` on ``example`` to TorchScript, or export it to ONNX with dynamic batch, height and width.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
@@ -149,26 +175,41 @@ def export_generator(
     except Exception as exc:  # exporters raise many types
         raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {exc}") from None
 
-    verified_with = "torch.jit" if fmt == "torchscript" else "onnxruntime"
-    max_error: float | None = 0.0
+
+def _compare_with_pytorch(
+    model: nn.Module, path: Path, fmt: str, in_channels: int, sizes: tuple[tuple[int, int], ...]
+) -> tuple[float | None, str]:
+    """(largest difference from ``model`` over random inputs of ``sizes``, what ran the exported file).
+
+    Without onnxruntime an ONNX file is only structure-checked: (None, ``onnx.checker``).
+
+    Raises:
+        ExportError: the exported model's output has another shape.
+    """
     if fmt == "onnx" and not onnxruntime_available():
         import onnx
 
         onnx.checker.check_model(str(path))
-        verified_with, max_error = "onnx.checker", None
         logger.warning("onnxruntime is not installed: the ONNX file was structure-checked but not run")
-    else:
-        generator_rng = torch.Generator().manual_seed(0)
-        for height, width in sizes:
-            x = torch.rand(2, in_channels, height, width, generator=generator_rng) * 2.0 - 1.0
-            with torch.no_grad():
-                expected = model(x).numpy()
-            produced = _run_exported(path, fmt, x)
-            if produced.shape != expected.shape:
-                raise ExportError(f"{path}: output shape {produced.shape} differs from PyTorch's {expected.shape}")
-            max_error = max(max_error or 0.0, float(np.abs(produced - expected).max()))
-    sidecar = path.with_suffix(path.suffix + ".json")
-    sidecar.write_text(json.dumps({
+        return None, "onnx.checker"
+    max_error = 0.0
+    generator_rng = torch.Generator().manual_seed(0)
+    for height, width in sizes:
+        x = torch.rand(2, in_channels, height, width, generator=generator_rng) * 2.0 - 1.0
+        with torch.no_grad():
+            expected = model(x).numpy()
+        produced = _run_exported(path, fmt, x)
+        if produced.shape != expected.shape:
+            raise ExportError(f"{path}: output shape {produced.shape} differs from PyTorch's {expected.shape}")
+        max_error = max(max_error, float(np.abs(produced - expected).max()))
+    return max_error, "torch.jit" if fmt == "torchscript" else "onnxruntime"
+
+
+def _sidecar_facts(
+    model: nn.Module, run_config: dict[str, Any], fmt: str, norm_stats: str, multiple: int
+) -> dict[str, Any]:
+    """What the sidecar JSON says about the exported model's input, output and training run."""
+    return {
         "format": fmt,
         "input": "encoded A (pairforge.trainer.transforms.prepare_input), float32 (B, C, H, W)",
         "output": "generator output in [-1, 1] (pairforge.trainer.transforms.output_to_rgb)",
@@ -176,7 +217,7 @@ def export_generator(
         "norm_stats": norm_stats,
         "direction": run_config.get("data", {}).get("direction", "AtoB"),
         "size_multiple": multiple,
-        "in_channels": in_channels,
+        "in_channels": int(run_config["model"]["in_channels"]),
         "out_channels": int(run_config["model"]["out_channels"]),
         "dataset": {k: run_config["dataset"].get(k) for k in ("kind", "a_channels", "palette")},
         "data": run_config.get("data", {}),
@@ -184,7 +225,4 @@ def export_generator(
         # apart under another name so the file never says "dropout: true" beside "dropout off"
         "dropout": _dropout_active(model),
         "model": _model_facts(run_config["model"]),
-        "max_abs_error": max_error,
-        "verified_with": verified_with,
-    }, indent=2, sort_keys=True))
-    return ExportResult(path, sidecar, max_error, tuple(sizes), verified_with)
+    }
