@@ -62,9 +62,10 @@ class CheckConfig:
         aspect_tolerance: aspect ratios further than this factor from the median are outliers.
         area_factor: pixel counts beyond this factor of the median are size outliers.
         min_pairs_for_outliers: fewer measured pairs than this: no agreement fence.
-        label_min_gain: labels datasets: a shift counts only when it raises the structure
-            correlation by this fraction over no shift (label boundaries match B's edges
-            loosely, so a shift that explains them no better is not evidence).
+        label_min_gain: labels datasets: a shift counts only when it raises the alignment
+            score (robust z units, :func:`~pairforge.measures.label_alignment`) by at least
+            this much over no shift (label maps of texture or shading match B loosely
+            everywhere, so a shift that explains B no better is not evidence).
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -81,7 +82,7 @@ class CheckConfig:
     aspect_tolerance: float = 0.25
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
-    label_min_gain: float = 0.1
+    label_min_gain: float = 0.85
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500
@@ -386,7 +387,7 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
     for row in rows:
-        weak = source.kind == "labels" and row["aligned_confidence"] >= (1 - config.label_min_gain) * row["confidence"]
+        weak = source.kind == "labels" and row["confidence"] - row["aligned_confidence"] < config.label_min_gain
         if row["shift"] > config.max_shift and not weak:
             flag(row, "misaligned", round(row["shift"], 2), config.max_shift,
                  shift=[row["shift_x"], row["shift_y"]], confidence=row["confidence"])
