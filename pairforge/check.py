@@ -28,7 +28,7 @@ from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import MeasureConfig, PairMeasurer
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
-from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
+from pairforge.pairs import FoundFile, PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import DATASET_NAME, decode_shard_sample, read_dataset
 from pairforge.sources import capture
@@ -163,7 +163,7 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
                              dataset.get("palette"), dict(source.get("stage") or {}), tasks,
                              expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""))
     info = PairsInfo.read(root) or PairsInfo(kind="generic", a_channels=3)
-    found, rejects = discover(root)
+    found, rejects = _outside_output(*discover(root), Path(config.out_dir))
     keys, _ = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     refs = [
         PairRef(key, entry.split or assign_split(key, config.val_fraction, config.test_fraction), entry.path)
@@ -174,6 +174,18 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
     tasks = tuple(tuple(part) for part in chunk(refs, partition_size))
     return DatasetSource(str(root), "pairs", info.kind, info.a_channels, info.palette, dict(info.stage), tasks, early,
                          expected=len(refs) + len(early), pairs_dir=str(root))
+
+
+def _outside_output(found: list[FoundFile], rejects: list[dict[str, Any]],
+                    out_dir: Path) -> tuple[list[FoundFile], list[dict[str, Any]]]:
+    """Leave out the check's own output (report, gallery) when it was written inside the pair folder."""
+    inside = os.path.abspath(out_dir) + os.sep
+    kept = [entry for entry in found if not os.path.abspath(entry.path).startswith(inside)]
+    kept_rejects = [row for row in rejects if not os.path.abspath(row["path"]).startswith(inside)]
+    if len(kept) + len(kept_rejects) < len(found) + len(rejects):
+        log.info("left out %d files of the check's own output folder %s",
+                 len(found) + len(rejects) - len(kept) - len(kept_rejects), out_dir)
+    return kept, kept_rejects
 
 
 @dataclass

@@ -190,7 +190,8 @@ def render_report(result: CheckResult, gallery: dict[str, str]) -> str:
     ]
     problem_options = "".join(f'<option value="{html.escape(problem)}">{html.escape(problem)} ({counts[problem]})</option>'
                               for problem in PROBLEMS if counts.get(problem))
-    data = json.dumps(table, ensure_ascii=True).replace("</", "<\\/")
+    # no "<" at all in the JSON block: a "</script>" or "<!--" in a file name cannot end or confuse it
+    data = json.dumps(table, ensure_ascii=True).replace("<", "\\u003c")
     title = f"pairforge check: {source.root}"
     script = PAGE_SCRIPT.replace("__PROBLEM_ORDER__", json.dumps(list(PROBLEMS)))
     return f"""<!doctype html>

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pairforge.errors import ConfigError
+from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import pack_rgb
 from pairforge.pairs import KINDS
 from pairforge.sources import StageSpec, cached_stage
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_MAX_SIDE = 512
 """Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
+MIN_SIDE = 8
+"""Pairs with a side shorter than this (per half) cannot be measured: they are reported, not measured."""
 LABEL_ANALYSIS_MAX_SIDE = 256
 """Labels pairs are measured at this size at most (the label search costs one template match per region)."""
 LABEL_SEARCH_RADIUS = 12
@@ -147,6 +149,8 @@ class PairMeasurer:
         """
         config = self.config
         height, width = b.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise SampleError("too small to check", f"{width}x{height} px per half; the check needs {MIN_SIDE}x{MIN_SIDE}")
         pixel_hash = pixel_digest(b)
         phashes, dhashes = view_hashes(b, config.views)
         class_pixels = self._class_pixels(a) if config.kind == "labels" and len(self._sorted_colors) else None

@@ -72,6 +72,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
         raise click.ClickException(f"{dataset_dir}: no pairs to check (no images in a pair folder, or an empty shard "
                                    "set); make pairs with `pairforge make-edges PHOTOS` or `pairforge combine`")
     measure = _measure_config(source, edge_recipe)
+    output.mkdir(parents=True, exist_ok=True)  # an unwritable output fails now, not after the measuring
     with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
         result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)
     paths = write_outputs(result)

@@ -389,3 +389,31 @@ def test_an_empty_folder_is_an_error_not_an_empty_report(tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["check", str(tmp_path / "empty"), "-o", str(tmp_path / "check")])
     assert result.exit_code == 1 and "no pairs to check" in result.output, result.output
     assert not (tmp_path / "check" / "report.html").exists()
+
+
+def test_hostile_inputs_are_reported_and_own_output_is_not_checked(tmp_path, corpus64):
+    """Odd names, a 1x1 pair and a text file are rows of the report; a report written inside the folder is skipped."""
+    root = tmp_path / "pairs"
+    write_info(root, "gray")
+    for index, tile in enumerate(corpus64.tiles[:6]):
+        write_pair(root, "train", f"p{index}", make_a("gray", corpus64, tile.photo, tile.top, tile.left),
+                   b_window(corpus64, tile.photo, tile.top, tile.left))
+    tile = corpus64.tiles[10]
+    for name in ("with space", "dots.in.name", "<script>x<"):
+        write_pair(root, "val", name, make_a("gray", corpus64, tile.photo, tile.top, tile.left),
+                   b_window(corpus64, tile.photo, tile.top, tile.left))
+    cv2.imwrite(str(root / "train" / "tiny.png"), np.zeros((1, 2, 3), np.uint8))
+    (root / "train" / "text.png").write_text("hello")
+    out = root / "check"  # inside the pair folder: a top-level folder there would otherwise be a split
+    for _ in range(2):
+        outcome = CliRunner().invoke(cli, ["check", str(root), "-o", str(out), "-j", "1"])
+        assert outcome.exit_code == 0 and "Traceback" not in outcome.output, outcome.output
+        summary = json.loads((out / "check.json").read_text())
+        assert summary["counts"] == {"seen": 11, "checked": 9, "unreadable": 2, "flagged_pairs": 5,
+                                     "splits": {"train": 6, "val": 3}}
+    flagged = [json.loads(line) for line in (out / "flagged.jsonl").read_text().splitlines()]
+    reasons = {row["key"]: row["value"] for row in flagged if row["problem"] == "unreadable"}
+    assert reasons["tiny"].startswith("too small to check: 1x1 px")
+    assert reasons["text"].startswith("not an image")
+    assert "<script>" not in (out / "report.html").read_text().replace("<script>\n", "").replace(
+        '<script id="data" type="application/json">', "")
