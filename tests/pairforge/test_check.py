@@ -53,6 +53,15 @@ def _shift(rng: np.random.Generator) -> tuple[int, int]:
             return dx, dy
 
 
+def _clean_gray_pairs(root: Path, corpus, count: int) -> Path:
+    """A gray pair folder of ``count`` aligned train pairs ``p00``, ``p01``..."""
+    write_info(root, "gray")
+    for index, tile in enumerate(corpus.tiles[:count]):
+        write_pair(root, "train", f"p{index:02d}", make_a("gray", corpus, tile.photo, tile.top, tile.left),
+                   b_window(corpus, tile.photo, tile.top, tile.left))
+    return root
+
+
 def _flagged_keys(result) -> set[str]:
     return {row["key"] for row in result.flagged if row["key"] is not None}
 
@@ -282,11 +291,7 @@ def test_planted_faults_found_and_fix_splits_removes_leakage(tmp_path, corpus80)
 
 
 def test_unreadable_shard_is_a_problem_not_a_crash(tmp_path, corpus64):
-    root = tmp_path / "pairs"
-    write_info(root, "gray")
-    for index, tile in enumerate(corpus64.tiles[:12]):
-        write_pair(root, "train", f"p{index:02d}", make_a("gray", corpus64, tile.photo, tile.top, tile.left),
-                   b_window(corpus64, tile.photo, tile.top, tile.left))
+    root = _clean_gray_pairs(tmp_path / "pairs", corpus64, 12)
     shards = tmp_path / "shards"
     runner = CliRunner()
     assert runner.invoke(cli, ["shard", str(root), "-o", str(shards), "-j", "1", "--samples-per-shard", "4",
@@ -393,11 +398,7 @@ def test_an_empty_folder_is_an_error_not_an_empty_report(tmp_path: Path) -> None
 
 def test_hostile_inputs_are_reported_and_own_output_is_not_checked(tmp_path, corpus64):
     """Odd names, a 1x1 pair and a text file are rows of the report; a report written inside the folder is skipped."""
-    root = tmp_path / "pairs"
-    write_info(root, "gray")
-    for index, tile in enumerate(corpus64.tiles[:6]):
-        write_pair(root, "train", f"p{index}", make_a("gray", corpus64, tile.photo, tile.top, tile.left),
-                   b_window(corpus64, tile.photo, tile.top, tile.left))
+    root = _clean_gray_pairs(tmp_path / "pairs", corpus64, 6)
     tile = corpus64.tiles[10]
     for name in ("with space", "dots.in.name", "<script>x<"):
         write_pair(root, "val", name, make_a("gray", corpus64, tile.photo, tile.top, tile.left),
