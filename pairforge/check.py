@@ -28,7 +28,7 @@ from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import MeasureConfig, PairMeasurer
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
-from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
+from pairforge.pairs import FoundFile, PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import DATASET_NAME, decode_shard_sample, read_dataset
 from pairforge.sources import capture
@@ -62,9 +62,10 @@ class CheckConfig:
         aspect_tolerance: aspect ratios further than this factor from the median are outliers.
         area_factor: pixel counts beyond this factor of the median are size outliers.
         min_pairs_for_outliers: fewer measured pairs than this: no agreement fence.
-        label_min_gain: labels datasets: a shift counts only when it raises the structure
-            correlation by this fraction over no shift (label boundaries match B's edges
-            loosely, so a shift that explains them no better is not evidence).
+        label_min_gain: labels datasets: a shift counts only when it raises the alignment
+            score (robust z units, :func:`~pairforge.measures.label_alignment`) by at least
+            this much over no shift (label maps of texture or shading match B loosely
+            everywhere, so a shift that explains B no better is not evidence).
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -81,7 +82,7 @@ class CheckConfig:
     aspect_tolerance: float = 0.25
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
-    label_min_gain: float = 0.1
+    label_min_gain: float = 0.85
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500
@@ -162,7 +163,7 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
                              dataset.get("palette"), dict(source.get("stage") or {}), tasks,
                              expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""))
     info = PairsInfo.read(root) or PairsInfo(kind="generic", a_channels=3)
-    found, rejects = discover(root)
+    found, rejects = _outside_output(*discover(root), Path(config.out_dir))
     keys, _ = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     refs = [
         PairRef(key, entry.split or assign_split(key, config.val_fraction, config.test_fraction), entry.path)
@@ -173,6 +174,18 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
     tasks = tuple(tuple(part) for part in chunk(refs, partition_size))
     return DatasetSource(str(root), "pairs", info.kind, info.a_channels, info.palette, dict(info.stage), tasks, early,
                          expected=len(refs) + len(early), pairs_dir=str(root))
+
+
+def _outside_output(found: list[FoundFile], rejects: list[dict[str, Any]],
+                    out_dir: Path) -> tuple[list[FoundFile], list[dict[str, Any]]]:
+    """Leave out the check's own output (report, gallery) when it was written inside the pair folder."""
+    inside = os.path.abspath(out_dir) + os.sep
+    kept = [entry for entry in found if not os.path.abspath(entry.path).startswith(inside)]
+    kept_rejects = [row for row in rejects if not os.path.abspath(row["path"]).startswith(inside)]
+    if len(kept) + len(kept_rejects) < len(found) + len(rejects):
+        log.info("left out %d files of the check's own output folder %s",
+                 len(found) + len(rejects) - len(kept) - len(kept_rejects), out_dir)
+    return kept, kept_rejects
 
 
 @dataclass
@@ -386,7 +399,7 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
     for row in rows:
-        weak = source.kind == "labels" and row["aligned_confidence"] >= (1 - config.label_min_gain) * row["confidence"]
+        weak = source.kind == "labels" and row["confidence"] - row["aligned_confidence"] < config.label_min_gain
         if row["shift"] > config.max_shift and not weak:
             flag(row, "misaligned", round(row["shift"], 2), config.max_shift,
                  shift=[row["shift_x"], row["shift_y"]], confidence=row["confidence"])

@@ -178,56 +178,10 @@ def svg_bars(labels: list[str], series: dict[str, list[float]], title: str, widt
 
 
 def render_report(result: CheckResult, gallery: dict[str, str]) -> str:
-    """The report page as an HTML string."""
+    """The report page as an HTML string: cards, histograms, classes, clusters, the flagged table."""
     source, config = result.source, result.config
     counts = result.problem_counts()
     leaking = [cluster for cluster in result.clusters if cluster["leakage"]]
-    cards = [("pairs seen", result.seen, ""), ("checked", result.checked, ""),
-             ("unreadable", result.unreadable_count, "bad" if result.unreadable_count else ""),
-             ("pairs flagged", result.flagged_pairs(), "bad" if result.flagged_pairs() else "good"),
-             ("misaligned", counts.get("misaligned", 0), "bad" if counts.get("misaligned") else ""),
-             ("low agreement", counts.get("low agreement", 0), "bad" if counts.get("low agreement") else ""),
-             ("duplicate clusters", len(result.clusters), ""),
-             ("leaking clusters", len(leaking), "bad" if leaking else "good")]
-    card_html = "".join(f'<div class="card {css}"><div class="n">{value:,}</div><div>{html.escape(label)}</div></div>'
-                        for label, value, css in cards)
-    rows = result.rows
-    fence = (result.fences.get("agreement") or {}).get("fence")
-    agreement_name = {"edges": "edge F1 (A vs the edge recipe on B)", "gray": "correlation of A with B's lightness",
-                      "labels": "F1 of label boundaries vs B's edges"}.get(source.kind)
-    density_name = "edge density of A" if source.kind == "edges" else "edge density of B (Canny)"
-    histograms = [
-        svg_histogram([row["shift"] for row in rows], "estimated shift (px)", marker=config.max_shift,
-                      marker_label=f"{config.max_shift} px", log_counts=True),
-        svg_histogram([row["confidence"] for row in rows], "shift confidence (structure correlation)"),
-        svg_histogram([row["edge_density"] for row in rows], density_name,
-                      marker=config.min_edge_density if source.kind == "edges" else None, marker_label="near-empty"),
-    ]
-    if agreement_name:
-        histograms.insert(1, svg_histogram([row["agreement"] for row in rows if row["agreement"] is not None],
-                                           f"agreement: {agreement_name}", marker=fence, marker_label="outlier fence",
-                                           log_counts=True))
-    classes_html = ""
-    if result.class_stats.get("splits"):
-        names = result.class_stats["classes"]
-        series_pixels = {split: [float(values[name]["pixels"]) for name in names]
-                         for split, values in result.class_stats["splits"].items()}
-        series_images = {split: [float(values[name]["images"]) for name in names]
-                         for split, values in result.class_stats["splits"].items()}
-        missing = result.class_stats.get("missing_from_val") or []
-        classes_html = ("<h2>Label classes</h2>" + svg_bars(names, series_pixels, "pixels per class and split")
-                        + svg_bars(names, series_images, "images containing each class, per split")
-                        + (f'<p class="bad">never in val: {html.escape(", ".join(missing))}</p>' if missing else ""))
-    cluster_rows = "".join(
-        f'<tr class="{"bad" if cluster["leakage"] else ""}"><td>{cluster["id"]}</td><td>{cluster["size"]}</td>'
-        f'<td>{html.escape(", ".join(cluster["splits"]))}</td><td>{"exact" if cluster["exact"] else "near"}</td>'
-        f'<td>{html.escape(", ".join(member["split"] + "/" + member["key"] for member in cluster["members"][:8]))}'
-        f'{" ..." if cluster["size"] > 8 else ""}</td></tr>'
-        for cluster in result.clusters[:300])
-    clusters_html = (f'<h2>Duplicate clusters ({len(result.clusters)}, {len(leaking)} spanning splits)</h2>'
-                     + ('<table><tr><th>id</th><th>size</th><th>splits</th><th>match</th><th>members</th></tr>'
-                        f'{cluster_rows}</table>' if result.clusters else '<p class="muted">none</p>')
-                     + ('<p class="muted">first 300 shown; all in check.json</p>' if len(result.clusters) > 300 else ""))
     table = [
         {"key": row["key"] or "", "split": row["split"] or "", "problem": row["problem"],
          "value": row["value"], "threshold": row["threshold"],
@@ -236,28 +190,22 @@ def render_report(result: CheckResult, gallery: dict[str, str]) -> str:
     ]
     problem_options = "".join(f'<option value="{html.escape(problem)}">{html.escape(problem)} ({counts[problem]})</option>'
                               for problem in PROBLEMS if counts.get(problem))
-    data = json.dumps(table, ensure_ascii=True).replace("</", "<\\/")
+    # no "<" at all in the JSON block: a "</script>" or "<!--" in a file name cannot end or confuse it
+    data = json.dumps(table, ensure_ascii=True).replace("<", "\\u003c")
     title = f"pairforge check: {source.root}"
+    script = PAGE_SCRIPT.replace("__PROBLEM_ORDER__", json.dumps(list(PROBLEMS)))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}}
-h1{{font-size:20px}} h2{{font-size:16px;margin-top:28px}}
-.cards{{display:flex;flex-wrap:wrap;gap:10px}} .card{{border:1px solid #ccc;border-radius:6px;padding:10px 14px;min-width:110px}}
-.card .n{{font-size:22px;font-weight:600}} .card.bad{{border-color:#c0392b;background:#fdf0ee}} .card.good{{border-color:#3a9a5b;background:#eef8f1}}
-.hists{{display:flex;flex-wrap:wrap;gap:12px}} figure{{margin:0}} figcaption{{font-size:12px;color:#555}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:middle}}
-tr.bad td{{background:#fdf0ee}} .muted{{color:#888}} p.bad{{color:#c0392b}}
-#controls{{margin:8px 0;display:flex;gap:12px;align-items:center}} img.strip{{height:96px;image-rendering:auto}}
-</style></head><body>
+{PAGE_STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="muted">{html.escape(source.layout)} · kind {html.escape(source.kind)} · {result.checked:,} pairs checked in {result.seconds:.1f} s on {html.escape(result.runner)} ·
 shift limit {config.max_shift} px · near-duplicates within {config.near_distance}/64 pHash bits</p>
-<div class="cards">{card_html}</div>
-<h2>Distributions</h2><div class="hists">{"".join(histograms)}</div>
-{classes_html}
-{clusters_html}
+<div class="cards">{_cards_html(result, counts, leaking)}</div>
+<h2>Distributions</h2><div class="hists">{"".join(_histograms(result))}</div>
+{_classes_html(result.class_stats)}
+{_clusters_html(result.clusters, leaking)}
 <h2>Flagged ({len(table):,} rows; thumbnails: A | B | A's structure in red on B)</h2>
 <div id="controls"><label>problem <select id="problem"><option value="">all</option>{problem_options}</select></label>
 <label>sort by <select id="sort"><option value="problem">problem</option><option value="key">key</option>
@@ -267,30 +215,113 @@ shift limit {config.max_shift} px · near-duplicates within {config.near_distanc
 <tbody id="rows"></tbody></table>
 <script id="data" type="application/json">{data}</script>
 <script>
-const rows = JSON.parse(document.getElementById('data').textContent);
-const order = {json.dumps(list(PROBLEMS))};
+{script}</script></body></html>
+"""
+
+
+def _cards_html(result: CheckResult, counts: Counter, leaking: list[dict[str, Any]]) -> str:
+    """Summary cards: counts, red when something is wrong, green when a check came out clean."""
+    cards = [("pairs seen", result.seen, ""), ("checked", result.checked, ""),
+             ("unreadable", result.unreadable_count, "bad" if result.unreadable_count else ""),
+             ("pairs flagged", result.flagged_pairs(), "bad" if result.flagged_pairs() else "good"),
+             ("misaligned", counts.get("misaligned", 0), "bad" if counts.get("misaligned") else ""),
+             ("low agreement", counts.get("low agreement", 0), "bad" if counts.get("low agreement") else ""),
+             ("duplicate clusters", len(result.clusters), ""),
+             ("leaking clusters", len(leaking), "bad" if leaking else "good")]
+    return "".join(f'<div class="card {css}"><div class="n">{value:,}</div><div>{html.escape(label)}</div></div>'
+                   for label, value, css in cards)
+
+
+def _histograms(result: CheckResult) -> list[str]:
+    """SVG histograms of shift, agreement, shift confidence and edge density, with their thresholds marked."""
+    source, config, rows = result.source, result.config, result.rows
+    fence = (result.fences.get("agreement") or {}).get("fence")
+    agreement_name = {"edges": "edge F1 (A vs the edge recipe on B)", "gray": "correlation of A with B's lightness",
+                      "labels": "F1 of label boundaries vs B's edges"}.get(source.kind)
+    density_name = "edge density of A" if source.kind == "edges" else "edge density of B (Canny)"
+    if source.kind == "labels":
+        confidence = svg_histogram([row["confidence"] - row["aligned_confidence"] for row in rows],
+                                   "shift evidence (alignment score gain over no shift, z units)",
+                                   marker=config.label_min_gain, marker_label="needed to flag", log_counts=True)
+    else:
+        confidence = svg_histogram([row["confidence"] for row in rows], "shift confidence (structure correlation)")
+    histograms = [
+        svg_histogram([row["shift"] for row in rows], "estimated shift (px)", marker=config.max_shift,
+                      marker_label=f"{config.max_shift} px", log_counts=True),
+        confidence,
+        svg_histogram([row["edge_density"] for row in rows], density_name,
+                      marker=config.min_edge_density if source.kind == "edges" else None, marker_label="near-empty"),
+    ]
+    if agreement_name:
+        histograms.insert(1, svg_histogram([row["agreement"] for row in rows if row["agreement"] is not None],
+                                           f"agreement: {agreement_name}", marker=fence, marker_label="outlier fence",
+                                           log_counts=True))
+    return histograms
+
+
+def _classes_html(class_stats: dict[str, Any]) -> str:
+    """Bar charts of pixels and images per label class and split (labels datasets), and classes missing from val."""
+    if not class_stats.get("splits"):
+        return ""
+    names = class_stats["classes"]
+    series_pixels = {split: [float(values[name]["pixels"]) for name in names]
+                     for split, values in class_stats["splits"].items()}
+    series_images = {split: [float(values[name]["images"]) for name in names]
+                     for split, values in class_stats["splits"].items()}
+    missing = class_stats.get("missing_from_val") or []
+    return ("<h2>Label classes</h2>" + svg_bars(names, series_pixels, "pixels per class and split")
+            + svg_bars(names, series_images, "images containing each class, per split")
+            + (f'<p class="bad">never in val: {html.escape(", ".join(missing))}</p>' if missing else ""))
+
+
+def _clusters_html(clusters: list[dict[str, Any]], leaking: list[dict[str, Any]]) -> str:
+    """The duplicate clusters as a table (leaking ones first and in red), at most 300 rows."""
+    cluster_rows = "".join(
+        f'<tr class="{"bad" if cluster["leakage"] else ""}"><td>{cluster["id"]}</td><td>{cluster["size"]}</td>'
+        f'<td>{html.escape(", ".join(cluster["splits"]))}</td><td>{"exact" if cluster["exact"] else "near"}</td>'
+        f'<td>{html.escape(", ".join(member["split"] + "/" + member["key"] for member in cluster["members"][:8]))}'
+        f'{" ..." if cluster["size"] > 8 else ""}</td></tr>'
+        for cluster in clusters[:300])
+    return (f'<h2>Duplicate clusters ({len(clusters)}, {len(leaking)} spanning splits)</h2>'
+            + ('<table><tr><th>id</th><th>size</th><th>splits</th><th>match</th><th>members</th></tr>'
+               f'{cluster_rows}</table>' if clusters else '<p class="muted">none</p>')
+            + ('<p class="muted">first 300 shown; all in check.json</p>' if len(clusters) > 300 else ""))
+
+
+PAGE_STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
+h1{font-size:20px} h2{font-size:16px;margin-top:28px}
+.cards{display:flex;flex-wrap:wrap;gap:10px} .card{border:1px solid #ccc;border-radius:6px;padding:10px 14px;min-width:110px}
+.card .n{font-size:22px;font-weight:600} .card.bad{border-color:#c0392b;background:#fdf0ee} .card.good{border-color:#3a9a5b;background:#eef8f1}
+.hists{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0} figcaption{font-size:12px;color:#555}
+table{border-collapse:collapse;font-size:13px} td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:middle}
+tr.bad td{background:#fdf0ee} .muted{color:#888} p.bad{color:#c0392b}
+#controls{margin:8px 0;display:flex;gap:12px;align-items:center} img.strip{height:96px;image-rendering:auto}
+"""
+
+PAGE_SCRIPT = """const rows = JSON.parse(document.getElementById('data').textContent);
+const order = __PROBLEM_ORDER__;
 let limit = 100;
-const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}}[c]));
-function view() {{
+const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+function view() {
   const problem = document.getElementById('problem').value, sort = document.getElementById('sort').value;
   let list = rows.filter(r => !problem || r.problem === problem);
-  const cmp = {{problem: (a, b) => order.indexOf(a.problem) - order.indexOf(b.problem) || a.key.localeCompare(b.key),
+  const cmp = {problem: (a, b) => order.indexOf(a.problem) - order.indexOf(b.problem) || a.key.localeCompare(b.key),
     key: (a, b) => a.key.localeCompare(b.key), split: (a, b) => a.split.localeCompare(b.split) || a.key.localeCompare(b.key),
-    value: (a, b) => (typeof b.value === 'number' ? b.value : -1) - (typeof a.value === 'number' ? a.value : -1)}}[sort];
+    value: (a, b) => (typeof b.value === 'number' ? b.value : -1) - (typeof a.value === 'number' ? a.value : -1)}[sort];
   list = list.slice().sort(cmp);
   document.getElementById('rows').innerHTML = list.slice(0, limit).map(r =>
-    `<tr><td>${{esc(r.problem)}}</td><td>${{esc(r.split)}}</td><td title="${{esc(r.path)}}">${{esc(r.key)}}</td>` +
-    `<td>${{esc(typeof r.value === 'object' ? JSON.stringify(r.value) : r.value)}}</td><td>${{esc(JSON.stringify(r.threshold))}}</td>` +
-    `<td>${{r.thumb ? `<img class="strip" loading="lazy" src="${{esc(r.thumb)}}" alt="">` : ''}}</td></tr>`).join('');
-  document.getElementById('shown').textContent = `showing ${{Math.min(limit, list.length)}} of ${{list.length}}`;
+    `<tr><td>${esc(r.problem)}</td><td>${esc(r.split)}</td><td title="${esc(r.path)}">${esc(r.key)}</td>` +
+    `<td>${esc(typeof r.value === 'object' ? JSON.stringify(r.value) : r.value)}</td><td>${esc(JSON.stringify(r.threshold))}</td>` +
+    `<td>${r.thumb ? `<img class="strip" loading="lazy" src="${esc(r.thumb)}" alt="">` : ''}</td></tr>`).join('');
+  document.getElementById('shown').textContent = `showing ${Math.min(limit, list.length)} of ${list.length}`;
   document.getElementById('more').hidden = limit >= list.length;
-}}
-document.getElementById('problem').onchange = () => {{ limit = 100; view(); }};
+}
+document.getElementById('problem').onchange = () => { limit = 100; view(); };
 document.getElementById('sort').onchange = view;
-document.getElementById('more').onclick = () => {{ limit += 100; view(); }};
+document.getElementById('more').onclick = () => { limit += 100; view(); };
 view();
-</script></body></html>
 """
+"""The flagged table's filter, sort and paging (rows come from the JSON block; 100 rendered at a time)."""
 
 
 def write_report(result: CheckResult, runner: RunnerConfig) -> Path:

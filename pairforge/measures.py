@@ -3,11 +3,13 @@
 Everything here is a pure function of decoded pixels (no I/O, no Dask): the
 check's partition function calls :meth:`PairMeasurer.measure` once per pair.
 
-* **Shift**: phase correlation (``cv2.phaseCorrelate``, Hann window) between a
-  structure map of A and one of B, with the correlation peak as confidence.
-  A's structure depends on the kind (edge ink, label boundaries, gradient
-  magnitude); B's is its gradient magnitude, or the dataset's edge recipe for
-  edge datasets, so both maps show the same kind of lines.
+* **Shift**: phase correlation (Hann window) between a structure map of A and
+  one of B, with the correlation peak as confidence. A's structure depends on
+  the kind (edge ink, gradient magnitude); B's is its gradient magnitude, or the
+  dataset's edge recipe for edge datasets, so both maps show the same kind of
+  lines. Labels use :func:`label_alignment` instead: an exhaustive search over
+  integer shifts of how well the label map explains B (colour homogeneity of B
+  per label region, plus label boundaries on B's gradients).
 * **Agreement**, fit to the kind: edges -> F1 with a pixel tolerance between A
   and the edge recipe run on B; gray -> Pearson correlation of A with B's
   lightness (luma or Lab L, as recorded); labels -> F1 between label
@@ -26,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pairforge.errors import ConfigError
+from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import pack_rgb
 from pairforge.pairs import KINDS
 from pairforge.sources import StageSpec, cached_stage
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_MAX_SIDE = 512
 """Pairs larger than this are measured on a downscaled copy (shifts are scaled back to full size)."""
+MIN_SIDE = 8
+"""Pairs with a side shorter than this (per half) cannot be measured: they are reported, not measured."""
+LABEL_ANALYSIS_MAX_SIDE = 256
+"""Labels pairs are measured at this size at most (the label search costs one template match per region)."""
+LABEL_SEARCH_RADIUS = 12
+"""Labels: integer shifts up to this many (analysis) pixels per axis are tried."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,10 @@ class PairMeasures:
     shift_x: float
     shift_y: float
     confidence: float
-    """Structure correlation at the estimated shift (0..1)."""
+    """Structure correlation at the estimated shift (0..1); labels: alignment score at the shift
+    (robust z units, see :func:`label_alignment`)."""
     aligned_confidence: float
-    """Structure correlation with no shift: close to ``confidence`` when the shift buys little."""
+    """The same with no shift (labels: within 1.5 px of none): close to ``confidence`` when the shift buys little."""
     agreement: float | None
     edge_density: float
     std_a: float
@@ -140,10 +149,13 @@ class PairMeasurer:
         """
         config = self.config
         height, width = b.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise SampleError("too small to check", f"{width}x{height} px per half; the check needs {MIN_SIDE}x{MIN_SIDE}")
         pixel_hash = pixel_digest(b)
         phashes, dhashes = view_hashes(b, config.views)
         class_pixels = self._class_pixels(a) if config.kind == "labels" and len(self._sorted_colors) else None
-        scale = min(1.0, ANALYSIS_MAX_SIDE / max(height, width))
+        max_side = LABEL_ANALYSIS_MAX_SIDE if config.kind == "labels" else ANALYSIS_MAX_SIDE
+        scale = min(1.0, max_side / max(height, width))
         if scale < 1.0:
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
             nearest = config.kind == "labels"
@@ -154,9 +166,11 @@ class PairMeasurer:
         gray_a = to_gray(a)
         gray_b = to_gray(b)
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
-        whitening = 1.0 if config.kind == "labels" else 0.5
-        (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b, whitening)
-        aligned_confidence = structure_correlation(structure_a, structure_b)
+        if config.kind == "labels":
+            (shift_x, shift_y), confidence, aligned_confidence = label_alignment(a, b, structure_b)
+        else:
+            (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b)
+            aligned_confidence = structure_correlation(structure_a, structure_b)
         return PairMeasures(
             height=int(height),
             width=int(width),
@@ -331,6 +345,123 @@ def phase_shift(
     windowed_a = maps[0] * window
     confidence = _windowed_correlation(windowed_a, np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window)
     return (float(dx), float(dy)), max(0.0, confidence)
+
+
+def label_alignment(
+    labels: np.ndarray, photo: np.ndarray, gradient: np.ndarray, radius: int = LABEL_SEARCH_RADIUS
+) -> tuple[tuple[float, float], float, float]:
+    """Shift of a photo relative to its label map, by exhaustive search over integer shifts.
+
+    Two surfaces over the shifts ``(dx, dy)`` in ``[-radius, radius]``, each
+    standardised by its median and MAD and then summed:
+
+    * :func:`region_homogeneity_surface`: the share of B's colour variance the
+      label regions explain when the map is moved by the shift (a map in place
+      makes B's colour most uniform per region);
+    * :func:`boundary_gradient_surface`: label boundaries against B's gradients.
+
+    A label map that does not follow B's edges (texture, smooth shading) gives a
+    flat, noisy surface; a shifted map a clear peak away from zero.
+
+    Shape:
+        labels ``(H, W, 3)`` or ``(H, W)`` (colour or id coded); photo ``(H, W, 3)``;
+        gradient ``(H, W)`` float32 (B's gradient magnitude).
+
+    Returns:
+        ``((dx, dy), score, aligned_score)``: B's content sits ``dx`` px right and
+        ``dy`` px down of the map's; the summed surface at that shift and its best
+        value within 1.5 px of no shift (robust z units; the difference is the
+        evidence for the shift).
+    """
+    height, width = photo.shape[:2]
+    radius = min(radius, (min(height, width) - 8) // 4)
+    if radius < 2:
+        return (0.0, 0.0), 0.0, 0.0
+    regions = label_regions(labels)
+    surface = (_robust_z(region_homogeneity_surface(regions, photo, radius))
+               + _robust_z(boundary_gradient_surface(label_boundaries(labels), gradient, radius)))
+    row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    offsets = np.arange(-radius, radius + 1)
+    near = np.hypot(offsets[None, :], offsets[:, None]) <= 1.5
+    return ((float(column - radius), float(row - radius)), float(surface[row, column]),
+            float(surface[near].max()))
+
+
+def label_regions(labels: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """The 4-connected regions of one label each: ``(top, left, mask)`` with the mask cut to its bounding box."""
+    packed = pack_rgb(labels) if labels.ndim == 3 else labels.astype(np.int32)
+    found: list[tuple[int, int, np.ndarray]] = []
+    for value in np.unique(packed):
+        count, components, stats, _ = cv2.connectedComponentsWithStats(
+            (packed == value).astype(np.uint8), connectivity=4)
+        for index in range(1, count):
+            left, top, width, height = (int(v) for v in stats[index, :4])
+            box = components[top : top + height, left : left + width] == index
+            found.append((top, left, box.astype(np.float32)))
+    return found
+
+
+def region_homogeneity_surface(regions: list[tuple[int, int, np.ndarray]], photo: np.ndarray,
+                               radius: int) -> np.ndarray:
+    """Share of the variance of B's centre that the label regions explain, per shift of the regions.
+
+    B's centre (``radius`` px in from every side) stays fixed; the regions move
+    by ``(dx, dy)``, and each explains the centre pixels it covers by their mean
+    colour (one-way ANOVA: ``sum_r |S_r|^2 / n_r - N |mean|^2`` over the total
+    sum of squares). ``S_r`` and ``n_r`` for every shift at once are template
+    matches of the region's mask (its bounding box) against B's channels.
+
+    Returns:
+        ``(2 radius + 1, 2 radius + 1)`` float64, index ``[dy + radius, dx + radius]``, 0..1.
+    """
+    height, width = photo.shape[:2]
+    side = 2 * radius + 1
+    inside = np.zeros((height, width), dtype=bool)
+    inside[radius : height - radius, radius : width - radius] = True
+    centre = photo[inside].astype(np.float64)
+    mean = centre.mean(axis=0)
+    total = float(((centre - mean) ** 2).sum())
+    if total < 1e-6:
+        return np.zeros((side, side))
+    # B's channels and the centre indicator, zero outside the centre, padded by radius
+    planes = np.concatenate([photo.astype(np.float32), np.ones((height, width, 1), np.float32)], axis=2)
+    planes[~inside] = 0.0
+    planes = np.pad(planes, ((radius, radius), (radius, radius), (0, 0)))
+    planes = [np.ascontiguousarray(planes[..., channel]) for channel in range(4)]
+    explained = np.full((side, side), -len(centre) * float((mean**2).sum()))
+    for top, left, mask in regions:
+        rows, columns = mask.shape
+        window = (slice(top, top + rows + 2 * radius), slice(left, left + columns + 2 * radius))
+        matched = [cv2.matchTemplate(plane[window], mask, cv2.TM_CCORR).astype(np.float64) for plane in planes]
+        count = matched[3]
+        sums = matched[0] ** 2 + matched[1] ** 2 + matched[2] ** 2
+        explained += np.where(count > 0.5, sums / np.maximum(count, 1.0), 0.0)
+    return explained / total
+
+
+def boundary_gradient_surface(boundaries: np.ndarray, gradient: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of B's (square-rooted, normalised) gradient magnitude under the blurred label boundaries, per shift.
+
+    Returns:
+        ``(2 radius + 1, 2 radius + 1)`` float64, index ``[dy + radius, dx + radius]``.
+    """
+    height, width = boundaries.shape
+    blurred = cv2.GaussianBlur(boundaries.astype(np.float32), (0, 0), 1.0)
+    template = np.ascontiguousarray(blurred[radius : height - radius, radius : width - radius])
+    weight = float(template.sum())
+    side = 2 * radius + 1
+    if weight < 1e-6:
+        return np.zeros((side, side))
+    strength = np.sqrt(gradient.astype(np.float32))
+    strength /= float(strength.mean()) + 1e-6
+    return cv2.matchTemplate(strength, template, cv2.TM_CCORR).astype(np.float64) / weight
+
+
+def _robust_z(surface: np.ndarray) -> np.ndarray:
+    """``(surface - median) / (1.4826 MAD)``; zeros for a flat surface."""
+    median = float(np.median(surface))
+    spread = 1.4826 * float(np.median(np.abs(surface - median)))
+    return np.zeros_like(surface) if spread < 1e-12 else (surface - median) / spread
 
 
 def structure_correlation(structure_a: np.ndarray, structure_b: np.ndarray) -> float:

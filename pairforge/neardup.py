@@ -93,6 +93,61 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return np.unpackbits(as_bytes, axis=1).sum(axis=1).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class ChunkTable:
+    """The view hashes sorted by one chunk of their bits, and the probe masks of that chunk.
+
+    Attributes:
+        shift / width: the chunk is ``(hash >> shift) & (2**width - 1)``.
+        sorted_keys: chunk values in sorted order (wide chunks: probed by binary search), else None.
+        offsets: bucket offsets, ``2**width + 1`` entries (narrow chunks: a probe is two reads), else None.
+        order: view index of each sorted position.
+        masks: every ``width``-bit mask within the probe radius.
+    """
+
+    shift: int
+    width: int
+    sorted_keys: np.ndarray | None
+    offsets: np.ndarray | None
+    order: np.ndarray
+    masks: np.ndarray
+
+    def chunk(self, values: np.ndarray) -> np.ndarray:
+        return (values >> np.uint64(self.shift)) & np.uint64((1 << self.width) - 1)
+
+    def lookup(self, query_ids: np.ndarray, block: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(query id, view index) of every view whose chunk lies within the radius of a query's chunk."""
+        probes = (self.chunk(block)[:, None] ^ self.masks[None, :]).ravel().astype(np.int64)
+        if self.offsets is not None:
+            left, right = self.offsets[probes], self.offsets[probes + 1]
+        else:
+            assert self.sorted_keys is not None
+            left = np.searchsorted(self.sorted_keys, probes, side="left")
+            right = np.searchsorted(self.sorted_keys, probes, side="right")
+        counts = right - left
+        if not counts.any():
+            return None
+        probe_query = np.repeat(np.repeat(query_ids, len(self.masks)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return probe_query, self.order[np.repeat(left, counts) + within]
+
+
+def build_tables(views: np.ndarray, plan: IndexPlan) -> list[ChunkTable]:
+    """One :class:`ChunkTable` per chunk of the plan."""
+    tables = []
+    for shift, width in _chunk_bounds(plan.chunks):
+        keys = ((views >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        masks = _masks(width, plan.radius)
+        if width <= DIRECT_BITS:
+            offsets = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(keys, minlength=1 << width), out=offsets[1:])
+            tables.append(ChunkTable(shift, width, None, offsets, order, masks))
+        else:  # wide chunks (tiny indexes with threshold 0..1)
+            tables.append(ChunkTable(shift, width, keys[order], None, order, masks))
+    return tables
+
+
 def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, threshold: int,
                batch: int = 4096, stats: dict[str, int] | None = None,
                verify: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,48 +170,22 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
     queries = np.asarray(queries, dtype=np.uint64)
     views = np.asarray(views, dtype=np.uint64)
     owners = np.asarray(owners, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
     if len(queries) == 0 or len(views) == 0:
-        empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     plan = plan_index(len(views), threshold)
     if stats is not None:
         stats.update(candidates=0, chunks=plan.chunks)
     log.debug("near-duplicate index: %s", plan.describe())
-    tables = []
-    for shift, width in _chunk_bounds(plan.chunks):
-        keys = ((views >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
-        if width <= DIRECT_BITS:  # bucket offsets: a probe is two array reads
-            offsets = np.zeros((1 << width) + 1, dtype=np.int64)
-            np.cumsum(np.bincount(keys, minlength=1 << width), out=offsets[1:])
-            tables.append((shift, width, None, offsets, order, _masks(width, plan.radius)))
-        else:  # wide chunks (tiny indexes with threshold 0..1): binary search
-            tables.append((shift, width, keys[order], None, order, _masks(width, plan.radius)))
+    tables = build_tables(views, plan)
     found_i, found_j, found_d = [], [], []
     for start in range(0, len(queries), batch):
         query_ids = np.arange(start, min(start + batch, len(queries)))
-        block = queries[query_ids]
-        candidate_q, candidate_v = [], []
-        for shift, width, sorted_keys, offsets, order, masks in tables:
-            chunk = (block >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-            probes = (chunk[:, None] ^ masks[None, :]).ravel()
-            if offsets is not None:
-                probes = probes.astype(np.int64)
-                left, right = offsets[probes], offsets[probes + 1]
-            else:
-                left = np.searchsorted(sorted_keys, probes.astype(np.int64), side="left")
-                right = np.searchsorted(sorted_keys, probes.astype(np.int64), side="right")
-            counts = right - left
-            if not counts.any():
-                continue
-            probe_query = np.repeat(np.repeat(query_ids, len(masks)), counts)
-            offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-            candidate_q.append(probe_query)
-            candidate_v.append(order[np.repeat(left, counts) + offsets])
-        if not candidate_q:
+        hits = [hit for table in tables if (hit := table.lookup(query_ids, queries[query_ids])) is not None]
+        if not hits:
             continue
-        query_index = np.concatenate(candidate_q)
-        view_index = np.concatenate(candidate_v)
+        query_index = np.concatenate([hit[0] for hit in hits])
+        view_index = np.concatenate([hit[1] for hit in hits])
         distance = popcount(queries[query_index] ^ views[view_index])
         if stats is not None:
             stats["candidates"] += len(distance)
@@ -170,9 +199,13 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         found_j.append(other[keep])
         found_d.append(distance[keep])
     if not found_i:
-        empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    first, second, distance = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
+    return _closest_per_pair(np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d))
+
+
+def _closest_per_pair(first: np.ndarray, second: np.ndarray,
+                      distance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per unordered pair ``(low, high)``, with its smallest distance."""
     low, high = np.minimum(first, second), np.maximum(first, second)
     order = np.lexsort((distance, high, low))
     low, high, distance = low[order], high[order], distance[order]

@@ -49,7 +49,8 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
 
     \b
     Every pair is read once (on the Dask runner, like the builders) and measured:
-      alignment   shift between A's and B's structure (phase correlation), and an
+      alignment   shift between A's and B's structure (phase correlation; labels:
+                  a search over shifts of how well the label map explains B), and an
                   agreement score fit to the kind (edge F1, lightness correlation,
                   label boundaries vs B's edges); flags shift > --max-shift and outliers
       duplicates  exact (decoded pixels) and near (pHash of B and of crops of it);
@@ -57,6 +58,12 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
       content     near-constant or empty A/B, colours outside the palette, classes
                   never in val, size and aspect outliers
     Writes OUTPUT/report.html, check.json and flagged.jsonl, prints a summary.
+
+    \b
+    Examples:
+      pairforge check pairs/                 # then open check/report.html
+      pairforge check shards/ --strict       # exit status 1 when anything is flagged
+      pairforge check pairs/ --fix-splits    # + check/splits.json for `shard --splits`
     """
     from pairforge.check import CheckConfig, open_source, run_check, write_outputs
     from pairforge.checkreport import write_report
@@ -72,6 +79,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
         raise click.ClickException(f"{dataset_dir}: no pairs to check (no images in a pair folder, or an empty shard "
                                    "set); make pairs with `pairforge make-edges PHOTOS` or `pairforge combine`")
     measure = _measure_config(source, edge_recipe)
+    output.mkdir(parents=True, exist_ok=True)  # an unwritable output fails now, not after the measuring
     with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
         result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)
     paths = write_outputs(result)
