@@ -28,7 +28,7 @@ from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import MeasureConfig, PairMeasurer
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
-from pairforge.pairs import FoundFile, PairsInfo, discover, split_ab, write_json, write_jsonl
+from pairforge.pairs import KINDS, FoundFile, PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import DATASET_NAME, decode_shard_sample, read_dataset
 from pairforge.sources import capture
@@ -343,12 +343,18 @@ class CheckResult:
         return rows
 
 
+def measured_kind(kind: str) -> str:
+    """The kind whose measures check a dataset: its own, or ``generic`` (shift alone) for a kind
+    no measure knows (a builder registered after the check was written)."""
+    return kind if kind in KINDS else "generic"
+
+
 def measure_config_for(source: DatasetSource, edge_recipe: Any = None) -> MeasureConfig:
     """The per-pair measures fit to the dataset's kind, palette and recorded stage."""
     from pairforge.measures import EdgeRecipe
 
     space = str(source.stage.get("space", "luma")) if source.kind == "gray" else "luma"
-    return MeasureConfig(kind=source.kind, gray_space=space if space in ("luma", "lab") else "luma",
+    return MeasureConfig(kind=measured_kind(source.kind), gray_space=space if space in ("luma", "lab") else "luma",
                          palette_colors=source.class_colors if source.kind == "labels" else (),
                          edge_recipe=edge_recipe or EdgeRecipe())
 
@@ -556,7 +562,8 @@ def check_json(result: CheckResult) -> dict[str, Any]:
     return {
         "format": CHECK_FORMAT,
         "created_by": f"pairforge {__version__}",
-        "source": {"path": source.root, "layout": source.layout, "kind": source.kind, "a_channels": source.a_channels},
+        "source": {"path": source.root, "layout": source.layout, "kind": source.kind,
+                   "measured_as": measured_kind(source.kind), "a_channels": source.a_channels},
         "counts": {"seen": result.seen, "checked": result.checked, "unreadable": result.unreadable_count,
                    "flagged_pairs": result.flagged_pairs(),
                    "splits": dict(sorted(Counter(row["split"] or "all" for row in result.rows).items()))},

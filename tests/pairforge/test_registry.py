@@ -125,6 +125,11 @@ def test_toy_builder_pair_folder(toy: type, photo_dir: Path, tmp_path: Path) -> 
     b = fit_image(_photo(photo_dir / "p0.png"), config.fit)
     np.testing.assert_array_equal(pair[:, :SIZE, 0], invert(b, config))  # A stored gray as RGB
     np.testing.assert_array_equal(pair[:, SIZE:, ::-1], b)
+    # `check` knows no structure measure of the new kind: it checks the pairs as generic ones
+    checked = CliRunner().invoke(cli, ["check", str(out), "-o", str(tmp_path / "check"), "-j", "1"])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert report["source"]["kind"] == "invert" and report["source"]["measured_as"] == "generic"
 
 
 def test_toy_builder_shards_card_and_predict_from_photos(toy: type, photo_dir: Path, tmp_path: Path) -> None:
