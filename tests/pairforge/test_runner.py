@@ -1,0 +1,108 @@
+"""The Dask runner: task order, per-partition progress, errors, the same code on a cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from pairforge.errors import PairforgeError
+from pairforge.runner import RunnerConfig, default_workers, run_partitions
+from pairforge.sources import SourceItem
+
+# pytest imports test modules by path (--import-mode=importlib): worker processes cannot
+# import this module by name, so its functions travel by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What a partition function gets: items that Dask must pass as they are."""
+
+    items: tuple[SourceItem, ...]
+    delay: float = 0.0
+    fail: bool = False
+
+
+@dataclass(frozen=True)
+class Summarise:
+    """A partition function: where it ran, and the keys it saw (in order)."""
+
+    def __call__(self, task: Partition) -> tuple[int, list[str]]:
+        time.sleep(task.delay)
+        if task.fail:
+            raise ValueError(f"partition {task.items[0].key} broke")
+        assert all(isinstance(item, SourceItem) for item in task.items)
+        return os.getpid(), [item.key for item in task.items]
+
+
+def partitions(count: int, slow_first: float = 0.0) -> list[Partition]:
+    return [Partition(tuple(SourceItem(f"p{p}-{i}", f"/x/{p}/{i}.jpg", "train") for i in range(3)),
+                      delay=slow_first if p == 0 else 0.0)
+            for p in range(count)]
+
+
+def keys(results: list[tuple[int, list[str]]]) -> list[list[str]]:
+    return [seen for _, seen in results]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_in_task_order_and_progress_per_partition(workers: int) -> None:
+    tasks = partitions(5, slow_first=1.5 if workers > 1 else 0.0)
+    finished: list[tuple[int, list[str]]] = []
+    results = run_partitions(Summarise(), tasks, RunnerConfig(workers=workers), on_result=finished.append)
+    assert keys(results) == [[item.key for item in task.items] for task in tasks]
+    assert sorted(keys(finished)) == sorted(keys(results))  # once per partition, nothing else
+    pids = {pid for pid, _ in results}
+    if workers == 1:
+        assert pids == {os.getpid()}  # in-process
+    else:
+        assert os.getpid() not in pids
+        # progress as each partition finishes, not in task order at the end: the slow first one comes last
+        assert keys(finished)[-1] == keys(results)[0], keys(finished)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_error_escaping_the_function_stops_the_run(workers: int) -> None:
+    tasks = partitions(4)
+    tasks[2] = Partition(tasks[2].items, fail=True)
+    with pytest.raises(ValueError, match="partition p2-0 broke"):
+        run_partitions(Summarise(), tasks, RunnerConfig(workers=workers))
+
+
+def test_no_tasks_runs_nothing() -> None:
+    assert run_partitions(Summarise(), [], RunnerConfig(scheduler="tcp://127.0.0.1:1")) == []
+
+
+def test_one_core_count() -> None:
+    assert default_workers() == len(os.sched_getaffinity(0))
+
+
+def test_unreachable_scheduler_is_one_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr("pairforge.runner._CONNECT_TIMEOUT", "1s")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(PairforgeError, match=rf"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}.*dask scheduler"):
+        run_partitions(Summarise(), partitions(1), RunnerConfig(scheduler=f"tcp://127.0.0.1:{port}"))
+
+
+def test_the_same_partitions_run_on_a_distributed_cluster(tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        config = RunnerConfig(scheduler=cluster.scheduler_address)
+        tasks = partitions(4, slow_first=0.8)
+        finished: list[tuple[int, list[str]]] = []
+        results = run_partitions(Summarise(), tasks, config, on_result=finished.append)
+        assert keys(results) == [[item.key for item in task.items] for task in tasks]
+        assert sorted(keys(finished)) == sorted(keys(results)) and keys(finished)[-1] == keys(results)[0]
+        tasks[1] = Partition(tasks[1].items, fail=True)
+        with pytest.raises(ValueError, match="partition p1-0 broke"):
+            run_partitions(Summarise(), tasks, config)
