@@ -7,7 +7,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -22,30 +21,29 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @dataclass(frozen=True)
-class Partition:
-    """What a partition function gets: items that Dask must pass as they are."""
-
-    items: tuple[SourceItem, ...]
-    delay: float = 0.0
-    fail: bool = False
-
-
-@dataclass(frozen=True)
 class Summarise:
-    """A partition function: where it ran, and the keys it saw (in order)."""
+    """A partition function: where it ran, and the keys it saw (in order).
 
-    def __call__(self, task: Partition) -> tuple[int, list[str]]:
-        time.sleep(task.delay)
-        if task.fail:
-            raise ValueError(f"partition {task.items[0].key} broke")
-        assert all(isinstance(item, SourceItem) for item in task.items)
-        return os.getpid(), [item.key for item in task.items]
+    Attributes:
+        slow: the partition starting with this key sleeps 1.5 s first.
+        broken: the partition starting with this key raises.
+    """
+
+    slow: str = ""
+    broken: str = ""
+
+    def __call__(self, items: list[SourceItem]) -> tuple[int, list[str]]:
+        assert isinstance(items, list) and all(isinstance(item, SourceItem) for item in items)
+        if items[0].key == self.slow:
+            time.sleep(1.5)
+        if items[0].key == self.broken:
+            raise ValueError(f"partition {self.broken} broke")
+        return os.getpid(), [item.key for item in items]
 
 
-def partitions(count: int, slow_first: float = 0.0) -> list[Partition]:
-    return [Partition(tuple(SourceItem(f"p{p}-{i}", f"/x/{p}/{i}.jpg", "train") for i in range(3)),
-                      delay=slow_first if p == 0 else 0.0)
-            for p in range(count)]
+def partitions(count: int) -> list[list[SourceItem]]:
+    """Lists of items, as the pair builders pass them: Dask must pass them as they are."""
+    return [[SourceItem(f"p{p}-{i}", f"/x/{p}/{i}.jpg", "train") for i in range(3)] for p in range(count)]
 
 
 def keys(results: list[tuple[int, list[str]]]) -> list[list[str]]:
@@ -54,10 +52,11 @@ def keys(results: list[tuple[int, list[str]]]) -> list[list[str]]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_results_in_task_order_and_progress_per_partition(workers: int) -> None:
-    tasks = partitions(5, slow_first=1.5 if workers > 1 else 0.0)
+    tasks = partitions(5)
     finished: list[tuple[int, list[str]]] = []
-    results = run_partitions(Summarise(), tasks, RunnerConfig(workers=workers), on_result=finished.append)
-    assert keys(results) == [[item.key for item in task.items] for task in tasks]
+    function = Summarise(slow="p0-0" if workers > 1 else "")
+    results = run_partitions(function, tasks, RunnerConfig(workers=workers), on_result=finished.append)
+    assert keys(results) == [[item.key for item in task] for task in tasks]
     assert sorted(keys(finished)) == sorted(keys(results))  # once per partition, nothing else
     pids = {pid for pid, _ in results}
     if workers == 1:
@@ -70,10 +69,8 @@ def test_results_in_task_order_and_progress_per_partition(workers: int) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_error_escaping_the_function_stops_the_run(workers: int) -> None:
-    tasks = partitions(4)
-    tasks[2] = Partition(tasks[2].items, fail=True)
     with pytest.raises(ValueError, match="partition p2-0 broke"):
-        run_partitions(Summarise(), tasks, RunnerConfig(workers=workers))
+        run_partitions(Summarise(broken="p2-0"), partitions(4), RunnerConfig(workers=workers))
 
 
 def test_no_tasks_runs_nothing() -> None:
@@ -93,16 +90,15 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch) -> None:
         run_partitions(Summarise(), partitions(1), RunnerConfig(scheduler=f"tcp://127.0.0.1:{port}"))
 
 
-def test_the_same_partitions_run_on_a_distributed_cluster(tmp_path: Path) -> None:
+def test_the_same_partitions_run_on_a_distributed_cluster() -> None:
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         config = RunnerConfig(scheduler=cluster.scheduler_address)
-        tasks = partitions(4, slow_first=0.8)
+        tasks = partitions(4)
         finished: list[tuple[int, list[str]]] = []
-        results = run_partitions(Summarise(), tasks, config, on_result=finished.append)
-        assert keys(results) == [[item.key for item in task.items] for task in tasks]
+        results = run_partitions(Summarise(slow="p0-0"), tasks, config, on_result=finished.append)
+        assert keys(results) == [[item.key for item in task] for task in tasks]
         assert sorted(keys(finished)) == sorted(keys(results)) and keys(finished)[-1] == keys(results)[0]
-        tasks[1] = Partition(tasks[1].items, fail=True)
         with pytest.raises(ValueError, match="partition p1-0 broke"):
-            run_partitions(Summarise(), tasks, config)
+            run_partitions(Summarise(broken="p1-0"), tasks, config)
