@@ -102,3 +102,10 @@ def test_the_same_partitions_run_on_a_distributed_cluster() -> None:
         assert sorted(keys(finished)) == sorted(keys(results)) and keys(finished)[-1] == keys(results)[0]
         with pytest.raises(ValueError, match="partition p1-0 broke"):
             run_partitions(Summarise(broken="p1-0"), tasks, config)
+
+
+def test_loader_workers_follow_the_one_core_count(monkeypatch) -> None:
+    data = pytest.importorskip("pairforge.trainer.data")
+    monkeypatch.setattr("pairforge.runner.default_workers", lambda: 5)
+    assert data.default_num_workers("cuda") == 4  # one core left to the training loop
+    assert data.default_num_workers("cpu") == 0
