@@ -116,12 +116,16 @@ def _compute_locally(partitions: list[Any], workers: int, on_result: Callable[[A
         if key in keys:
             on_result(result)
 
+    # Schedulers named by their get functions: a name ("sync") makes dask.compute import
+    # dask.distributed to look for a default client (0.16 s of start-up per command).
     with Callback(posttask=finished) if on_result else nullcontext():
         if workers == 1:
-            return list(dask.compute(*partitions, scheduler="sync"))
+            return list(dask.compute(*partitions, scheduler=dask.get))
+        import dask.multiprocessing
+
         with _process_pool(workers) as pool:
             # one partition per submission: partitions are already large, and balanced
-            return list(dask.compute(*partitions, scheduler="processes", pool=pool, chunksize=1))
+            return list(dask.compute(*partitions, scheduler=dask.multiprocessing.get, pool=pool, chunksize=1))
 
 
 def _process_pool(workers: int) -> Any:
