@@ -45,11 +45,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, random_crop, run_measured, skimage_photos  # noqa: E402
 
+from pairforge.runner import RunnerConfig  # noqa: E402
+
 BUILDERS = ("gray", "labels", "edges")
 PHOTO_HEIGHT, PHOTO_WIDTH = 768, 1024
 PHOTO_QUALITY = 90
 LABEL_CLASSES = 8
-PARTITION_SIZE = 256  # RunnerConfig's default partition size, for the "partitions" note
 TARGET_FRACTION = 0.75
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -218,7 +219,7 @@ def main() -> None:
         "photo": f"{PHOTO_WIDTH}x{PHOTO_HEIGHT} JPEG q{PHOTO_QUALITY} (random crops of scikit-image photos)",
         "labels": f"{PHOTO_WIDTH}x{PHOTO_HEIGHT} 8-bit class-id PNG, {LABEL_CLASSES} blocky classes",
         "output": f"{args.size}x{args.size} crop, AB PNG",
-        "partitions": math.ceil(args.photos / PARTITION_SIZE),
+        "partitions": math.ceil(args.photos / RunnerConfig().partition_size),
         "corpus_seconds": round(corpus_seconds, 1),
         "floor_photos": min(floor_photos, args.photos),
         "builders": {},

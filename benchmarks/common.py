@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pairforge.runner import default_workers
+
 
 def machine() -> str:
     """One line describing this machine (CPU model, cores, memory, Python)."""
@@ -25,8 +27,7 @@ def machine() -> str:
         memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
     except OSError:
         memory = float("nan")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}"
+    return f"{model}, {default_workers()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def skimage_photos() -> list[np.ndarray]:

@@ -18,18 +18,16 @@ from pairforge.imageio import encode_image, is_image_path
 from pairforge.keys import chunk
 from pairforge.pairs import (
     MANIFEST_NAME,
-    REJECTS_NAME,
-    NothingUsableError,
     PairsInfo,
     join_ab,
-    reason_class,
     summary_rows,
     write_jsonl,
 )
 from pairforge.paths import absolute, describe_path, ensure_output_dir
-from pairforge.runner import RunnerConfig, default_workers, run_partitions
+from pairforge.runner import RunnerConfig, default_workers
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, StageSpec, iter_samples
+from pairforge.tally import run_writers
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +65,8 @@ class PartitionResult:
     a_channels: Counter = field(default_factory=Counter)
 
     @property
-    def seen(self) -> int:
-        return len(self.rows) + len(self.rejects)
+    def written(self) -> int:
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -154,34 +152,22 @@ def build_pairs(
     check_reuse(out_dir, info, config.overwrite)
     ensure_output_dir(out_dir, "pair folder")
     partitions = [list(part) for part in chunk(list(items), runner.partition_size)]
-    function = WritePairs(reader, config)
-    results = run_partitions(
-        function, partitions, runner, on_result=(lambda r: on_progress(r.seen)) if on_progress else None
-    )
+    results, tally = run_writers(WritePairs(reader, config), partitions, runner, out_dir, len(items), early_rejects,
+                                 on_progress)
     rows = sorted((row for r in results for row in r.rows), key=lambda row: (row["split"], row["key"]))
-    rejects = list(early_rejects) + [reject for r in results for reject in r.rejects]
     write_jsonl(out_dir / MANIFEST_NAME, rows)
-    write_jsonl(out_dir / REJECTS_NAME, rejects)
     counts = Counter(row["split"] or "all" for row in rows)
     channels = Counter()
     for r in results:
         channels.update(r.a_channels)
     a_channels = channels.most_common(1)[0][0] if channels else info.a_channels
     PairsInfo(**{**info.to_json(), "counts": dict(counts), "a_channels": a_channels}).write(out_dir)
-    summary = BuildSummary(
-        seen=len(items) + len(early_rejects),
-        written=len(rows),
-        rejected=Counter(reason_class(reject["reason"]) for reject in rejects),
-        out_dir=str(out_dir),
-        counts=dict(counts),
-    )
-    assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
+    summary = BuildSummary(tally.seen, tally.written, tally.rejected, str(out_dir), dict(counts))
     removed = remove_unlisted(out_dir, {row["path"] for row in rows})
     if removed:
         log.info("removed %d files of an earlier build that the new manifest does not list", removed)
-    if not rows:
-        raise NothingUsableError(str(out_dir), summary.seen, summary.rejected, out_dir / REJECTS_NAME)
-    log.info("wrote %d pairs to %s (%d rejected)", summary.written, out_dir, len(rejects))
+    tally.require_some(out_dir)
+    log.info("wrote %d pairs to %s (%d rejected)", summary.written, out_dir, len(tally.rejects))
     return summary
 
 

@@ -3,16 +3,18 @@
 Work arrives as a list of partition tasks (hundreds of samples each, never one
 task per image) and one picklable function that processes a whole partition:
 read -> stage -> write, with every :class:`~pairforge.errors.SampleError`
-turned into a reject row inside the partition. The same function runs on a
-local thread, local processes, or a ``dask.distributed`` cluster.
+turned into a reject row inside the partition. Each task becomes one
+``dask.delayed`` call; the same delayed calls run on this thread, on Dask's
+local process pool, or on a ``dask.distributed`` cluster.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Imported once by the forkserver, so each local worker process starts with them loaded.
+_WORKER_PRELOAD = ["pairforge.sources", "pairforge.shards", "pairforge.build"]
+_CONNECT_TIMEOUT = "10s"  # to reach a --scheduler
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class RunnerConfig:
 
 
 def default_workers() -> int:
-    """Cores available to this process."""
+    """Cores available to this process: the one core count of pairforge (runner, loaders, benchmarks)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS
@@ -70,89 +76,89 @@ def run_partitions(
 ) -> list[R]:
     """Run ``function`` on every task and return the results in task order.
 
-    One worker runs the graph in this process (Dask's synchronous scheduler);
-    N workers run it on Dask's local process pool; a scheduler address runs it
-    on a dask.distributed cluster. The graph and the function are the same.
+    Each task is one ``dask.delayed`` call of ``function``. One worker computes them
+    in this process (Dask's synchronous scheduler), N workers on Dask's local process
+    pool, a scheduler address on a dask.distributed cluster (``Client.compute``).
 
     Args:
         function: a picklable callable processing one partition; it must catch its
             own per-sample errors. An exception escaping it is a bug or an
             environment failure and stops the run.
-        tasks: picklable partition descriptions.
+        tasks: picklable partition descriptions (passed to ``function`` as they are).
         config: local or cluster execution.
         on_result: called in this process as each partition finishes (progress).
     """
     if not tasks:
         return []
-    graph = {_key(index): (_call, function, _Opaque(task)) for index, task in enumerate(tasks)}
-    keys = [_key(index) for index in range(len(tasks))]
+    import dask
+
+    run = f"pairforge-{uuid.uuid4().hex[:8]}"  # unique per run: a cluster may be shared
+    call = dask.delayed(function, pure=False, traverse=False)
+    partitions = [
+        # traverse=False: a task is data (its items are not unpacked into subtasks)
+        call(dask.delayed(task, traverse=False, name=f"{run}-task-{index:06d}"),
+             dask_key_name=f"{run}-partition-{index:06d}")
+        for index, task in enumerate(tasks)
+    ]
     if config.scheduler:
-        return _run_distributed(graph, keys, config.scheduler, on_result)
-    return _run_local(graph, keys, config.workers, on_result)
+        return _compute_on_cluster(partitions, config.scheduler, on_result)
+    return _compute_locally(partitions, config.workers, on_result)
 
 
-class _Opaque:
-    """Hides a task's contents from Dask's graph traversal (lists of items are not subtasks)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _call(function: Callable[[Any], Any], task: _Opaque) -> Any:
-    return function(task.value)
-
-
-def _key(index: int) -> str:
-    return f"pairforge-partition-{index:06d}"
-
-
-def _run_local(graph: dict[str, Any], keys: list[str], workers: int,
-               on_result: Callable[[Any], Any] | None) -> list[Any]:
+def _compute_locally(partitions: list[Any], workers: int, on_result: Callable[[Any], Any] | None) -> list[Any]:
+    """Dask's synchronous scheduler (1 worker) or its process pool; ``on_result`` as a Dask callback."""
     import dask
     from dask.callbacks import Callback
 
-    callbacks = [Callback(posttask=lambda key, result, *_: on_result(result))] if on_result else []
-    if workers == 1:
-        with ExitStack() as stack:
-            for callback in callbacks:
-                stack.enter_context(callback)
-            return list(dask.get(graph, keys))
+    keys = {partition.key for partition in partitions}  # the tasks' data keys pass the callback too
+
+    def finished(key: Any, result: Any, *_: Any) -> None:
+        if key in keys:
+            on_result(result)
+
+    # Schedulers named by their get functions: a name ("sync") makes dask.compute import
+    # dask.distributed to look for a default client (0.16 s of start-up per command).
+    with Callback(posttask=finished) if on_result else nullcontext():
+        if workers == 1:
+            return list(dask.compute(*partitions, scheduler=dask.get))
+        import dask.multiprocessing
+
+        with _process_pool(workers) as pool:
+            # one partition per submission: partitions are already large, and balanced
+            return list(dask.compute(*partitions, scheduler=dask.multiprocessing.get, pool=pool, chunksize=1))
+
+
+def _process_pool(workers: int) -> Any:
+    """A pool forked from a clean forkserver (no threads, no torch) that has already imported
+    the image code: workers start in about half the time of Dask's default spawned pool
+    (benchmarks/bench_runner.py). The pool is terminated on exit, so an error stops the run at once.
+    """
     import multiprocessing
 
-    import dask.multiprocessing
-
-    # A forkserver starts clean (no threads, no torch) and forks each worker with the
-    # image libraries already imported: workers start in milliseconds, safely.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pairforge.sources", "pairforge.shards", "pairforge.build"])
-    with ExitStack() as stack, context.Pool(workers) as pool:
-        for callback in callbacks:
-            stack.enter_context(callback)
-        return list(dask.multiprocessing.get(graph, keys, pool=pool, num_workers=workers, chunksize=1))
+    context.set_forkserver_preload(_WORKER_PRELOAD)
+    return context.Pool(workers)
 
 
-def _run_distributed(graph: dict[str, Any], keys: list[str], address: str,
-                     on_result: Callable[[Any], Any] | None) -> list[Any]:
+def _compute_on_cluster(partitions: list[Any], address: str, on_result: Callable[[Any], Any] | None) -> list[Any]:
+    """``Client.compute`` the partitions; collect each as it completes."""
     from dask.distributed import Client, as_completed
 
     _quiet_dask_logs()
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise PairforgeError(
             f"cannot reach the Dask scheduler at {address}: {exc}. "
             "Start one with `dask scheduler` and workers with `dask worker ADDRESS`."
         ) from None
     with client:
-        log.debug("running %d partitions on %s", len(keys), address)
-        futures = client.get(graph, keys, sync=False)
+        log.debug("running %d partitions on %s", len(partitions), address)
+        futures = client.compute(partitions)
         index_of = {future.key: index for index, future in enumerate(futures)}
-        results: list[Any] = [None] * len(keys)
+        results: list[Any] = [None] * len(futures)
         for future in as_completed(futures):
-            result = future.result()
-            results[index_of[future.key]] = result
+            results[index_of[future.key]] = result = future.result()
             if on_result is not None:
                 on_result(result)
             future.release()

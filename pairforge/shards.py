@@ -34,17 +34,14 @@ from pairforge.files import file_sha256
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
-    REJECTS_NAME,
-    NothingUsableError,
-    reason_class,
     summary_rows,
     write_json,
-    write_jsonl,
 )
 from pairforge.paths import absolute, ensure_output_dir, relative_source
-from pairforge.runner import RunnerConfig, run_partitions
+from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
+from pairforge.tally import run_writers
 from pairforge.tars import ShardTarWriter
 
 log = logging.getLogger(__name__)
@@ -244,14 +241,14 @@ class WriteShard:
     root: str | None = None
     """Input root: sample sources are recorded relative to it."""
 
-    def __call__(self, task: ShardTask) -> dict[str, Any]:
+    def __call__(self, task: ShardTask) -> ShardResult:
         out_dir = Path(self.out_dir)
         tar_path = out_dir / task.name
         stats_path = stats_path_for(tar_path)
         previous = _load_stats(stats_path)
         if previous and previous.get("plan") == task.plan and tar_path.exists():
             if file_sha256(tar_path) == previous.get("sha256"):
-                return {**previous, "reused": True}
+                return ShardResult(previous, reused=True)
         stats_path.unlink(missing_ok=True)
         tmp_path = out_dir / f".{task.name}.tmp-{os.getpid()}"
         rejects: list[dict[str, str]] = []
@@ -276,7 +273,7 @@ class WriteShard:
             "rejects": rejects,
         }
         write_json(stats_path, stats)
-        return {**stats, "reused": False}
+        return ShardResult(stats, reused=False)
 
     def _encode(self, item: SourceItem, sample: PairSample) -> dict[str, Any]:
         a = sample.a
@@ -298,6 +295,22 @@ class WriteShard:
             f"b.{self.b_format}": b,
             "json": json.dumps(meta, sort_keys=True).encode("utf-8"),
         }
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What writing one shard reports: its stats file's contents, and whether an earlier tar was kept."""
+
+    stats: dict[str, Any]
+    reused: bool
+
+    @property
+    def written(self) -> int:
+        return self.stats["count"]
+
+    @property
+    def rejects(self) -> list[dict[str, str]]:
+        return self.stats["rejects"]
 
 
 @dataclass
@@ -358,33 +371,24 @@ def write_shard_set(
     tasks = plan_shards(items, config, recipe)
     _remove_stale(out_dir, {task.name for task in tasks})
     function = WriteShard(reader, str(out_dir), info.a_channels, config.b_format, config.quality, root)
-    results = run_partitions(
-        function,
-        tasks,
-        runner,
-        on_result=(lambda stats: on_progress(stats["count"] + len(stats["rejects"]))) if on_progress else None,
-    )
+    results, tally = run_writers(function, tasks, runner, out_dir, len(items), early_rejects, on_progress)
     _remove_temporaries(out_dir)  # of workers killed mid-shard whose task was rerun elsewhere
-    rejects = list(early_rejects) + [reject for stats in results for reject in stats["rejects"]]
-    write_jsonl(out_dir / REJECTS_NAME, rejects)
     if root is not None:
         info = replace(info, source={**info.source, "root": root})
-    dataset = dataset_json(info, results, config.b_format)
+    dataset = dataset_json(info, [result.stats for result in results], config.b_format)
     if assignment is not None:
         dataset["split_assignment"] = assignment.describe(moved, unlisted)
     write_json(out_dir / DATASET_NAME, dataset)
     summary = ShardSummary(
-        seen=len(items) + len(early_rejects),
-        written=sum(stats["count"] for stats in results),
-        reused_shards=sum(1 for stats in results if stats.get("reused")),
+        seen=tally.seen,
+        written=tally.written,
+        reused_shards=sum(1 for result in results if result.reused),
         shards=len(dataset["shards"]),
-        rejected=Counter(reason_class(reject["reason"]) for reject in rejects),
+        rejected=tally.rejected,
         counts={split: entry["count"] for split, entry in dataset["splits"].items()},
         out_dir=str(out_dir),
     )
-    assert summary.seen == summary.written + sum(summary.rejected.values()), "lost inputs"
-    if summary.written == 0:
-        raise NothingUsableError(str(out_dir), summary.seen, summary.rejected, out_dir / REJECTS_NAME)
+    tally.require_some(out_dir)
     return summary
 
 

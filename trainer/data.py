@@ -342,14 +342,12 @@ def default_num_workers(device: str) -> int:
     """
     import torch
 
+    from pairforge.runner import default_workers
+
     uses_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if not uses_cuda:
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores - 1))
+    return max(1, min(8, default_workers() - 1))
 
 
 def make_loader(stream: PairStream, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
