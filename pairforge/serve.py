@@ -1,7 +1,7 @@
 """The local web server behind ``pairforge serve``: the page, a small HTTP API and one inference queue.
 
 The server knows nothing about torch: it is handed an :class:`ImageModel` (for a run folder,
-``pairforge.commands.serve.RunModel``, which wraps predict's machinery) and calls it from one
+``pairforge.trainer.serving.RunModel``, which wraps predict's machinery) and calls it from one
 worker thread, so the event loop keeps answering while a prediction runs::
 
     server = PageServer(model, ServeConfig(port=8000))

@@ -28,7 +28,8 @@ from click.testing import CliRunner
 
 from pairforge.cli import cli
 from pairforge.commands.serve import MAX_UPLOAD_PIXELS as CLI_MAX_PIXELS
-from pairforge.commands.serve import RunModel, load_run_model
+from pairforge.commands.serve import load_run_model
+from pairforge.errors import PairforgeError
 from pairforge.serve import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_PIXELS,
@@ -39,6 +40,7 @@ from pairforge.serve import (
     exposure_warning,
 )
 from pairforge.trainer.loop import train
+from pairforge.trainer.serving import RunModel
 from tests.trainer.conftest import make_tiny_config, write_shards
 from tests.trainer.test_predict import write_stage_shards
 
@@ -160,7 +162,7 @@ def test_info_describes_the_run(url: str, run_dir: Path) -> None:
 def test_labels_run_info_has_palette(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", kind="labels", count=4, val=1, shards=1)
     run = train(make_tiny_config(shards, tmp_path / "runs", steps=1)).run_dir
-    info = RunModel(run).info()
+    info = load_run_model(str(run), device="cpu").info()
     assert info["kind"] == "labels" and info["channels"] == 3
     assert [c["name"] for c in info["palette"]["classes"]] == ["sky", "cat", "grass"]
     assert info["palette"]["classes"][1]["color"] == [220, 20, 60]
@@ -421,7 +423,7 @@ def test_queue_batches_waiting_requests_and_the_loop_stays_responsive(model: Run
 
 
 def test_without_dropout_batched_requests_equal_single_ones(run_dir: Path, edge_images: list[np.ndarray]) -> None:
-    model = RunModel(run_dir, dropout=False)
+    model = load_run_model(str(run_dir), device="cpu", dropout=False)
     jobs = [Job(np.repeat(image[..., None], 3, axis=2), seed=i) for i, image in enumerate(edge_images)]
     together = model.run(jobs)
     for job, output in zip(jobs, together, strict=True):
@@ -499,3 +501,14 @@ def test_scale_native_equals_predict_scale_native(run_dir: Path, edge_images: li
         np.testing.assert_array_equal(served, expected)
         outputs[scale] = served
     assert np.abs(outputs["train"].astype(int) - outputs["native"]).max() > 0
+
+
+def test_run_model_without_photo_recipe_refuses_photos(run_dir: Path, edge_images: list[np.ndarray]) -> None:
+    """The trainer's RunModel makes A from photos only with the recipe the command hands it."""
+    bare = RunModel(run_dir, dropout=False)
+    assert bare.info()["from_photos"] is False and "without a photo recipe" in bare.info()["from_photos_note"]
+    photo = np.repeat(edge_images[0][..., None], 3, axis=2)
+    [refused] = bare.run([Job(photo, from_photo=True)])
+    assert isinstance(refused, PairforgeError) and "upload an A image instead" in str(refused)
+    [made] = load_run_model(str(run_dir), device="cpu", dropout=False).run([Job(photo, from_photo=True)])
+    assert isinstance(made, np.ndarray)
