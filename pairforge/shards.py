@@ -30,7 +30,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError, SampleError
-from pairforge.files import file_sha256
+from pairforge.files import atomic_path, file_sha256
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
@@ -250,10 +250,9 @@ class WriteShard:
             if file_sha256(tar_path) == previous.get("sha256"):
                 return ShardResult(previous, reused=True)
         stats_path.unlink(missing_ok=True)
-        tmp_path = out_dir / f".{task.name}.tmp-{os.getpid()}"
         rejects: list[dict[str, str]] = []
         count = 0
-        with open(tmp_path, "wb") as file, _HashingWriter(file) as stream:
+        with atomic_path(tar_path) as tmp_path, open(tmp_path, "wb") as file, _HashingWriter(file) as stream:
             writer = ShardTarWriter(stream)
             for item, outcome in iter_samples(self.reader, list(task.items)):
                 if not isinstance(outcome, PairSample):
@@ -262,7 +261,6 @@ class WriteShard:
                 writer.write(self._encode(item, outcome))
                 count += 1
             writer.close()
-        os.replace(tmp_path, tar_path)
         stats = {
             "name": task.name,
             "split": task.split,
@@ -515,9 +513,10 @@ def _load_stats(path: Path) -> dict[str, Any] | None:
 
 
 def _remove_temporaries(out_dir: Path) -> None:
-    """Delete ``.<shard>.tar.tmp-<pid>`` files (a worker killed while writing leaves one)."""
+    """Delete ``.<shard>.tar.tmp<pid>`` files (a worker killed while writing leaves one; older
+    versions named them ``.tar.tmp-<pid>``)."""
     for path in out_dir.iterdir():
-        if path.name.startswith(".") and ".tar.tmp-" in path.name:
+        if path.name.startswith(".") and ".tar.tmp" in path.name:
             log.info("removing leftover temporary %s", path.name)
             path.unlink(missing_ok=True)
 

@@ -223,6 +223,7 @@ def test_8_existing_shard_sets_stay_readable(tmp_path: Path, make_ab_folder) -> 
 
 
 def test_10_temporaries_left_by_killed_workers_are_removed(photos: Path, tmp_path: Path) -> None:
+    from pairforge.files import temporary_name
     from pairforge.runner import RunnerConfig
     from pairforge.shards import DatasetInfo, ShardConfig, write_shard_set
     from pairforge.sources import PairFileReader, SourceItem
@@ -232,7 +233,8 @@ def test_10_temporaries_left_by_killed_workers_are_removed(photos: Path, tmp_pat
     out = tmp_path / "shards"
 
     def killed_worker_leftover(count: int) -> None:  # a worker died mid-shard; its task ran again elsewhere
-        (out / ".train-000000.tar.tmp-99999").write_bytes(b"")
+        (out / ".train-000000.tar.tmp-99999").write_bytes(b"")  # as versions before files.atomic_path named them
+        temporary_name(out / "train-000001.tar").write_bytes(b"")  # today's name (files.atomic_path)
 
     write_shard_set(items, PairFileReader(1, "gray"), DatasetInfo("gray", 1), ShardConfig(str(out), 3), RunnerConfig(),
                     on_progress=killed_worker_leftover)
