@@ -37,6 +37,9 @@ IMAGE_FORMATS = ("png", "jpg")
 """Formats of the AB files (``--format``): PNG (lossless, the default) or JPEG."""
 KINDS = ("edges", "gray", "labels", "generic")
 """What A holds, as recorded in pairs.json and dataset.json ``kind``."""
+DRAWN_KINDS = ("edges", "labels")
+"""Kinds whose A is a drawing (1-px edges, exact label colours): shown and resized nearest-neighbour,
+never smoothed; any other kind (a builder registered later included) is a photo-like A."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from pairforge.errors import PairforgeError, SampleError
 from pairforge.imageio import is_image_path, read_image, write_image
+from pairforge.pairs import DRAWN_KINDS
 from pairforge.trainer.checkpoint import resolve_checkpoint
 from pairforge.trainer.gallery import GalleryRow, save_thumbnail, write_gallery
 from pairforge.trainer.inference import Predictor
@@ -163,7 +164,7 @@ def _write_row(output: Path, name: str, image: np.ndarray, outputs: list[np.ndar
     for rel, picture in images.items():
         write_image(output / rel, picture)
         # label maps and edge maps: lossless, nearest-neighbour upscaling (no new colours)
-        exact = rel.startswith("inputs/") and kind in ("labels", "edges")
+        exact = rel.startswith("inputs/") and kind in DRAWN_KINDS
         thumb = f"thumbs/{rel.replace('/', '__')}.{'png' if exact else 'jpg'}"
         save_thumbnail(picture, output / thumb, nearest=exact)
         thumbs[rel] = thumb

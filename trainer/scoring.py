@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from pairforge.errors import DatasetError, PairforgeError, SampleError
+from pairforge.pairs import DRAWN_KINDS
 from pairforge.shards import decode_shard_sample
 from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
 from pairforge.trainer.data import check_shards, load_dataset_info
@@ -194,7 +195,7 @@ def _swapped(pairs: Sequence[Pair], a_channels: int) -> list[Pair]:
 
 def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str, Any], kind: str) -> None:
     """Add the best and worst rows (by L1) with their input | output | target images to metrics.html."""
-    section = example_rows_html(page.parent, rows, images, nearest_input=kind in ("labels", "edges"))
+    section = example_rows_html(page.parent, rows, images, nearest_input=kind in DRAWN_KINDS)
     if section:
         text = page.read_text(encoding="utf-8")
         marker = "<br><table><caption>per sample"
@@ -219,4 +220,4 @@ def write_run_comparison(folder: Path, scores: Sequence[RunScore], pairs: Sequen
                     PictureRow("ground truth", tuple(b for _, _, b in shown))]
     return write_comparison(folder, {score.label: score.report.summary() for score in scores}, picture_rows,
                             keys=[key for key, _, _ in shown], title=title,
-                            nearest_rows=("input",) if kind in ("labels", "edges") else ())
+                            nearest_rows=("input",) if kind in DRAWN_KINDS else ())
