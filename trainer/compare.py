@@ -34,6 +34,8 @@ METRICS: dict[str, tuple[str, int]] = {
     "ab_error": ("Lab ab error", -1),
     "colorfulness": ("Colourfulness", 0),
     "target_colorfulness": ("Target colourfulness", 0),
+    "high_freq_ratio": ("High-freq. power / photo's", 0),
+    "spectral_distance": ("Spectral distance", -1),
 }
 REAL_PREFIX = "real_"
 ARROWS = {1: "\u2191", -1: "\u2193", 0: ""}

@@ -30,6 +30,7 @@ import torch
 
 from pairforge.lab import rgb_to_lab
 from pairforge.trainer import metrics
+from pairforge.trainer.compare import header_label
 from pairforge.trainer.gallery import table_html, write_tables_page
 from pairforge.trainer.spectrum import spectrum_scores
 
@@ -257,7 +258,8 @@ def write_report(report: EvaluationReport, folder: str | Path, title: str = "pai
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(report.rows)
-    tables = [table_html("mean", ["metric", "value"], [{"metric": k, "value": v} for k, v in report.means.items()])]
+    tables = [table_html("mean", ["metric", "name", "value"],
+                         [{"metric": header_label(k), "name": k, "value": v} for k, v in report.means.items()])]
     if report.settings:
         tables.insert(0, table_html("how the generator ran", ["setting", "value"],
                                     [{"setting": k, "value": v} for k, v in report.settings.items()]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -121,7 +122,12 @@ def test_write_report_json_csv_html(tmp_path: Path) -> None:
     assert document["count"] == 4 and set(document["means"]) >= {"l1", "psnr", "ssim", "ab_error"}
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == 4 and float(rows[0]["l1"]) == pytest.approx(report.rows[0]["l1"])
-    assert paths["html"].read_text().count("<table>") == 2
+    page = paths["html"].read_text()
+    assert page.count("<table>") == 2
+    # the mean table names each score as the comparison tables do (with its better direction), then its key
+    mean_table = page.split("<table>")[1].split("</table>")[0]
+    for label, key in (("L1 \u2193", "l1"), ("PSNR (dB) \u2191", "psnr"), ("Spectral distance \u2193", "spectral_distance")):
+        assert f"<td>{html.escape(label)}</td><td>{key}</td>" in mean_table, (label, mean_table[:400])
 
 
 @pytest.fixture(scope="module")
