@@ -82,7 +82,7 @@ class CheckConfig:
     aspect_tolerance: float = 0.25
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
-    label_min_gain: float = 0.85
+    label_min_gain: float = 0.8
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500

@@ -43,6 +43,11 @@ LABEL_ANALYSIS_MAX_SIDE = 256
 """Labels pairs are measured at this size at most (the label search costs one template match per region)."""
 LABEL_SEARCH_RADIUS = 12
 """Labels: integer shifts up to this many (analysis) pixels per axis are tried."""
+HOMOGENEITY_WEIGHT = 0.5
+"""Weight of the colour-homogeneity surface against the boundary surface (1) in the labels search. Chosen
+with the gate ``CheckConfig.label_min_gain`` on Felzenszwalb label maps of scikit-image photos (80 px tiles)
+and confirmed on other tiles (88 px): half the clean pairs flagged of weight 1 at ~the same shifted rate
+(benchmarks/RESULTS.md)."""
 
 
 @dataclass(frozen=True)
@@ -378,7 +383,7 @@ def label_alignment(
     if radius < 2:
         return (0.0, 0.0), 0.0, 0.0
     regions = label_regions(labels)
-    surface = (_robust_z(region_homogeneity_surface(regions, photo, radius))
+    surface = (HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
                + _robust_z(boundary_gradient_surface(label_boundaries(labels), gradient, radius)))
     row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     offsets = np.arange(-radius, radius + 1)
@@ -440,14 +445,17 @@ def region_homogeneity_surface(regions: list[tuple[int, int, np.ndarray]], photo
 
 
 def boundary_gradient_surface(boundaries: np.ndarray, gradient: np.ndarray, radius: int) -> np.ndarray:
-    """Mean of B's (square-rooted, normalised) gradient magnitude under the blurred label boundaries, per shift.
+    """Mean of B's (square-rooted, normalised) gradient magnitude under the label boundaries, per shift.
+
+    The boundaries are 2 px wide and not blurred: blurring (sigma 1) flattened the peak so
+    that a 2-px shift scored barely above its 1-px neighbour, and let more clean pairs'
+    noise peaks through (measured in benchmarks/RESULTS.md).
 
     Returns:
         ``(2 radius + 1, 2 radius + 1)`` float64, index ``[dy + radius, dx + radius]``.
     """
     height, width = boundaries.shape
-    blurred = cv2.GaussianBlur(boundaries.astype(np.float32), (0, 0), 1.0)
-    template = np.ascontiguousarray(blurred[radius : height - radius, radius : width - radius])
+    template = np.ascontiguousarray(boundaries[radius : height - radius, radius : width - radius], dtype=np.float32)
     weight = float(template.sum())
     side = 2 * radius + 1
     if weight < 1e-6:
