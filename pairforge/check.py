@@ -486,8 +486,8 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
               np.concatenate(dhashes) if dhashes else np.zeros(0, dtype=np.uint64), config.verify_distance)
     near_first, near_second, near_distance = near_pairs(queries, views, owners, config.near_distance, verify=verify)
     lookup = np.array(hashed, dtype=np.int64)
-    first = np.concatenate([np.array(exact_first, dtype=np.int64), lookup[near_first] if len(hashed) else near_first])
-    second = np.concatenate([np.array(exact_second, dtype=np.int64), lookup[near_second] if len(hashed) else near_second])
+    first = np.concatenate([np.array(exact_first, dtype=np.int64), lookup[near_first]])
+    second = np.concatenate([np.array(exact_second, dtype=np.int64), lookup[near_second]])
     distance = np.concatenate([np.zeros(len(exact_first), dtype=np.int64), near_distance])
     closest: dict[int, int] = {}
     for a, b, d in zip(first.tolist(), second.tolist(), distance.tolist(), strict=True):

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from pairforge.check import PROBLEMS, CheckResult, PairRef, ShardRef, iter_pairs
+from pairforge.files import write_atomic
 from pairforge.imageio import encode_jpeg
 from pairforge.measures import gradient_magnitude, label_boundaries, to_gray
 from pairforge.runner import RunnerConfig, run_partitions
@@ -74,7 +75,7 @@ def draw_strip(kind: str, a: np.ndarray, b: np.ndarray, height: int = THUMB) -> 
     if kind == "edges":
         structure = to_gray(a_small) < 200
     elif kind == "labels":
-        structure = label_boundaries(cv2.resize(a_rgb, size, interpolation=cv2.INTER_NEAREST))
+        structure = label_boundaries(a_small)
     else:
         magnitude = gradient_magnitude(to_gray(a_small))
         structure = magnitude > np.percentile(magnitude, 88) if magnitude.any() else np.zeros(magnitude.shape, bool)
@@ -328,6 +329,6 @@ def write_report(result: CheckResult, runner: RunnerConfig) -> Path:
     """Draw the gallery and write report.html; returns its path."""
     gallery = draw_gallery(result, runner) if result.config.gallery else {}
     path = Path(result.config.out_dir) / "report.html"
-    path.write_text(render_report(result, gallery), encoding="utf-8")
+    write_atomic(path, render_report(result, gallery))
     log.info("report: %s (%d gallery strips; problems %s)", path, len(gallery), dict(Counter(r["problem"] for r in result.flagged)))
     return path

@@ -172,7 +172,7 @@ class PairMeasurer:
         gray_b = to_gray(b)
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
         if config.kind == "labels":
-            (shift_x, shift_y), confidence, aligned_confidence = label_alignment(a, b, structure_b)
+            (shift_x, shift_y), confidence, aligned_confidence = label_alignment(a, b, structure_b, boundaries=structure_a)
         else:
             (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b)
             aligned_confidence = structure_correlation(structure_a, structure_b)
@@ -353,7 +353,8 @@ def phase_shift(
 
 
 def label_alignment(
-    labels: np.ndarray, photo: np.ndarray, gradient: np.ndarray, radius: int = LABEL_SEARCH_RADIUS
+    labels: np.ndarray, photo: np.ndarray, gradient: np.ndarray, radius: int = LABEL_SEARCH_RADIUS,
+    boundaries: np.ndarray | None = None,
 ) -> tuple[tuple[float, float], float, float]:
     """Shift of a photo relative to its label map, by exhaustive search over integer shifts.
 
@@ -370,7 +371,8 @@ def label_alignment(
 
     Shape:
         labels ``(H, W, 3)`` or ``(H, W)`` (colour or id coded); photo ``(H, W, 3)``;
-        gradient ``(H, W)`` float32 (B's gradient magnitude).
+        gradient ``(H, W)`` float32 (B's gradient magnitude); boundaries ``(H, W)``:
+        :func:`label_boundaries` of ``labels`` when the caller has it already (else computed).
 
     Returns:
         ``((dx, dy), score, aligned_score)``: B's content sits ``dx`` px right and
@@ -384,7 +386,8 @@ def label_alignment(
         return (0.0, 0.0), 0.0, 0.0
     regions = label_regions(labels)
     surface = (HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
-               + _robust_z(boundary_gradient_surface(label_boundaries(labels), gradient, radius)))
+               + _robust_z(boundary_gradient_surface(
+                   label_boundaries(labels) if boundaries is None else boundaries, gradient, radius)))
     row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     offsets = np.arange(-radius, radius + 1)
     near = np.hypot(offsets[None, :], offsets[:, None]) <= 1.5

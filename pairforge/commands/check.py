@@ -67,6 +67,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
     """
     from pairforge.check import CheckConfig, open_source, run_check, write_outputs
     from pairforge.checkreport import write_report
+    from pairforge.paths import ensure_output_dir
     from pairforge.runner import RunnerConfig
 
     if not dataset_dir.exists():
@@ -79,7 +80,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
         raise click.ClickException(f"{dataset_dir}: no pairs to check (no images in a pair folder, or an empty shard "
                                    "set); make pairs with `pairforge make-edges PHOTOS` or `pairforge combine`")
     measure = _measure_config(source, edge_recipe)
-    output.mkdir(parents=True, exist_ok=True)  # an unwritable output fails now, not after the measuring
+    ensure_output_dir(output, "check folder")  # an unwritable output fails now, not after the measuring
     with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
         result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)
     paths = write_outputs(result)
