@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pairforge.errors import ConfigError
+from pairforge.errors import ConfigError, PairforgeError
 
 from .base import Stage
 from .geometry import FitConfig
@@ -76,6 +76,20 @@ def stage_from_source(
     return stage_from_description(
         str(source.get("kind", "")), dict(source.get("stage") or {}), weights, device, keep_size
     )
+
+
+def run_photo_stage(run_config: dict[str, Any], weights: str | None = None, device: str = "auto") -> Stage:
+    """The stage that makes a run's input from a photo (``predict --from-photos``, ``serve``): the
+    recipe its dataset recorded, at the photo's own resolution.
+
+    Raises:
+        PairforgeError: a run trained ``BtoA`` (its input is the stored B, not made from a photo).
+        ConfigError: as :func:`stage_from_description`.
+    """
+    if str((run_config.get("data") or {}).get("direction", "AtoB")) == "BtoA":
+        raise PairforgeError("this run was trained BtoA (its input is the stored B)")
+    return stage_from_source(run_config["dataset"].get("source") or {}, weights=weights, device=device,
+                             keep_size=True)
 
 
 def rebuild_a(stage: Stage, photo: np.ndarray, key: str = "photo") -> np.ndarray:

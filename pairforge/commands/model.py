@@ -90,7 +90,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
                              overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale)
     predictor = Predictor(generator, run_config, config)
     note_scale(run_config, scale)
-    stage = _photo_stage(predictor, run_config, hed_weights, resolved_device) if from_photos else None
+    stage = _photo_stage(run_config, hed_weights, resolved_device) if from_photos else None
     job = PredictJob(run_or_checkpoint, inputs, output, samples, targets, stage, ema=not no_ema)
     files = input_files(inputs)
     with progress(len(files), "predict") as advance:
@@ -107,16 +107,13 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         click.echo(f"skipped inputs and reasons: {output / 'rejects.jsonl'}")
 
 
-def _photo_stage(predictor: Any, run_config: dict[str, Any], hed_weights: str | None, device: str) -> Any:
+def _photo_stage(run_config: dict[str, Any], hed_weights: str | None, device: str) -> Any:
     """--from-photos: the dataset's own stage, rebuilding A from each photo at its own resolution."""
     from pairforge.errors import PairforgeError
-    from pairforge.pipelines.rebuild import stage_from_source
+    from pairforge.pipelines.rebuild import run_photo_stage
 
-    if predictor.encoding.swapped:
-        raise click.ClickException("--from-photos: this run was trained BtoA (its input is the stored B)")
     try:
-        return stage_from_source(run_config["dataset"].get("source") or {}, weights=hed_weights, device=device,
-                                 keep_size=True)
+        return run_photo_stage(run_config, weights=hed_weights, device=device)
     except PairforgeError as exc:
         raise click.ClickException(f"--from-photos: {exc}") from None
 

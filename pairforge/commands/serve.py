@@ -7,7 +7,7 @@ hands it the run's photo recipe (the pipelines, as ``predict --from-photos``) an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -32,16 +32,14 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
         CheckpointError: predict's error for a run that fails the checkpoint checks.
         click.ClickException: a model that cannot predict at all.
     """
-    from pairforge.pipelines.rebuild import stage_from_source
+    from functools import partial
+
+    from pairforge.pipelines.rebuild import run_photo_stage
     from pairforge.serve import Job
     from pairforge.trainer.serving import RunModel
 
     device = device_name(device)
-
-    def photo_stage(run_config: dict[str, Any]) -> Any:  # as predict --from-photos
-        return stage_from_source(run_config["dataset"].get("source") or {}, weights=hed_weights, device=device,
-                                 keep_size=True)
-
+    photo_stage = partial(run_photo_stage, weights=hed_weights, device=device)  # as predict --from-photos
     model = RunModel(run, device, dropout, ema, batch_size, scale, photo_stage=photo_stage)
     height, width = model.info()["size"]
     blank = np.full((height, width, 3), 255, np.uint8)

@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from pairforge.errors import ConfigError
+from pairforge.errors import ConfigError, PairforgeError
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
 from pairforge.pipelines.gray import GrayConfig, GrayStage
 from pairforge.pipelines.rebuild import (
     edge_detector,
     rebuild_a,
+    run_photo_stage,
     stage_from_description,
     stage_from_source,
 )
@@ -55,3 +56,12 @@ def test_edge_detector_keeps_size(skimage_photos: list[np.ndarray]) -> None:
 def test_unrebuildable_descriptions_fail_clearly(kind: str, description: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         stage_from_description(kind, description)
+
+
+def test_run_photo_stage_follows_the_run_direction() -> None:
+    """predict --from-photos and serve build A from a photo only for AtoB runs (a BtoA run's input is B)."""
+    source = {"kind": "edges", "stage": EdgesStage(EdgesConfig(detector="canny")).describe()}
+    forward = run_photo_stage({"dataset": {"source": source}, "data": {"direction": "AtoB"}})
+    assert isinstance(forward, EdgesStage) and forward.config.fit.size is None  # the photo's own resolution
+    with pytest.raises(PairforgeError, match="trained BtoA"):
+        run_photo_stage({"dataset": {"source": source}, "data": {"direction": "BtoA"}})
