@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.morphology import thin
 
 from .geometry import resize
 
@@ -145,6 +144,8 @@ def postprocess_hed(
     Shape:
         soft ``(H, W)`` float; output ``(height, width)`` uint8.
     """
+    from skimage.morphology import thin  # slow to import: kept out of `pairforge --help`
+
     edges = soft.astype(np.float32)
     if size is not None:
         edges = np.clip(resize(edges, size[0], size[1]), 0, 1)

@@ -96,3 +96,15 @@ def test_quiet_hides_the_judge_progress_bar(tmp_path: Path) -> None:
     assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
     assert "%|" in loud.stderr and "%|" not in quiet.stderr
     assert "saved" in quiet.stdout
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`pairforge --help` stays fast: torch, dask, scikit-image/SciPy, aiohttp load in command bodies only."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "dask", "skimage", "scipy", "aiohttp", "kornia", "webdataset")
+    code = ("import sys; from pairforge.cli import cli; "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"imported at start-up: {loaded}"
