@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pairforge.errors import ConfigError, DatasetError
-from pairforge.files import write_atomic
+from pairforge.files import is_temporary_name, write_atomic
 from pairforge.imageio import encode_image, is_image_path
 from pairforge.keys import chunk
 from pairforge.pairs import (
@@ -221,8 +221,7 @@ def remove_unlisted(out_dir: Path, listed: set[str]) -> int:
         for name in filenames:
             path = Path(directory) / name
             relative = path.relative_to(out_dir).as_posix()
-            temporary = name.startswith(".") and ".tmp" in name
-            if temporary or (not name.startswith(".") and is_image_path(path) and relative not in listed):
+            if is_temporary_name(name) or (not name.startswith(".") and is_image_path(path) and relative not in listed):
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed

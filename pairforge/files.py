@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,15 @@ from pathlib import Path
 def temporary_name(path: Path) -> Path:
     """The temporary a writer of ``path`` uses: ``.<name>.tmp<pid>`` in the same folder."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+_TEMPORARY = re.compile(r"^\.(pairforge-write-test-[0-9a-f]+|.+\.tmp(-?\d+)?)$")
+
+
+def is_temporary_name(name: str) -> bool:
+    """A file name pairforge's writers use while writing: :func:`temporary_name` (``.x.png.tmp12``;
+    ``.t.tar.tmp-12`` from older versions) or the write probe of :func:`pairforge.paths.ensure_output_dir`."""
+    return bool(_TEMPORARY.match(name))
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import DatasetError, SampleError, reject_row
-from pairforge.files import atomic_path, write_atomic
+from pairforge.files import atomic_path, is_temporary_name, write_atomic
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
 
@@ -146,17 +145,9 @@ def _walk(root: Path) -> Iterator[tuple[Path, str]]:
         hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         entries = [(name, "folder") for name in hidden_dirs]
-        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not _is_own_temporary(name)]
+        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not is_temporary_name(name)]
         for name, hidden in sorted(entries):
             yield Path(directory) / name, hidden
-
-
-_OWN_TEMPORARY = re.compile(r"^\.(pairforge-write-test-[0-9a-f]+|.+\.tmp(-?\d+)?)$")
-
-
-def _is_own_temporary(name: str) -> bool:
-    """Temporaries of an interrupted or running pairforge writer (``.x.png.tmp``, ``.t.tar.tmp-12``)."""
-    return bool(_OWN_TEMPORARY.match(name))
 
 
 def split_ab(ab: np.ndarray, a_channels: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError, SampleError
-from pairforge.files import atomic_path, file_sha256
+from pairforge.files import atomic_path, file_sha256, is_temporary_name
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
@@ -516,7 +516,7 @@ def _remove_temporaries(out_dir: Path) -> None:
     """Delete ``.<shard>.tar.tmp<pid>`` files (a worker killed while writing leaves one; older
     versions named them ``.tar.tmp-<pid>``)."""
     for path in out_dir.iterdir():
-        if path.name.startswith(".") and ".tar.tmp" in path.name:
+        if is_temporary_name(path.name) and ".tar.tmp" in path.name:
             log.info("removing leftover temporary %s", path.name)
             path.unlink(missing_ok=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,17 @@ def test_resolve_device_rule():
         assert str(resolve_device("auto")) == "cpu"
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_only_pairforge_temporaries_and_unlisted_images_are_removed(tmp_path: Path) -> None:
+    """A rebuilt pair folder drops stale pairs and pairforge's own temporaries, never the user's other files."""
+    from pairforge.build import remove_unlisted
+    from pairforge.files import is_temporary_name, temporary_name
+
+    names = ["kept.png", "stale.png", "notes.txt", ".notes.tmpl", ".cache.tmp.json", ".x.png.tmp-12",
+             temporary_name(tmp_path / "y.png").name, ".pairforge-write-test-0a1b"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_unlisted(tmp_path, {"kept.png"}) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.tmp.json", ".notes.tmpl", "kept.png", "notes.txt"]
+    assert is_temporary_name(temporary_name(tmp_path / "t.tar").name) and not is_temporary_name("x.png.tmp1")
