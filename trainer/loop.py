@@ -49,8 +49,7 @@ from pairforge.trainer.schedule import (
 from pairforge.trainer.transforms import (
     Encoding,
     decode_output,
-    encode_input,
-    encode_target,
+    encode_pair,
     visualize_input,
 )
 
@@ -300,7 +299,7 @@ class Inputs:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoded (x, y) with one random geometry per pair drawn from ``rng``; ``(B, C, H, W)`` channels_last."""
         a, b = self.augment(a, b, sizes, rng)
-        x, y = encode_input(a, self.encoding, b), encode_target(b, self.encoding)
+        x, y = encode_pair(a, b, self.encoding)
         # one explicit dense layout (a strided slice would send the CPU convolutions down a
         # much slower path)
         return x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
@@ -308,7 +307,7 @@ class Inputs:
     def for_testing(self, a: torch.Tensor, b: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoded (x, y) with the evaluation geometry (validation, sample grids), on the device."""
         a, b = self.augment(a.to(self.device).float(), b.to(self.device).float(), sizes, train=False)
-        return encode_input(a, self.encoding, b), encode_target(b, self.encoding)
+        return encode_pair(a, b, self.encoding)
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,16 @@ def encode_target(b: torch.Tensor, encoding: Encoding) -> torch.Tensor:
     return b.float() / 127.5 - 1.0
 
 
+def encode_pair(a: torch.Tensor, b: torch.Tensor, encoding: Encoding) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(encode_input(a, encoding, b), encode_target(b, encoding))``, with B converted to Lab once
+    for Lab runs (its L is the input, its ab the target): training and validation batches.
+    """
+    if encoding.colorspace == "lab":
+        lab = rgb_to_lab(b.float() / 255.0)
+        return lab[:, :1] / 50.0 - 1.0, lab[:, 1:] / AB_SCALE
+    return encode_input(a, encoding, b), encode_target(b, encoding)
+
+
 def decode_output(output: torch.Tensor, encoding: Encoding, network_input: torch.Tensor | None = None) -> torch.Tensor:
     """Generator output to RGB in [0, 1].
 
