@@ -95,8 +95,7 @@ def match_folders(
         taken = {entry.path for entry in a_found} if same else set()
         b_found, b_rest = _strip_suffix([entry for entry in b_found if entry.path not in taken], suffixes[1])
         if same:
-            rest = [entry for entry in b_rest if entry.path not in taken]
-            rejects += [reject_row(e.path, "unmatched", f"no {suffixes[0]} or {suffixes[1]} suffix") for e in rest]
+            rejects += [reject_row(e.path, "unmatched", f"no {suffixes[0]} or {suffixes[1]} suffix") for e in b_rest]
         else:
             rejects += [reject_row(e.path, "unmatched", f"no {suffixes[0]} suffix (A side)") for e in a_rest]
             rejects += [reject_row(e.path, "unmatched", f"no {suffixes[1]} suffix (B side)") for e in b_rest]

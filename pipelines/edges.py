@@ -18,7 +18,7 @@ from pairforge.device import DEVICES
 from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
 
-from .base import MIN_PHOTO_SIDE, require_min_side, require_rgb
+from .base import require_min_side, require_rgb
 from .canny import canny_edges
 from .geometry import FitConfig, fit_image, resize
 from .hed_post import postprocess_hed, soft_to_image
@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 DETECTORS = ("hed", "canny")
 
-MIN_SIDE = MIN_PHOTO_SIDE
-"""Smallest input side accepted, in pixels (shared by every builder)."""
 HED_MAX_PIXELS = 4096 * 4096
 """Largest image HED runs on (after fitting); bigger ones need ``--size``."""
 HED_INPUTS = ("photo", "output")

@@ -72,14 +72,6 @@ class GrayStage:
         "the photos' own colour casts and processing are learnt as they are.",
     }
 
-    @classmethod
-    def from_description(
-        cls, description: dict[str, Any], fit: FitConfig, weights: str | None = None, device: str = "auto"
-    ) -> GrayStage:
-        """The stage a recorded :meth:`describe` came from, making A at ``fit`` (``predict --from-photos``)."""
-        return cls(GrayConfig(space=str(description.get("space", "luma")),
-                              gray_tolerance=int(description.get("gray_tolerance", 2)), fit=fit))
-
     def __init__(self, config: GrayConfig | None = None) -> None:
         self.config = config if config is not None else GrayConfig()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pairforge.trainer.config import TrainConfig
 from pairforge.trainer.data import default_num_workers
-from pairforge.trainer.report import read_metrics, svg_curve
+from pairforge.trainer.report import LOSS_NAMES, read_metrics, svg_curve
 
 # scikit-image's bundled colour photographs (no download); `camera` is grayscale on purpose:
 # make-gray rejects it, so the demo shows a rejects file too.
@@ -115,7 +115,7 @@ def _task_section(output: Path, result: dict[str, Any]) -> str:
     task, predict_dir, run_dir = result["task"], Path(result["predict"]), Path(result["run"])
     rows = read_metrics(run_dir)
     curves = []
-    for key, title in (("loss_g_l1", "generator L1"), ("loss_g_gan", "generator GAN"), ("loss_d", "discriminator")):
+    for key, title in LOSS_NAMES.items():
         points = [(float(r["step"]), float(r[key])) for r in rows if key in r and "step" in r]
         if points:
             curves.append(svg_curve(points, title))

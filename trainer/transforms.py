@@ -34,9 +34,9 @@ from pairforge import lab as cie
 from pairforge.errors import ConfigError
 from pairforge.imageio import pack_rgb
 from pairforge.palettes import palette_colors
+from pairforge.trainer.config import DIRECTIONS
 
 AB_SCALE = 110.0
-DIRECTIONS = ("AtoB", "BtoA")
 
 
 @dataclass(frozen=True)
