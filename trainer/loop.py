@@ -175,14 +175,7 @@ def config_document(config: TrainConfig, info: DatasetInfo, schedule: Schedule) 
 def absolute_paths(config: TrainConfig) -> TrainConfig:
     """``config`` with its local shard/dataset.json/output paths made absolute (URLs and ``pipe:`` kept)."""
 
-    def fix(value: str | None) -> str | None:
-        return value if not value or is_remote(value) else absolute(value)
-
-    data = dataclasses.replace(
-        config.data, shards=fix(config.data.shards) or "", dataset_json=fix(config.data.dataset_json),
-        val_shards=fix(config.data.val_shards),
-    )
-    return dataclasses.replace(config, data=data, output=fix(config.output) or config.output)
+    return _map_paths(config, absolute)
 
 
 def resume_config(run_dir: str | Path, steps: int | None = None) -> TrainConfig:
@@ -222,8 +215,15 @@ def _start_folder(run_dir: Path, output: str) -> Path | None:
 def _rebase(config: TrainConfig, folder: Path) -> TrainConfig:
     """Relative paths of an older run config, read against the folder its training started in."""
 
+    return _map_paths(config, lambda value: value if os.path.isabs(value) else str(folder / value))
+
+
+def _map_paths(config: TrainConfig, local: Callable[[str], str]) -> TrainConfig:
+    """``config`` with ``local`` applied to its local shard/dataset.json/output paths (empty ones,
+    URLs and ``pipe:`` commands kept)."""
+
     def fix(value: str | None) -> str | None:
-        return value if not value or is_remote(value) or os.path.isabs(value) else str(folder / value)
+        return value if not value or is_remote(value) else local(value)
 
     data = dataclasses.replace(
         config.data, shards=fix(config.data.shards) or "", dataset_json=fix(config.data.dataset_json),
