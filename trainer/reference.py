@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
 from pairforge.pairs import KINDS
-from pairforge.trainer.checkpoint import torch_load_plain
+from pairforge.trainer.checkpoint import save_checkpoint, torch_load_plain
 from pairforge.trainer.config import ModelConfig, TrainConfig
 from pairforge.trainer.networks import build_generator
 
@@ -306,14 +305,8 @@ def import_reference(path: str | Path, output: str | Path, options: ImportOption
     temporary = output.parent / f".{output.name}.import-tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        step = temporary / "checkpoints" / "step-000000000"
-        step.mkdir(parents=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
-        save_file(tensors, str(step / "generator.safetensors"))
-        torch.save({"step": 0, "imported_from": str(path)}, step / "state.pt")
-        text = json.dumps(document, indent=2, sort_keys=True)
-        (step / "config.json").write_text(text)
-        (temporary / "config.json").write_text(text)
+        save_checkpoint(temporary, 0, {"generator": generator}, {"step": 0, "imported_from": str(path)}, document, keep=1)
+        (temporary / "config.json").write_text(json.dumps(document, indent=2, sort_keys=True))
         if output.exists():
             output.rmdir()
         temporary.rename(output)
