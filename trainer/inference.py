@@ -37,12 +37,7 @@ from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
 from pairforge.imageio import pack_rgb
-from pairforge.trainer.checkpoint import (  # noqa: F401 - re-exported
-    CheckpointError,
-    load_generator,
-    load_state,
-    resolve_checkpoint,
-)
+from pairforge.trainer.checkpoint import load_generator
 from pairforge.trainer.config import SCALES
 from pairforge.trainer.networks import (
     NORM_STATS,

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
+from pairforge.trainer.checkpoint import CheckpointError
 from pairforge.trainer.inference import (
-    CheckpointError,
     InferenceConfig,
     InputMismatchError,
     Predictor,
