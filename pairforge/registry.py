@@ -80,7 +80,12 @@ def builder(name: str) -> type:
         return _REGISTERED[name]
     if name not in _BUILTIN:
         raise ConfigError("builder", name, " | ".join(names()))
-    module_name, _, class_name = _BUILTIN[name].partition(":")
+    return load_target(_BUILTIN[name])
+
+
+def load_target(target: str) -> type:
+    """The class a ``module:Class`` target names (imported, not built)."""
+    module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -9,7 +9,6 @@ and one that runs a pipeline stage on photos (``make-*``, ``combine``).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 from pairforge.errors import SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image, read_label_image
 from pairforge.pairs import split_ab
+from pairforge.registry import load_target
 from pairforge.sample import PairSample
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class StageSpec:
 
     def stage_class(self) -> type:
         """The stage class ``target`` names (imported, not built)."""
-        module_name, _, class_name = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)
+        return load_target(self.target)
 
     def cache_key(self) -> str:
         return hashlib.sha256(f"{self.target}|{self.config!r}".encode()).hexdigest()
