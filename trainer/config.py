@@ -18,6 +18,11 @@ LABEL_INPUTS = ("onehot", "color")
 COLORSPACES = ("rgb", "lab")
 DIRECTIONS = ("AtoB", "BtoA")
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``bf16`` or ``fp32``: ``auto`` is bf16 on CUDA, fp32 elsewhere."""
+    return precision if precision != "auto" else ("bf16" if device_type == "cuda" else "fp32")
 SCALES = ("train", "native")
 """Test-time scale: the training crop size (the reference's test protocol) or the stored resolution."""
 

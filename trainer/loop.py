@@ -24,7 +24,7 @@ from pairforge.paths import absolute, is_remote
 from pairforge.trainer import checkpoint, ddp, report
 from pairforge.trainer import metrics as quality
 from pairforge.trainer.augment import PairAugment
-from pairforge.trainer.config import LossConfig, TrainConfig
+from pairforge.trainer.config import LossConfig, TrainConfig, resolve_precision
 from pairforge.trainer.data import (
     DatasetInfo,
     PairStream,
@@ -42,9 +42,9 @@ from pairforge.trainer.networks import build_discriminator, build_generator, inf
 from pairforge.trainer.schedule import (
     Schedule,
     describe_schedule,
-    extend_schedule,
     lr_factor,
     make_schedule,
+    resumed_schedule,
 )
 from pairforge.trainer.transforms import (
     Encoding,
@@ -459,12 +459,12 @@ def restore(run_dir: Path, models: Models, state: TrainState, rank: int, device:
 
 def _extend_schedule(state: TrainState, saved: dict[str, Any], lr: float) -> bool:
     """Stretch the checkpoint's schedule when ``--steps`` asks for more steps; whether it did."""
-    planned = Schedule(**saved["schedule"]) if saved.get("schedule") else None
-    if planned is None or state.schedule.total_steps <= planned.total_steps:
+    extended = resumed_schedule(saved.get("schedule"), state.step, state.schedule)
+    if extended is state.schedule:
         return False
-    state.schedule = extend_schedule(planned, state.step, state.schedule.total_steps)
-    logger.warning("extending the run from %d to %d steps, lr continuous: %s", planned.total_steps,
-                   state.schedule.total_steps, describe_schedule(state.schedule, lr))
+    state.schedule = extended
+    logger.warning("extending the run from %d to %d steps, lr continuous: %s", Schedule(**saved["schedule"]).total_steps,
+                   extended.total_steps, describe_schedule(extended, lr))
     return True
 
 
@@ -773,7 +773,7 @@ def _train(
 
     # -- data, then train ------------------------------------------------------------------------------
     batches = _open_batches(config, info, encoding, state.stream, context, device)
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    bf16 = resolve_precision(config.precision, device.type) == "bf16"
     run = _Run(
         config, info, run_dir, document, context, device, problems,
         inputs=Inputs(PairAugment(config.augment, nearest_a=encoding.label_a), encoding, device),

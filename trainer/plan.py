@@ -13,9 +13,9 @@ import torch
 
 from pairforge.errors import PairforgeError
 from pairforge.trainer import checkpoint
-from pairforge.trainer.config import TrainConfig
+from pairforge.trainer.config import TrainConfig, resolve_precision
 from pairforge.trainer.loop import resolve_config, resolve_device
-from pairforge.trainer.schedule import Schedule, describe_schedule, extend_schedule, make_schedule
+from pairforge.trainer.schedule import describe_schedule, make_schedule, resumed_schedule
 
 
 def describe_plan(config: TrainConfig, resume: str | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -32,7 +32,7 @@ def describe_plan(config: TrainConfig, resume: str | None = None) -> tuple[dict[
     resolved, info, _ = resolve_config(config)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(resolved.device)
-    precision = resolved.precision if resolved.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    precision = resolve_precision(resolved.precision, device.type)
     schedule = make_schedule(resolved.optim, info.counts.get("train", 0), resolved.data.batch_size, world_size)
     done = 0
     if resume is not None:  # what the loop will do: continue, or extend with a continuous lr
@@ -41,9 +41,7 @@ def describe_plan(config: TrainConfig, resume: str | None = None) -> tuple[dict[
         except (PairforgeError, OSError) as exc:
             raise PairforgeError(f"{resume}: {exc}") from exc
         done = int(state["step"])
-        planned = Schedule(**state["schedule"]) if state.get("schedule") else None
-        if planned is not None and schedule.total_steps > planned.total_steps:
-            schedule = extend_schedule(planned, done, schedule.total_steps)
+        schedule = resumed_schedule(state.get("schedule"), done, schedule)
     document = resolved.to_dict()
     document["dataset"] = info.to_dict()
     document["resolved"] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from pairforge.trainer.config import OptimConfig
 
@@ -64,6 +65,17 @@ def lr_factor(step: int, schedule: Schedule) -> float:
         return 1.0
     into_decay = step - schedule.constant_steps + 1
     return max(0.0, 1.0 - into_decay / (schedule.decay_steps + 1))
+
+
+def resumed_schedule(saved: dict[str, Any] | None, step: int, schedule: Schedule) -> Schedule:
+    """The schedule a run resumed at ``step`` follows when its config now plans ``schedule``: the
+    checkpoint's own (``saved``, as stored in its state) extended by :func:`extend_schedule`
+    when ``schedule`` has more steps (``--steps``), else ``schedule`` itself.
+    """
+    planned = Schedule(**saved) if saved else None
+    if planned is None or schedule.total_steps <= planned.total_steps:
+        return schedule
+    return extend_schedule(planned, step, schedule.total_steps)
 
 
 def extend_schedule(old: Schedule, step: int, total_steps: int) -> Schedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from pairforge.cli import cli
-from pairforge.trainer.schedule import Schedule, describe_schedule, extend_schedule, lr_factor
+from pairforge.trainer.schedule import (
+    Schedule,
+    describe_schedule,
+    extend_schedule,
+    lr_factor,
+    resumed_schedule,
+)
 
 TINY = ["--crop-size", "32", "--load-size", "36", "--generator", "unet", "--generator-channels", "8",
         "--discriminator-channels", "8", "--num-workers", "0", "--log-every", "1", "--max-val-samples", "0"]
@@ -70,3 +77,14 @@ def test_resume_steps_keeps_lr_continuous_and_nothing_left_says_so(shard_factory
     assert json.loads((run / "config.json").read_text())["schedule"]["resume_step"] == 4
     assert "%|" in extended.stderr and "%|" not in first.stderr  # -q hides the training progress bar
     assert "extending the run from 4 to 8 steps" in extended.stderr  # says exactly what it does
+
+
+def test_resumed_schedule_extends_only_a_longer_plan() -> None:
+    """train --resume and train --dry-run --resume follow the checkpoint's schedule, stretched only for more steps."""
+    saved = Schedule(constant_steps=100, decay_steps=100, steps_per_epoch=10)
+    longer = Schedule(constant_steps=150, decay_steps=150, steps_per_epoch=10)
+    shorter = Schedule(constant_steps=50, decay_steps=50, steps_per_epoch=10)
+    stored = dataclasses.asdict(saved)
+    assert resumed_schedule(stored, 120, longer) == extend_schedule(saved, 120, 300)
+    assert resumed_schedule(stored, 120, longer).total_steps == 300
+    assert resumed_schedule(stored, 120, shorter) is shorter and resumed_schedule(None, 120, longer) is longer
