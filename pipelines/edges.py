@@ -238,11 +238,12 @@ class EdgesStage:
             )
         return photo
 
-    def hed_view(self, image: np.ndarray, output_shape: tuple[int, ...]) -> np.ndarray:
+    def hed_view(self, image: np.ndarray, photo: np.ndarray) -> np.ndarray:
         """What HED sees of a photo with ``hed_input="photo"``: the output's framing at the photo's own
-        resolution (never enlarged), scaled down to at most ``hed_max_pixels``.
+        resolution (never enlarged), scaled down to at most ``hed_max_pixels``; ``photo`` is
+        ``image`` already fitted to the output (returned as it is when no finer view exists).
         """
-        out_h, out_w = output_shape[:2]
+        out_h, out_w = photo.shape[:2]
         height, width = image.shape[:2]
         fit = self.config.fit
         if fit.size is None or fit.fit == "stretch":
@@ -257,12 +258,12 @@ class EdgesStage:
                 return image
             return np.ascontiguousarray(resize(image, max(1, round(height * factor)), max(1, round(width * factor))))
         if factor <= 1.0:
-            return fit_image(image, fit)
+            return photo
         if fit.fit == "stretch":
             return np.ascontiguousarray(resize(image, round(out_h * factor), round(out_w * factor)))
         return np.ascontiguousarray(fit_image(image, FitConfig(size=max(8, round(fit.size * factor)), fit=fit.fit)))
 
-    def _detect(self, photos: list[np.ndarray], originals: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def _detect(self, photos: list[np.ndarray], originals: list[np.ndarray]) -> list[np.ndarray]:
         """Edge maps of fitted photos: ``(H, W)`` uint8, black on white.
 
         With ``hed_input="photo"`` HED runs on each original photo at its own resolution (capped)
@@ -270,8 +271,8 @@ class EdgesStage:
         """
         if self._hed is None:
             return [canny_edges(photo) for photo in photos]
-        if self.config.hed_input == "photo" and originals is not None:
-            views = [self.hed_view(original, photo.shape) for original, photo in zip(originals, photos, strict=True)]
+        if self.config.hed_input == "photo":
+            views = [self.hed_view(original, photo) for original, photo in zip(originals, photos, strict=True)]
             soft_maps = self._hed.predict(views) if views else []
             soft_maps = [
                 soft if soft.shape[:2] == photo.shape[:2] else
