@@ -228,15 +228,14 @@ def prepare_data(run: Commands, budget: Budget, work: Path, seed: int, workers: 
 def read_split_pairs(work: Path, split: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(key, colour-coded A, class ids, photo B) of a split of the pair folder, in key order."""
     from pairforge.imageio import read_image
+    from pairforge.pairs import split_ab
     from pairforge.trainer.transforms import colors_to_ids, palette_colors
 
     info = json.loads((work / "pairs" / "pairs.json").read_text())
     colors = palette_colors(info["palette"])
     pairs = []
     for path in sorted((work / "pairs" / split).glob("*.png")):
-        ab = read_image(path)
-        half = ab.shape[1] // 2
-        a, b = ab[:, :half], ab[:, half:]
+        a, b = split_ab(read_image(path))
         pairs.append((path.stem, a, colors_to_ids(a, colors), b))
     return pairs
 

@@ -249,14 +249,14 @@ def _require_ab_layout(folder: Path, paths: list[str]) -> None:
 
 
 def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
-                  collisions: int = 0, workers_reason: str = "") -> None:
+                  collisions: int = 0) -> None:
     """Run the shard writer with a progress bar, then write the data card and print the summary."""
     from pairforge.build import shard_with_card
     from pairforge.runner import RunnerConfig
 
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
     summary, dataset, card_path = shard_with_card(items, reader, dataset_info, config, runner, rejects, commands,
-                                                  license_, source, workers_reason, progress)
+                                                  license_, source, "", progress)
     print_shard_result(summary, dataset, card_path, config, collisions)
 
 
