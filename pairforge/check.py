@@ -64,8 +64,9 @@ class CheckConfig:
         min_pairs_for_outliers: fewer measured pairs than this: no agreement fence.
         label_min_gain: labels datasets: a shift counts only when it raises the alignment
             score (robust z units, :func:`~pairforge.measures.label_alignment`) by at least
-            this much over no shift (label maps of texture or shading match B loosely
-            everywhere, so a shift that explains B no better is not evidence).
+            this much over the best score within 1 px of no shift (label maps of texture or
+            shading match B loosely everywhere, so a shift that explains B no better is not
+            evidence).
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -82,7 +83,7 @@ class CheckConfig:
     aspect_tolerance: float = 0.25
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
-    label_min_gain: float = 0.8
+    label_min_gain: float = 0.9
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500

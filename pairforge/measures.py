@@ -8,8 +8,9 @@ check's partition function calls :meth:`PairMeasurer.measure` once per pair.
   the kind (edge ink, gradient magnitude); B's is its gradient magnitude, or the
   dataset's edge recipe for edge datasets, so both maps show the same kind of
   lines. Labels use :func:`label_alignment` instead: an exhaustive search over
-  integer shifts of how well the label map explains B (colour homogeneity of B
-  per label region, plus label boundaries on B's gradients).
+  integer shifts of how well the label map explains B (mutual information
+  between label regions and B's lightness, colour homogeneity of B per label
+  region, and label boundaries on B's gradients).
 * **Agreement**, fit to the kind: edges -> F1 with a pixel tolerance between A
   and the edge recipe run on B; gray -> Pearson correlation of A with B's
   lightness (luma or Lab L, as recorded); labels -> F1 between label
@@ -43,11 +44,20 @@ LABEL_ANALYSIS_MAX_SIDE = 256
 """Labels pairs are measured at this size at most (the label search costs one template match per region)."""
 LABEL_SEARCH_RADIUS = 12
 """Labels: integer shifts up to this many (analysis) pixels per axis are tried."""
-HOMOGENEITY_WEIGHT = 0.5
-"""Weight of the colour-homogeneity surface against the boundary surface (1) in the labels search. Chosen
-with the gate ``CheckConfig.label_min_gain`` on Felzenszwalb label maps of scikit-image photos (80 px tiles)
-and confirmed on other tiles (88 px): half the clean pairs flagged of weight 1 at ~the same shifted rate
-(benchmarks/RESULTS.md)."""
+HOMOGENEITY_WEIGHT = 0.25
+"""Weight of the colour-homogeneity surface in the labels search (the boundary surface weighs 1)."""
+INFORMATION_WEIGHT = 0.75
+"""Weight of the mutual-information surface in the labels search. Both weights, ``LABEL_NEAR_RADIUS`` and
+the gate ``CheckConfig.label_min_gain`` were chosen on Felzenszwalb label maps of scikit-image photos
+(72-96 px tiles) and confirmed on held-out 128, 160 and 256 px tiles (benchmarks/RESULTS.md)."""
+LABEL_NEAR_RADIUS = 1.0
+"""Labels: the evidence for a shift is how far its score rises over the best score within this many
+pixels of no shift (no shift and its four neighbours)."""
+LIGHTNESS_BINS = 16
+"""Labels: B's lightness is quantised into this many equal bins for the mutual information."""
+INFORMATION_MAX_SAMPLES = 8000
+"""Labels: with more of B's centre pixels than this, the mutual information uses every other row and
+column (a 256 px pair: 13,456 of its 53,824 centre pixels), which halves the search's time there."""
 
 
 @dataclass(frozen=True)
@@ -358,16 +368,21 @@ def label_alignment(
 ) -> tuple[tuple[float, float], float, float]:
     """Shift of a photo relative to its label map, by exhaustive search over integer shifts.
 
-    Two surfaces over the shifts ``(dx, dy)`` in ``[-radius, radius]``, each
-    standardised by its median and MAD and then summed:
+    Three surfaces over the shifts ``(dx, dy)`` in ``[-radius, radius]``, each
+    standardised by its median and MAD and then summed with the weights above:
 
+    * :func:`information_surface`: mutual information between the label regions
+      and B's quantised lightness (the measure of multimodal image registration:
+      it needs no more than that a region's pixels look alike, so it also holds
+      for textured regions whose mean colour says little);
     * :func:`region_homogeneity_surface`: the share of B's colour variance the
-      label regions explain when the map is moved by the shift (a map in place
-      makes B's colour most uniform per region);
+      label regions explain when the map is moved by the shift;
     * :func:`boundary_gradient_surface`: label boundaries against B's gradients.
 
     A label map that does not follow B's edges (texture, smooth shading) gives a
-    flat, noisy surface; a shifted map a clear peak away from zero.
+    flat, noisy surface; a shifted map a clear peak away from zero. Where B's
+    structure runs one way only (one straight edge), the surface is a ridge and
+    a shift along it cannot be seen: such pairs show only the shift across it.
 
     Shape:
         labels ``(H, W, 3)`` or ``(H, W)`` (colour or id coded); photo ``(H, W, 3)``;
@@ -377,36 +392,85 @@ def label_alignment(
     Returns:
         ``((dx, dy), score, aligned_score)``: B's content sits ``dx`` px right and
         ``dy`` px down of the map's; the summed surface at that shift and its best
-        value within 1.5 px of no shift (robust z units; the difference is the
-        evidence for the shift).
+        value within ``LABEL_NEAR_RADIUS`` px of no shift (robust z units; the
+        difference is the evidence for the shift).
     """
     height, width = photo.shape[:2]
     radius = min(radius, (min(height, width) - 8) // 4)
     if radius < 2:
         return (0.0, 0.0), 0.0, 0.0
-    regions = label_regions(labels)
-    surface = (HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
+    ids, regions = label_regions(labels)
+    surface = (INFORMATION_WEIGHT * _robust_z(information_surface(ids, len(regions), to_gray(photo), radius))
+               + HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
                + _robust_z(boundary_gradient_surface(
                    label_boundaries(labels) if boundaries is None else boundaries, gradient, radius)))
     row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     offsets = np.arange(-radius, radius + 1)
-    near = np.hypot(offsets[None, :], offsets[:, None]) <= 1.5
+    near = np.hypot(offsets[None, :], offsets[:, None]) <= LABEL_NEAR_RADIUS
     return ((float(column - radius), float(row - radius)), float(surface[row, column]),
             float(surface[near].max()))
 
 
-def label_regions(labels: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    """The 4-connected regions of one label each: ``(top, left, mask)`` with the mask cut to its bounding box."""
+def label_regions(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """The 4-connected regions of one label each.
+
+    Returns:
+        ``(ids, regions)``: an ``(H, W)`` int32 map of region numbers ``0..len(regions) - 1``, and
+        per region ``(top, left, mask)`` with the float32 mask cut to its bounding box.
+    """
     packed = pack_rgb(labels) if labels.ndim == 3 else labels.astype(np.int32)
+    ids = np.zeros(packed.shape, dtype=np.int32)
     found: list[tuple[int, int, np.ndarray]] = []
     for value in np.unique(packed):
         count, components, stats, _ = cv2.connectedComponentsWithStats(
             (packed == value).astype(np.uint8), connectivity=4)
+        inside = components > 0
+        ids[inside] = components[inside] + (len(found) - 1)
         for index in range(1, count):
             left, top, width, height = (int(v) for v in stats[index, :4])
             box = components[top : top + height, left : left + width] == index
             found.append((top, left, box.astype(np.float32)))
-    return found
+    return ids, found
+
+
+def information_surface(ids: np.ndarray, count: int, lightness: np.ndarray, radius: int) -> np.ndarray:
+    """Mutual information (nats) between the label regions and B's lightness, per shift of the regions.
+
+    B's centre (``radius`` px in from every side) stays fixed and its lightness
+    is cut into ``LIGHTNESS_BINS`` equal bins; the region map moves by
+    ``(dx, dy)``. ``I = H(bin) - H(bin | region)`` from the joint histogram of the
+    centre's pixels (every other row and column past ``INFORMATION_MAX_SAMPLES``).
+    One ``bincount`` per row of shifts counts all ``2 radius + 1`` shifts of that row.
+
+    Shape:
+        ids ``(H, W)`` int region numbers below ``count``; lightness ``(H, W)`` 0..255.
+
+    Returns:
+        ``(2 radius + 1, 2 radius + 1)`` float64, index ``[dy + radius, dx + radius]``.
+    """
+    height, width = ids.shape
+    side, bins = 2 * radius + 1, LIGHTNESS_BINS
+    rows, columns = height - 2 * radius, width - 2 * radius
+    step = 1 if rows * columns <= INFORMATION_MAX_SAMPLES else 2
+    quantised = np.clip((lightness * (bins / 256.0)).astype(np.int32), 0, bins - 1)
+    centre = quantised[radius : height - radius : step, radius : width - radius : step]
+    total = centre.size
+    xlogx = np.arange(total + 1, dtype=np.float64)
+    xlogx[1:] *= np.log(xlogx[1:])
+    entropy = np.log(total) - xlogx[np.bincount(centre.ravel(), minlength=bins)].sum() / total
+    cells = count * bins
+    # per pixel of the centre and shift k along the row: the joint cell's index in that shift's histogram
+    base = centre[:, None, :] + (np.arange(side, dtype=np.int32) * cells)[None, :, None]
+    scaled = ids.astype(np.int32) * bins
+    surface = np.empty((side, side))
+    for row in range(side):  # shift dy = row - radius: B's centre row y meets map row y - dy
+        band = scaled[2 * radius - row : 2 * radius - row + rows : step]
+        # window k starts at map column k, i.e. dx = radius - k
+        windows = np.lib.stride_tricks.sliding_window_view(band, columns, axis=1)[..., ::step]
+        joint = np.bincount((windows + base).ravel(), minlength=side * cells).reshape(side, count, bins)
+        conditional = (xlogx[joint.sum(axis=2)].sum(axis=1) - xlogx[joint].sum(axis=(1, 2))) / total
+        surface[row] = (entropy - conditional)[::-1]
+    return surface
 
 
 def region_homogeneity_surface(regions: list[tuple[int, int, np.ndarray]], photo: np.ndarray,
