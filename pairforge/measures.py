@@ -184,8 +184,7 @@ class PairMeasurer:
         if config.kind == "labels":
             (shift_x, shift_y), confidence, aligned_confidence = label_alignment(a, b, structure_b, boundaries=structure_a)
         else:
-            (shift_x, shift_y), confidence = phase_shift(structure_a, structure_b)
-            aligned_confidence = structure_correlation(structure_a, structure_b)
+            (shift_x, shift_y), confidence, aligned_confidence = phase_shift(structure_a, structure_b)
         return PairMeasures(
             height=int(height),
             width=int(width),
@@ -323,8 +322,8 @@ def label_boundaries(labels: np.ndarray) -> np.ndarray:
 
 def phase_shift(
     structure_a: np.ndarray, structure_b: np.ndarray, whitening: float = 0.5
-) -> tuple[tuple[float, float], float]:
-    """Displacement of B's structure relative to A's by (generalised) phase correlation, and a confidence.
+) -> tuple[tuple[float, float], float, float]:
+    """Displacement of B's structure relative to A's by (generalised) phase correlation, and confidences.
 
     Both maps are blurred (sigma 1.5 px), standardised and Hann-windowed. The
     cross-power spectrum is divided by its magnitude to the power ``whitening``
@@ -333,16 +332,17 @@ def phase_shift(
     peak is refined to sub-pixel precision with a parabola per axis.
 
     Returns:
-        ``((dx, dy), confidence)``: B's content sits ``dx`` px right and ``dy`` px down
-        of A's; confidence is the Pearson correlation of the windowed maps at the
-        found integer shift (1 = identical structure, ~0 = nothing in common).
+        ``((dx, dy), confidence, aligned)``: B's content sits ``dx`` px right and ``dy`` px
+        down of A's; confidence is the Pearson correlation of the windowed maps at the
+        found integer shift (1 = identical structure, ~0 = nothing in common), aligned
+        the same at no shift. A flat map (no structure) gives zeros.
     """
     maps = []
     for structure in (structure_a, structure_b):
         smooth = cv2.GaussianBlur(structure.astype(np.float32), (0, 0), 1.5)
         spread = float(smooth.std())
         if spread < 1e-6:
-            return (0.0, 0.0), 0.0
+            return (0.0, 0.0), 0.0, 0.0
         maps.append((smooth - float(smooth.mean())) / spread)
     height, width = maps[0].shape
     window = cv2.createHanningWindow((width, height), cv2.CV_32F)
@@ -359,7 +359,8 @@ def phase_shift(
     dx -= width if dx > width / 2 else 0
     windowed_a = maps[0] * window
     confidence = _windowed_correlation(windowed_a, np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window)
-    return (float(dx), float(dy)), max(0.0, confidence)
+    aligned = _windowed_correlation(windowed_a, maps[1] * window)
+    return (float(dx), float(dy)), max(0.0, confidence), max(0.0, aligned)
 
 
 def label_alignment(
@@ -537,16 +538,6 @@ def _robust_z(surface: np.ndarray) -> np.ndarray:
     median = float(np.median(surface))
     spread = 1.4826 * float(np.median(np.abs(surface - median)))
     return np.zeros_like(surface) if spread < 1e-12 else (surface - median) / spread
-
-
-def structure_correlation(structure_a: np.ndarray, structure_b: np.ndarray) -> float:
-    """Pearson correlation of the blurred, Hann-windowed structure maps as they are (no shift)."""
-    maps = []
-    for structure in (structure_a, structure_b):
-        smooth = cv2.GaussianBlur(structure.astype(np.float32), (0, 0), 1.5)
-        maps.append(smooth - float(smooth.mean()))
-    window = cv2.createHanningWindow(maps[0].shape[::-1], cv2.CV_32F)
-    return max(0.0, _windowed_correlation(maps[0] * window, maps[1] * window))
 
 
 def _windowed_correlation(a: np.ndarray, b: np.ndarray) -> float:

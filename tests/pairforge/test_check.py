@@ -73,11 +73,13 @@ def test_phase_shift_recovers_a_known_displacement():
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.random((96, 96)).astype(np.float32), (0, 0), 2.0)
     moved = np.roll(image, (-2, 3), axis=(0, 1))  # content 3 px right, 2 px up
-    (dx, dy), confidence = phase_shift(image, moved)
+    (dx, dy), confidence, aligned = phase_shift(image, moved)
     assert dx == pytest.approx(3, abs=0.2) and dy == pytest.approx(-2, abs=0.2)
-    assert confidence > 0.9
-    (dx, dy), _ = phase_shift(image, image)
+    assert confidence > 0.9 and aligned < 0.7  # smooth maps: 3.6 px off still correlate ~0.6
+    (dx, dy), confidence, aligned = phase_shift(image, image)
     assert abs(dx) < 0.05 and abs(dy) < 0.05
+    assert confidence == pytest.approx(1.0) and aligned == pytest.approx(1.0)
+    assert phase_shift(image, np.full_like(image, 0.5)) == ((0.0, 0.0), 0.0, 0.0)  # a flat B has no structure
 
 
 def test_label_alignment_recovers_a_known_displacement():
