@@ -32,7 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "pairforge"))
 
 import checkdata  # noqa: E402
-from checkdata import PALETTE, Corpus, Tile, b_window, load_corpus, make_a, write_info, write_pair  # noqa: E402
+from checkdata import (  # noqa: E402
+    PALETTE,
+    Corpus,
+    Tile,
+    b_window,
+    jpeg,
+    load_corpus,
+    make_a,
+    write_info,
+    write_pair,
+)
 
 from pairforge.check import CheckConfig, open_source, run_check  # noqa: E402
 from pairforge.runner import RunnerConfig  # noqa: E402
@@ -94,26 +104,33 @@ def shift(rng: np.random.Generator) -> tuple[int, int]:
             return dx, dy
 
 
-def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels") -> dict:
+def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels", jpeg_a: int = 0,
+                   palette: bool = True) -> dict:
     size, short_side, margin, seeds = CORPORA[name]
     if name == "facades":
         corpus = facades_corpus()
     else:
         checkdata._label_map = MAPS[maps]  # the fixtures' corpus builds its label maps with this
         corpus = load_corpus(size=size, short_side=short_side, margin=margin)
-    root = work_dir / f"{name}-{maps}-{kind}" / "pairs"
+    root = work_dir / f"{name}-{maps}-{kind}-q{jpeg_a}-{int(palette)}" / "pairs"
     shutil.rmtree(root.parent, ignore_errors=True)
     write_info(root, kind)
+    if not palette:
+        info = json.loads((root / "pairs.json").read_text())
+        (root / "pairs.json").write_text(json.dumps({**info, "palette": None}))
+
+    def make(tile: Tile) -> np.ndarray:
+        a = make_a(kind, corpus, tile.photo, tile.top, tile.left)
+        return jpeg(a, jpeg_a) if jpeg_a else a  # A saved as JPEG, like pix2pix's facades archive
     shifted: dict[int, list[str]] = {seed: [] for seed in seeds}
     for index, tile in enumerate(corpus.tiles):
-        a = make_a(kind, corpus, tile.photo, tile.top, tile.left)
-        write_pair(root, "train", f"clean-{index:04d}", a, b_window(corpus, tile.photo, tile.top, tile.left))
+        write_pair(root, "train", f"clean-{index:04d}", make(tile), b_window(corpus, tile.photo, tile.top, tile.left))
     for seed in seeds:
         rng = np.random.default_rng(seed)
         for index, tile in enumerate(corpus.tiles):
             dx, dy = shift(rng)
             key = f"shifted{seed}-{index:04d}"
-            write_pair(root, "train", key, make_a(kind, corpus, tile.photo, tile.top, tile.left),
+            write_pair(root, "train", key, make(tile),
                        b_window(corpus, tile.photo, tile.top + dy, tile.left + dx))
             shifted[seed].append(key)
     config = CheckConfig(out_dir=str(root.parent / "check"))
@@ -126,7 +143,10 @@ def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels") -
     per_seed = {seed: sum(1 for key in keys if key in flagged) for seed, keys in shifted.items()}
     if kind != "labels":
         maps = "-"
-    return {"corpus": name, "kind": kind, "maps": "facades" if name == "facades" else maps, "tile": size, "short_side": short_side, "margin": margin, "tiles": clean,
+    maps = "facades" if name == "facades" else maps
+    maps += f", A JPEG q{jpeg_a}" if jpeg_a else ""
+    maps += ", no palette" if not palette and kind == "labels" else ""
+    return {"corpus": name, "kind": kind, "maps": maps, "tile": size, "short_side": short_side, "margin": margin, "tiles": clean,
             "clean_flagged": clean_flagged, "shifted_flagged": per_seed,
             "ms_per_pair": round(1000 * seconds / (clean * (1 + len(seeds))), 1)}
 
@@ -139,8 +159,11 @@ def main() -> None:
     parser.add_argument("--maps", default="felzenszwalb", choices=sorted(MAPS), help="label maps of the photos")
     parser.add_argument("--kind", default="labels", choices=("labels", "edges", "gray", "generic"),
                         help="A made from B's tile by the test fixtures' recipe for this kind (labels: the map)")
+    parser.add_argument("--jpeg-a", type=int, default=0, metavar="QUALITY", help="save A as JPEG at this quality")
+    parser.add_argument("--no-palette", action="store_true", help="labels: pairs.json without the palette")
     args = parser.parse_args()
-    rows = [measure_corpus(name, args.maps, args.work_dir, args.kind) for name in args.corpora.split(",")]
+    rows = [measure_corpus(name, args.maps, args.work_dir, args.kind, args.jpeg_a, not args.no_palette)
+            for name in args.corpora.split(",")]
     print("| kind | maps | tiles (px, photos' short side) | clean pairs | shifted flagged per seed | shifted flagged | clean flagged | ms/pair |")
     print("|---|---|---|---:|---|---:|---:|---:|")
     total = np.zeros(4, int)

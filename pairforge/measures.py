@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,11 @@ LABEL_ANALYSIS_MAX_SIDE = 256
 """Labels pairs are measured at this size at most (the label search costs one template match per region)."""
 LABEL_SEARCH_RADIUS = 12
 """Labels: integer shifts up to this many (analysis) pixels per axis are tried."""
+LABEL_MAX_REGIONS = 1024
+"""Labels: connected regions kept for the search (the largest); the rest are pooled (:func:`label_regions`)."""
+LABEL_MAX_COLOURS = 64
+"""Labels without a palette: a map with more colours than this is snapped to its main ones (:func:`snap_labels`)."""
+"""Labels: connected regions kept for the search (the largest); the rest are pooled (:func:`label_regions`)."""
 HOMOGENEITY_WEIGHT = 0.25
 """Weight of the colour-homogeneity surface in the labels search (the boundary surface weighs 1)."""
 INFORMATION_WEIGHT = 0.75
@@ -178,6 +184,8 @@ class PairMeasurer:
             if config.kind == "edges":  # a 1 px line turns gray when shrunk: keep it an edge
                 a = np.where(a < 224, 0, 255).astype(np.uint8)
             b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        if config.kind == "labels":
+            a = snap_labels(a, config.palette_colors)
         gray_a = to_gray(a)
         gray_b = to_gray(b)
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
@@ -401,37 +409,104 @@ def label_alignment(
     if radius < 2:
         return (0.0, 0.0), 0.0, 0.0
     ids, regions = label_regions(labels)
-    surface = (INFORMATION_WEIGHT * _robust_z(information_surface(ids, len(regions), to_gray(photo), radius))
+    surface = (INFORMATION_WEIGHT * _robust_z(information_surface(ids, int(ids.max()) + 1, to_gray(photo), radius))
                + HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
                + _robust_z(boundary_gradient_surface(
                    label_boundaries(labels) if boundaries is None else boundaries, gradient, radius)))
-    row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     offsets = np.arange(-radius, radius + 1)
     near = np.hypot(offsets[None, :], offsets[:, None]) <= LABEL_NEAR_RADIUS
+    # ties (a flat surface: one region, no structure) go to the shift nearest to none
+    ranked = surface - 1e-9 * np.hypot(offsets[None, :], offsets[:, None])
+    row, column = np.unravel_index(int(np.argmax(ranked)), surface.shape)
     return ((float(column - radius), float(row - radius)), float(surface[row, column]),
             float(surface[near].max()))
 
 
+def snap_labels(labels: np.ndarray, palette: Sequence[Sequence[int]] = ()) -> np.ndarray:
+    """A label map with every colour moved to the nearest "true" label colour (JPEG-saved maps).
+
+    Label maps saved as JPEG (pix2pix's own facades and cityscapes archives are) carry
+    thousands of ringing colours along every border; as regions they would swamp the
+    alignment search. True colours: the palette when the dataset has one, else, for a map
+    with more than ``LABEL_MAX_COLOURS`` colours, its main colours (:func:`_main_colours`:
+    covering at least 0.2 % of it, 40 apart in RGB).
+    A map whose colours are all true comes back unchanged.
+
+    Shape:
+        labels ``(H, W, 3)`` uint8 RGB or ``(H, W)`` ids (returned as they are); ``(H, W, 3)`` out.
+    """
+    if labels.ndim == 2:
+        return labels
+    packed = pack_rgb(labels).ravel()
+    values, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    colours = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=1)
+    if len(palette):
+        centres = np.asarray(palette, dtype=np.int32).reshape(-1, 3)
+    elif len(values) > LABEL_MAX_COLOURS:
+        centres = _main_colours(colours, counts, max(16, 0.002 * packed.size))
+    else:
+        return labels
+    if np.isin(values, pack_rgb(centres)).all():
+        return labels
+    nearest = np.empty(len(values), dtype=np.int64)
+    for start in range(0, len(values), 4096):  # bounded memory for maps with very many colours
+        block = colours[start : start + 4096]
+        nearest[start : start + 4096] = ((block[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    return centres[nearest][inverse.reshape(-1)].reshape(labels.shape).astype(np.uint8)
+
+
+def _main_colours(colours: np.ndarray, counts: np.ndarray, min_count: float, spread: int = 40) -> np.ndarray:
+    """A map's main colours: the peaks of its colour histogram (16 levels per channel), strongest first.
+
+    A JPEG-saved class colour comes back as a cloud of near colours, no one of them frequent;
+    their 16-level bin sums them. A bin holding at least ``min_count`` pixels stands for a
+    colour (its pixel-weighted mean) unless a stronger one kept is within ``spread`` (RGB
+    distance): a cloud cut by a bin edge, or ringing between two classes.
+    """
+    key = (colours[:, 0] // 16) * 256 + (colours[:, 1] // 16) * 16 + colours[:, 2] // 16
+    weight = np.bincount(key, weights=counts, minlength=4096)
+    means = np.stack([np.bincount(key, weights=counts * colours[:, c], minlength=4096) for c in range(3)], axis=1)
+    kept: list[np.ndarray] = []
+    for index in np.argsort(-weight, kind="stable"):
+        if weight[index] < min_count and kept:
+            break
+        mean = means[index] / weight[index]
+        if all(float(((mean - centre) ** 2).sum()) > spread * spread for centre in kept):
+            kept.append(mean)
+    return np.rint(np.array(kept)).astype(np.int32)
+
+
 def label_regions(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
-    """The 4-connected regions of one label each.
+    """The 4-connected regions of one label each (the ``LABEL_MAX_REGIONS`` largest).
+
+    One labelling pass over the whole map (scikit-image), however many colours it has. A map
+    with more regions than ``LABEL_MAX_REGIONS`` (JPEG-speckled maps, or an image that is no
+    label map) keeps its largest ones; the rest are pooled into one region of specks, which the
+    mutual information sees as one more region and the colour homogeneity leaves out.
 
     Returns:
-        ``(ids, regions)``: an ``(H, W)`` int32 map of region numbers ``0..len(regions) - 1``, and
-        per region ``(top, left, mask)`` with the float32 mask cut to its bounding box.
+        ``(ids, regions)``: an ``(H, W)`` int32 map of region numbers ``0..len(regions) - 1``
+        (``len(regions)``: the pooled specks, if any), and per kept region ``(top, left, mask)``
+        with the float32 mask cut to its bounding box.
     """
+    from scipy.ndimage import find_objects
+    from skimage.measure import label as connected_components
+
     packed = pack_rgb(labels) if labels.ndim == 3 else labels.astype(np.int32)
-    ids = np.zeros(packed.shape, dtype=np.int32)
-    found: list[tuple[int, int, np.ndarray]] = []
-    for value in np.unique(packed):
-        count, components, stats, _ = cv2.connectedComponentsWithStats(
-            (packed == value).astype(np.uint8), connectivity=4)
-        inside = components > 0
-        ids[inside] = components[inside] + (len(found) - 1)
-        for index in range(1, count):
-            left, top, width, height = (int(v) for v in stats[index, :4])
-            box = components[top : top + height, left : left + width] == index
-            found.append((top, left, box.astype(np.float32)))
-    return ids, found
+    # background=-1: no value is background (packed colours are >= 0); numbers 1..n in raster order
+    ids = connected_components(packed, background=-1, connectivity=1).astype(np.int32) - 1
+    count = int(ids.max()) + 1
+    if count > LABEL_MAX_REGIONS:
+        sizes = np.bincount(ids.ravel(), minlength=count)
+        kept = np.sort(np.argsort(-sizes, kind="stable")[:LABEL_MAX_REGIONS])
+        renumber = np.full(count, LABEL_MAX_REGIONS, dtype=np.int32)
+        renumber[kept] = np.arange(LABEL_MAX_REGIONS, dtype=np.int32)
+        ids = renumber[ids]
+        count = LABEL_MAX_REGIONS
+    regions = []
+    for index, box in enumerate(find_objects(ids + 1, max_label=count)):
+        regions.append((box[0].start, box[1].start, (ids[box] == index).astype(np.float32)))
+    return ids, regions
 
 
 def information_surface(ids: np.ndarray, count: int, lightness: np.ndarray, radius: int) -> np.ndarray:

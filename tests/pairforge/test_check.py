@@ -135,6 +135,52 @@ def test_information_surface_hand_computed(monkeypatch):
     assert sampled[2, 3] < np.log(2)
 
 
+def test_snap_labels_undoes_jpeg_with_and_without_palette():
+    """A 3-class map saved as JPEG (q75) has hundreds of colours; snapped, it has the classes' colours again."""
+    from pairforge.measures import snap_labels
+
+    ids = np.zeros((96, 96), np.uint8)
+    ids[:, 40:] = 1
+    ids[60:, :] = 2
+    colours = np.array(PALETTE[:3], np.uint8)
+    clean = colours[ids]
+    saved = jpeg(clean, 75)
+    assert len(np.unique(saved.reshape(-1, 3), axis=0)) > 100
+    with_palette = snap_labels(saved, PALETTE)
+    assert {tuple(c) for c in np.unique(with_palette.reshape(-1, 3), axis=0)} <= set(PALETTE)
+    assert (with_palette == clean).all(axis=2).mean() > 0.97
+    without = snap_labels(saved)  # no palette: the map's own main colours (within a few levels of the true ones)
+    found = np.unique(without.reshape(-1, 3), axis=0).astype(int)
+    assert len(found) == 3
+    assert all(np.abs(found - np.array(colour)).sum(axis=1).min() <= 12 for colour in PALETTE[:3])
+    assert snap_labels(clean) is clean and snap_labels(clean, PALETTE) is clean  # true colours only: untouched
+
+
+def test_label_regions_keeps_the_largest_and_pools_specks(monkeypatch):
+    """4-connected regions numbered once; past LABEL_MAX_REGIONS the smallest are pooled into one id."""
+    from pairforge import measures
+    from pairforge.measures import label_regions
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[:, 5:] = 1  # two big regions (50 px each)
+    labels[2, 2] = labels[7, 7] = 2  # two 1-px specks of one label, not connected
+    labels[4:6, 1:3] = 3  # a 4-px region
+    ids, regions = label_regions(labels)
+    assert ids.max() + 1 == len(regions) == 5
+    assert sorted(int(mask.sum()) for _, _, mask in regions) == [1, 1, 4, 45, 49]
+    for index, (top, left, mask) in enumerate(regions):
+        rows, columns = mask.shape
+        assert ((ids[top : top + rows, left : left + columns] == index) == (mask > 0)).all()
+    monkeypatch.setattr(measures, "LABEL_MAX_REGIONS", 3)
+    ids, regions = label_regions(labels)
+    assert len(regions) == 3 and ids.max() == 3  # 3 kept, id 3 = the pooled specks
+    assert sorted(int(mask.sum()) for _, _, mask in regions) == [4, 45, 49]
+    assert (ids == 3).sum() == 2 and ids[2, 2] == ids[7, 7] == 3
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # not a label map at all
+    ids, regions = label_regions(noise)
+    assert len(regions) == 3 and ids.max() == 3
+
+
 def test_edge_f1_with_tolerance_hand_computed():
     a = np.zeros((20, 20), bool)
     b = np.zeros((20, 20), bool)
