@@ -33,6 +33,20 @@ def skimage_photos() -> list[np.ndarray]:
     return sample_photos()
 
 
+@pytest.fixture(scope="session")
+def tiny_edges_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step edges run at 64 px whose dataset recorded its Canny recipe (so photos can become A).
+
+    Trained once per session for predict, serve and the browser tests; they read it and never write to it.
+    """
+    from pairforge.trainer.loop import train
+    from tests.trainer.conftest import make_tiny_config, write_stage_shards
+
+    root = tmp_path_factory.mktemp("tiny-edges-run")
+    shards = write_stage_shards(root / "shards", sample_photos(), size=64)
+    return Path(train(make_tiny_config(shards, root / "runs", steps=2, augment__crop_size=64)).run_dir)
+
+
 def random_crops(photos: list[np.ndarray], count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` random crops (resized when a photo is too small) of the given size."""
     rng = np.random.default_rng(seed)

@@ -42,7 +42,6 @@ from pairforge.serve import (
 from pairforge.trainer.loop import train
 from pairforge.trainer.serving import RunModel
 from tests.trainer.conftest import make_tiny_config, write_shards
-from tests.trainer.test_predict import write_stage_shards
 
 SIZE = 64
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,12 +107,9 @@ def photos() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndarray]) -> Path:
+def run_dir(tiny_edges_run: Path) -> Path:
     """A tiny edges run whose dataset recorded its Canny recipe (so photos can become A)."""
-    root = tmp_path_factory.mktemp("serve")
-    shards = write_stage_shards(root / "shards", photos)
-    config = make_tiny_config(shards, root / "runs", steps=2, augment__crop_size=SIZE)
-    return Path(train(config).run_dir)
+    return tiny_edges_run
 
 
 @pytest.fixture(scope="module")

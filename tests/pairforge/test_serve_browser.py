@@ -18,9 +18,6 @@ import pytest
 
 from pairforge.commands.serve import load_run_model
 from pairforge.serve import BackgroundServer, PageServer, ServeConfig
-from pairforge.trainer.loop import train
-from tests.trainer.conftest import make_tiny_config
-from tests.trainer.test_predict import write_stage_shards
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,13 +31,8 @@ SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.conftest import sample_photos
-
-    root = tmp_path_factory.mktemp("serve-browser")
-    shards = write_stage_shards(root / "shards", sample_photos())
-    run = train(make_tiny_config(shards, root / "runs", steps=2, augment__crop_size=SIZE)).run_dir
-    model = load_run_model(str(run), device="cpu")
+def url(tiny_edges_run: Path) -> Iterator[str]:
+    model = load_run_model(str(tiny_edges_run), device="cpu")
     with BackgroundServer(PageServer(model, ServeConfig(port=0))) as address:
         yield address
 

@@ -14,6 +14,8 @@ import pytest
 import skimage.data
 import webdataset as wds
 
+from pairforge.pipelines.edges import EdgesConfig, EdgesStage
+from pairforge.pipelines.geometry import FitConfig
 from pairforge.trainer.config import TrainConfig
 
 PALETTE = {
@@ -135,3 +137,29 @@ def make_tiny_config(shards: Path, output: Path, steps: int = 2, **overrides: An
 def tiny_config() -> Callable[..., TrainConfig]:
     """make_tiny_config(shards, output, steps=2, part__field=value, ...)."""
     return make_tiny_config
+
+
+def write_stage_shards(root: Path, photos: list[np.ndarray], size: int = 64) -> Path:
+    """Shards whose A was made by the real Canny edges stage, with its describe() recorded."""
+    stage = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=size)))
+    root.mkdir(parents=True)
+    shards, splits = [], {}
+    for split, chosen in (("train", photos), ("val", photos[:2])):
+        name = f"{split}-000000.tar"
+        with wds.TarWriter(str(root / name), mtime=0) as sink:
+            for index, photo in enumerate(chosen):
+                pair = stage(photo, f"{split}_{index}")
+                a = cv2.imencode(".png", pair.a)[1].tobytes()
+                b = cv2.imencode(".png", cv2.cvtColor(pair.b, cv2.COLOR_RGB2BGR))[1].tobytes()
+                meta = {"key": f"{split}_{index}", "source": f"{index}.png", "height": size, "width": size,
+                        "kind": "edges", "split": split}
+                sink.write({"__key__": f"{split}_{index}", "a.png": a, "b.png": b, "json": json.dumps(meta).encode()})
+        data = (root / name).read_bytes()
+        shards.append({"name": name, "split": split, "count": len(chosen), "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()})
+        splits[split] = {"count": len(chosen), "shards": [name]}
+    dataset = {"format": "pairforge.shards/1", "kind": "edges", "a_channels": 1, "b_channels": 3, "b_format": "png",
+               "palette": None, "splits": splits, "shards": shards,
+               "source": {"kind": "edges", "stage": stage.describe(), "command": "test"}, "created_by": "tests"}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    return root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -13,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import webdataset as wds
 from click.testing import CliRunner
 
 from pairforge.cli import cli
@@ -28,36 +26,8 @@ from pairforge.trainer.inference import (
     reflect_pad,
     tile_starts,
 )
-from pairforge.trainer.loop import train
-from tests.trainer.conftest import make_tiny_config
 
 SIZE = 64
-
-
-def write_stage_shards(root: Path, photos: list[np.ndarray]) -> Path:
-    """Shards whose A was made by the real Canny edges stage, with its describe() recorded."""
-    stage = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=SIZE)))
-    root.mkdir(parents=True)
-    shards, splits = [], {}
-    for split, chosen in (("train", photos), ("val", photos[:2])):
-        name = f"{split}-000000.tar"
-        with wds.TarWriter(str(root / name), mtime=0) as sink:
-            for index, photo in enumerate(chosen):
-                pair = stage(photo, f"{split}_{index}")
-                a = cv2.imencode(".png", pair.a)[1].tobytes()
-                b = cv2.imencode(".png", cv2.cvtColor(pair.b, cv2.COLOR_RGB2BGR))[1].tobytes()
-                meta = {"key": f"{split}_{index}", "source": f"{index}.png", "height": SIZE, "width": SIZE,
-                        "kind": "edges", "split": split}
-                sink.write({"__key__": f"{split}_{index}", "a.png": a, "b.png": b, "json": json.dumps(meta).encode()})
-        data = (root / name).read_bytes()
-        shards.append({"name": name, "split": split, "count": len(chosen), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()})
-        splits[split] = {"count": len(chosen), "shards": [name]}
-    dataset = {"format": "pairforge.shards/1", "kind": "edges", "a_channels": 1, "b_channels": 3, "b_format": "png",
-               "palette": None, "splits": splits, "shards": shards,
-               "source": {"kind": "edges", "stage": stage.describe(), "command": "test"}, "created_by": "tests"}
-    (root / "dataset.json").write_text(json.dumps(dataset))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +38,8 @@ def photos() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, photos: list[np.ndarray]) -> Path:
-    root = tmp_path_factory.mktemp("predict")
-    shards = write_stage_shards(root / "shards", photos)
-    config = make_tiny_config(shards, root / "runs", steps=2, augment__crop_size=SIZE)
-    return Path(train(config).run_dir)
+def run_dir(tiny_edges_run: Path) -> Path:
+    return tiny_edges_run
 
 
 @pytest.fixture(scope="module")
