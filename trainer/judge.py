@@ -119,9 +119,14 @@ class Judge(nn.Module):
         device = next(self.parameters()).device
         results = []
         for photo in photos:
-            x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].to(device).float() / 127.5 - 1.0
+            x = photo_tensor(photo, device)
             results.append(self(x).argmax(dim=1)[0].cpu().numpy())
         return results
+
+
+def photo_tensor(photo: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """The judge's input: ``(H, W, 3)`` uint8 RGB -> ``(1, 3, H, W)`` float in -1..1 on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].to(device).float() / 127.5 - 1.0
 
 
 def _random_batch(
@@ -276,8 +281,7 @@ def judge_sensitivity(judge: Judge, samples: Sequence[tuple[np.ndarray, np.ndarr
         losses = []
         for photo, ids in samples:
             seen = degrade(photo, ids)
-            x = torch.from_numpy(np.ascontiguousarray(seen)).permute(2, 0, 1)[None].to(device).float() / 127.5 - 1.0
-            logits = judge(x)
+            logits = judge(photo_tensor(seen, device))
             target = torch.from_numpy(np.minimum(ids, judge.num_classes).astype(np.int64))[None].to(device)
             losses.append(float(F.cross_entropy(logits, target, ignore_index=judge.num_classes)))
             confusion += confusion_matrix(logits.argmax(dim=1)[0].cpu().numpy(), ids, judge.num_classes)
