@@ -435,7 +435,7 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
             if cluster["leakage"]:
                 problem = "leakage"
             else:
-                problem = "exact duplicate" if member["distance"] == 0 else "near duplicate"
+                problem = "exact duplicate" if member["exact"] else "near duplicate"
             flag(row, problem, member["distance"], 0 if problem == "exact duplicate" else config.near_distance,
                  cluster=cluster["id"], splits=cluster["splits"])
     class_stats = _class_stats(source, rows)
@@ -497,8 +497,10 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
     found = []
     for number, group in enumerate(connected_clusters(len(rows), first, second), start=1):
         splits = sorted({rows[index]["split"] for index in group})
+        copies = Counter(rows[index]["pixel_hash"] for index in group)
+        # exact: another member has the same decoded pixels (pHash distance 0 alone is a resize or re-encode)
         members = [{"index": index, "key": rows[index]["key"], "split": rows[index]["split"],
-                    "distance": closest[index]} for index in group]
+                    "distance": closest[index], "exact": copies[rows[index]["pixel_hash"]] > 1} for index in group]
         exact = len({rows[index]["pixel_hash"] for index in group}) == 1
         found.append({"id": number, "size": len(group), "splits": splits, "leakage": len(splits) > 1,
                       "exact": exact, "members": members})

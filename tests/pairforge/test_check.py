@@ -445,6 +445,25 @@ def test_judge_size_outliers_and_fix_splits_rule(tmp_path):
     assert moved == 1 and {row["key"]: row["split"] for row in assignment}["k1"] == "train"
 
 
+def test_exact_duplicate_means_same_pixels_not_phash_distance_zero(tmp_path):
+    """k0 and k1 share their pixels; k2 is a resize of them (pHash distance 0, other pixels): a near duplicate."""
+    far = np.random.default_rng(0).integers(0, 2**63, 8, dtype=np.int64)  # unrelated images: ~32 bits apart
+
+    def row(index: int, pixel_hash: str) -> dict:
+        return {"key": f"k{index}", "split": "train", "path": f"k{index}.png", "height": 256, "width": 256,
+                "shift_x": 0.0, "shift_y": 0.0, "shift": 0.0, "confidence": 1.0, "aligned_confidence": 1.0,
+                "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 30.0, "pixel_hash": pixel_hash,
+                "phashes": [2**40 if index < 3 else int(far[index])], "dhashes": [7 if index < 3 else int(far[index])],
+                "class_pixels": None}
+
+    rows = [row(0, "same"), row(1, "same"), row(2, "resized")] + [row(index, f"h{index}") for index in range(3, 8)]
+    (tmp_path / "pairs").mkdir()
+    result = judge(open_source(tmp_path / "pairs", CheckConfig()), CheckConfig(), rows, [])
+    problems = {row["key"]: row["problem"] for row in result.flagged}
+    assert problems == {"k0": "exact duplicate", "k1": "exact duplicate", "k2": "near duplicate"}
+    assert [cluster["exact"] for cluster in result.clusters] == [False]
+
+
 def test_report_with_thousands_of_rows_stays_small(tmp_path):
     """Rows travel as JSON and are rendered 100 at a time: the page grows ~100 bytes per flagged row."""
     from pairforge.checkreport import render_report
