@@ -242,7 +242,7 @@ def _histograms(result: CheckResult) -> list[str]:
     density_name = "edge density of A" if source.kind == "edges" else "edge density of B (Canny)"
     if source.kind == "labels":
         confidence = svg_histogram([row["confidence"] - row["aligned_confidence"] for row in rows],
-                                   "shift evidence (alignment score gain over no shift, z units)",
+                                   "shift evidence (score gain over no shift and its 1-px neighbours, z units)",
                                    marker=config.label_min_gain, marker_label="needed to flag", log_counts=True)
     else:
         confidence = svg_histogram([row["confidence"] for row in rows], "shift confidence (structure correlation)")
