@@ -501,9 +501,8 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
         # exact: another member has the same decoded pixels (pHash distance 0 alone is a resize or re-encode)
         members = [{"index": index, "key": rows[index]["key"], "split": rows[index]["split"],
                     "distance": closest[index], "exact": copies[rows[index]["pixel_hash"]] > 1} for index in group]
-        exact = len({rows[index]["pixel_hash"] for index in group}) == 1
         found.append({"id": number, "size": len(group), "splits": splits, "leakage": len(splits) > 1,
-                      "exact": exact, "members": members})
+                      "exact": len(copies) == 1, "members": members})
     found.sort(key=lambda cluster: (not cluster["leakage"], -cluster["size"], cluster["id"]))
     return found
 

@@ -195,6 +195,12 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`pack_rgb`: ``(...)`` -> ``(..., 3)`` int32."""
+    packed = np.asarray(packed)
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.int32)
+
+
 def colored_fraction(image: np.ndarray, tolerance: int = 0) -> float:
     """Fraction of pixels whose R, G and B differ by more than ``tolerance`` (0.0: the image is gray).
 

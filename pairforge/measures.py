@@ -31,8 +31,9 @@ import cv2
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
-from pairforge.imageio import pack_rgb
+from pairforge.imageio import pack_rgb, unpack_rgb
 from pairforge.pairs import KINDS
+from pairforge.palettes import nearest_colors
 from pairforge.sources import StageSpec, cached_stage
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ LABEL_MAX_REGIONS = 1024
 """Labels: connected regions kept for the search (the largest); the rest are pooled (:func:`label_regions`)."""
 LABEL_MAX_COLOURS = 64
 """Labels without a palette: a map with more colours than this is snapped to its main ones (:func:`snap_labels`)."""
-"""Labels: connected regions kept for the search (the largest); the rest are pooled (:func:`label_regions`)."""
 HOMOGENEITY_WEIGHT = 0.25
 """Weight of the colour-homogeneity surface in the labels search (the boundary surface weighs 1)."""
 INFORMATION_WEIGHT = 0.75
@@ -190,7 +190,8 @@ class PairMeasurer:
         gray_b = to_gray(b)
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
         if config.kind == "labels":
-            (shift_x, shift_y), confidence, aligned_confidence = label_alignment(a, b, structure_b, boundaries=structure_a)
+            (shift_x, shift_y), confidence, aligned_confidence = label_alignment(
+                a, b, structure_b, boundaries=structure_a, lightness=gray_b)
         else:
             (shift_x, shift_y), confidence, aligned_confidence = phase_shift(structure_a, structure_b)
         return PairMeasures(
@@ -373,7 +374,7 @@ def phase_shift(
 
 def label_alignment(
     labels: np.ndarray, photo: np.ndarray, gradient: np.ndarray, radius: int = LABEL_SEARCH_RADIUS,
-    boundaries: np.ndarray | None = None,
+    boundaries: np.ndarray | None = None, lightness: np.ndarray | None = None,
 ) -> tuple[tuple[float, float], float, float]:
     """Shift of a photo relative to its label map, by exhaustive search over integer shifts.
 
@@ -396,7 +397,8 @@ def label_alignment(
     Shape:
         labels ``(H, W, 3)`` or ``(H, W)`` (colour or id coded); photo ``(H, W, 3)``;
         gradient ``(H, W)`` float32 (B's gradient magnitude); boundaries ``(H, W)``:
-        :func:`label_boundaries` of ``labels`` when the caller has it already (else computed).
+        :func:`label_boundaries` of ``labels`` when the caller has it already (else computed);
+        lightness ``(H, W)``: :func:`to_gray` of ``photo``, likewise.
 
     Returns:
         ``((dx, dy), score, aligned_score)``: B's content sits ``dx`` px right and
@@ -409,14 +411,16 @@ def label_alignment(
     if radius < 2:
         return (0.0, 0.0), 0.0, 0.0
     ids, regions = label_regions(labels)
-    surface = (INFORMATION_WEIGHT * _robust_z(information_surface(ids, int(ids.max()) + 1, to_gray(photo), radius))
+    lightness = to_gray(photo) if lightness is None else lightness
+    surface = (INFORMATION_WEIGHT * _robust_z(information_surface(ids, int(ids.max()) + 1, lightness, radius))
                + HOMOGENEITY_WEIGHT * _robust_z(region_homogeneity_surface(regions, photo, radius))
                + _robust_z(boundary_gradient_surface(
                    label_boundaries(labels) if boundaries is None else boundaries, gradient, radius)))
     offsets = np.arange(-radius, radius + 1)
-    near = np.hypot(offsets[None, :], offsets[:, None]) <= LABEL_NEAR_RADIUS
+    distance = np.hypot(offsets[None, :], offsets[:, None])
+    near = distance <= LABEL_NEAR_RADIUS
     # ties (a flat surface: one region, no structure) go to the shift nearest to none
-    ranked = surface - 1e-9 * np.hypot(offsets[None, :], offsets[:, None])
+    ranked = surface - 1e-9 * distance
     row, column = np.unravel_index(int(np.argmax(ranked)), surface.shape)
     return ((float(column - radius), float(row - radius)), float(surface[row, column]),
             float(surface[near].max()))
@@ -439,7 +443,7 @@ def snap_labels(labels: np.ndarray, palette: Sequence[Sequence[int]] = ()) -> np
         return labels
     packed = pack_rgb(labels).ravel()
     values, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
-    colours = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=1)
+    colours = unpack_rgb(values)
     if len(palette):
         centres = np.asarray(palette, dtype=np.int32).reshape(-1, 3)
     elif len(values) > LABEL_MAX_COLOURS:
@@ -448,11 +452,7 @@ def snap_labels(labels: np.ndarray, palette: Sequence[Sequence[int]] = ()) -> np
         return labels
     if np.isin(values, pack_rgb(centres)).all():
         return labels
-    nearest = np.empty(len(values), dtype=np.int64)
-    for start in range(0, len(values), 4096):  # bounded memory for maps with very many colours
-        block = colours[start : start + 4096]
-        nearest[start : start + 4096] = ((block[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-    return centres[nearest][inverse.reshape(-1)].reshape(labels.shape).astype(np.uint8)
+    return centres[nearest_colors(colours, centres)][inverse.reshape(-1)].reshape(labels.shape).astype(np.uint8)
 
 
 def _main_colours(colours: np.ndarray, counts: np.ndarray, min_count: float, spread: int = 40) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
-from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb, read_label_image
+from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb, read_label_image, unpack_rgb
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +390,20 @@ def auto_palette_from_colors(colors: Iterable[Color]) -> Palette:
     )
 
 
+def nearest_colors(colors: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Index of the nearest ``table`` colour (RGB distance) for each of ``colors``.
+
+    Shape:
+        colors ``(N, 3)``, table ``(K, 3)`` -> ``(N,)`` int64; blocks of 4,096 colours bound the memory.
+    """
+    colors, table = np.asarray(colors, dtype=np.int32), np.asarray(table, dtype=np.int32)
+    nearest = np.empty(len(colors), dtype=np.int64)
+    for start in range(0, len(colors), 4096):
+        block = colors[start : start + 4096]
+        nearest[start : start + 4096] = ((block[:, None, :] - table[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    return nearest
+
+
 def scan_label_ids(labels: Iterable[np.ndarray]) -> tuple[int, ...]:
     """Sorted union of the class ids in single-channel label maps.
 
@@ -417,7 +431,7 @@ def scan_label_colors(labels: Iterable[np.ndarray]) -> tuple[Color, ...]:
                 f"expected an (H, W, 3) uint8 colour label map, got {label.dtype} {label.shape}"
             )
         found.update(int(v) for v in np.unique(pack_rgb(label)))
-    return tuple(((v >> 16) & 255, (v >> 8) & 255, v & 255) for v in sorted(found))
+    return tuple(tuple(int(c) for c in color) for color in unpack_rgb(np.array(sorted(found), dtype=np.int64)))
 
 
 def auto_palette_for(labels: Iterable[np.ndarray]) -> Palette:

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from pairforge import lab as cie
 from pairforge.errors import ConfigError
-from pairforge.imageio import pack_rgb
-from pairforge.palettes import palette_colors
+from pairforge.imageio import pack_rgb, unpack_rgb
+from pairforge.palettes import nearest_colors, palette_colors
 from pairforge.trainer.config import DIRECTIONS
 
 AB_SCALE = 110.0
@@ -140,11 +140,8 @@ def colors_to_ids(rgb: np.ndarray, colors: tuple[tuple[int, int, int], ...]) -> 
     """
     packed = pack_rgb(rgb)
     unique, inverse = np.unique(packed.ravel(), return_inverse=True)
-    unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
-    table = np.asarray(colors, dtype=np.int32)
-    distance = ((unique_rgb[:, None, :] - table[None, :, :]) ** 2).sum(axis=2)
-    ids = distance.argmin(axis=1).astype(np.uint8)
-    return ids[inverse].reshape(rgb.shape[:2])
+    ids = nearest_colors(unpack_rgb(unique), np.asarray(colors)).astype(np.uint8)
+    return ids[inverse.reshape(-1)].reshape(rgb.shape[:2])
 
 
 def a_to_stored(a: np.ndarray, encoding: Encoding) -> np.ndarray:

@@ -235,3 +235,16 @@ def test_pickle_leaves_lookup_tables_behind() -> None:
     assert len(pickle.dumps(palette)) == fresh < 10_000
     assert restored == palette
     assert restored.index_of_ids(np.array([[7, 40]], np.uint8)).tolist() == [[7, UNKNOWN]]
+
+
+def test_nearest_colors_and_unpack_rgb_known_answers():
+    from pairforge.imageio import pack_rgb, unpack_rgb
+    from pairforge.palettes import nearest_colors
+
+    table = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 0]])
+    colors = np.array([[0, 0, 0], [250, 0, 0], [10, 200, 10], [120, 140, 0]])
+    assert nearest_colors(colors, table).tolist() == [2, 0, 1, 1]
+    many = np.random.default_rng(0).integers(0, 256, (9000, 3))  # more than one block of 4,096
+    brute = ((many[:, None, :] - table[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert (nearest_colors(many, table) == brute).all()
+    assert (unpack_rgb(pack_rgb(many)) == many).all() and unpack_rgb(pack_rgb(many[0])).tolist() == many[0].tolist()
