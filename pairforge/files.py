@@ -8,12 +8,71 @@ the pair-folder reader recognises and skips.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pairforge.errors import PairforgeError
+from pairforge.paths import describe_path
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFullError(PairforgeError, OSError):
+    """No space (or quota) left while writing a file: names the file and the free space.
+
+    Also an :class:`OSError` (``errno`` ENOSPC or EDQUOT), so code that handles I/O errors
+    still handles it; the CLI reports it as one line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], code: int = errno.ENOSPC, needed: int | None = None) -> None:
+        path = Path(path)
+        free = free_bytes(path.parent)
+        what = "quota exceeded" if code == errno.EDQUOT else "no space left on the device"
+        message = f"{what} while writing {describe_path(path)}"
+        if free is not None:
+            message += f" ({format_bytes(free)} free in {describe_path(path.parent)}"
+            message += f", {format_bytes(needed)} needed)" if needed else ")"
+        message += "; free some space or write elsewhere, then run the command again"
+        super().__init__(message)
+        self.errno = code
+        self.filename = os.fspath(path)
+        self.needed = needed
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int | None]]:  # survives pickling across processes
+        return (type(self), (self.filename, self.errno, self.needed))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError saying the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes free to this user on ``folder``'s file system (None when it cannot be asked)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def format_bytes(count: int) -> str:
+    """``1536 -> '1.5 KiB'``: a byte count for a message."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def temporary_name(path: Path) -> Path:
@@ -30,17 +89,33 @@ def is_temporary_name(name: str) -> bool:
     return bool(_TEMPORARY.match(name))
 
 
+LOCK_NAME = ".pairforge.lock"
+"""The lock file of a folder a pairforge command owns (:mod:`pairforge.locks`)."""
+
+
+def is_own_file(name: str) -> bool:
+    """A file pairforge keeps in a folder for its own use (a temporary or the folder's lock): never an input."""
+    return name == LOCK_NAME or is_temporary_name(name)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` (else it is removed)."""
+    """Yield a temporary path to write; on success it replaces ``path`` (else it is removed).
+
+    Raises:
+        DiskFullError: the disk filled up while writing (the temporary is removed, ``path``
+            is untouched).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, exc.errno) from None
         raise
 
 

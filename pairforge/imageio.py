@@ -8,8 +8,10 @@ allocated, so a 100000x100000 PNG header cannot take the machine down.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -56,19 +58,46 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes, or a SampleError saying why they cannot be read."""
+    """A regular file's bytes, or a SampleError saying why they cannot be read.
+
+    The file is opened without blocking and checked to be a regular file before anything
+    is read, so a FIFO, socket or device among the inputs is a reject ("not a regular
+    file"), never a read that waits forever.
+    """
     path = Path(path)
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         detail = "a dangling symbolic link" if path.is_symlink() else "it was moved or deleted after the listing"
         raise SampleError("file not found", detail) from None
-    except IsADirectoryError:
-        raise SampleError("is a directory") from None
     except PermissionError:
         raise SampleError("unreadable", "permission denied") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SampleError("unreadable", "a symbolic link loop") from None
+        if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket or a device without a reader
+            raise SampleError("not a regular file", "a socket or device") from None
         raise SampleError("unreadable", str(exc.strerror or exc)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise SampleError("is a directory")
+        raise SampleError("not a regular file", _file_type(mode))
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise SampleError("unreadable", str(exc.strerror or exc)) from None
+
+
+def _file_type(mode: int) -> str:
+    """What a non-regular file is, for a reject's detail."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return f"file mode {stat.filemode(mode)}"
 
 
 def _load(data: bytes, max_pixels: int) -> Image.Image:

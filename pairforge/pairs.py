@@ -23,7 +23,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import DatasetError, SampleError, reject_row
-from pairforge.files import atomic_path, is_temporary_name, write_atomic
+from pairforge.files import atomic_path, is_own_file, write_atomic
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
 
@@ -138,14 +138,14 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
 def _walk(root: Path) -> Iterator[tuple[Path, str]]:
     """Files under ``root`` in sorted order, with ``"file"``/``"folder"`` when hidden (else ``""``).
 
-    A hidden folder is yielded once (not entered); pairforge's own temporary files
-    (``.<name>.tmp...``, ``.pairforge-...``) are not inputs and are left out.
+    A hidden folder is yielded once (not entered); pairforge's own files
+    (temporaries ``.<name>.tmp...``, ``.pairforge-...``, the folder's lock) are not inputs and are left out.
     """
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         entries = [(name, "folder") for name in hidden_dirs]
-        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not is_temporary_name(name)]
+        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not is_own_file(name)]
         for name, hidden in sorted(entries):
             yield Path(directory) / name, hidden
 

@@ -56,6 +56,44 @@ def ensure_output_dir(path: str | os.PathLike[str], what: str = "output folder")
     return folder
 
 
+def refuse_nested(
+    input_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    input_what: str = "input folder",
+    output_what: str = "output folder",
+) -> None:
+    """Refuse an output folder that is, or lies inside, the input folder, and the reverse.
+
+    An output inside its input is read back as input on the next run (pairs built from
+    their own pairs); an input inside its output can be changed or removed while it is read.
+    Both are compared after resolving symbolic links, so ``ph/../ph`` or a link to the
+    input counts too. URLs are left to the storage layer.
+
+    Raises:
+        OutputError: naming both folders and what to do instead.
+    """
+    if is_remote(os.fspath(input_dir)) or is_remote(os.fspath(output_dir)):
+        return
+    source, target = Path(os.path.realpath(input_dir)), Path(os.path.realpath(output_dir))
+    if source == target:
+        raise OutputError(
+            f"the {output_what} {describe_path(output_dir)} is the {input_what}: its outputs would be read "
+            "back as input and its files overwritten; choose another output folder (-o)"
+        )
+    if source in target.parents:
+        raise OutputError(
+            f"the {output_what} {describe_path(output_dir)} is inside the {input_what} "
+            f"{describe_path(input_dir)}: a rerun would read its outputs back as input; "
+            "choose an output folder outside it (-o)"
+        )
+    if target in source.parents:
+        raise OutputError(
+            f"the {input_what} {describe_path(input_dir)} is inside the {output_what} "
+            f"{describe_path(output_dir)}, which this command writes and cleans; "
+            "choose an output folder that does not contain the input (-o)"
+        )
+
+
 def os_reason(exc: OSError) -> str:
     """The human part of an OSError: its strerror (or its errno name), without the Python wrapping."""
     reason = exc.strerror or (errno.errorcode.get(exc.errno or 0) if exc.errno else None) or str(exc)

@@ -78,3 +78,24 @@ def test_only_pairforge_temporaries_and_unlisted_images_are_removed(tmp_path: Pa
     assert remove_unlisted(tmp_path, {"kept.png"}) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.tmp.json", ".notes.tmpl", "kept.png", "notes.txt"]
     assert is_temporary_name(temporary_name(tmp_path / "t.tar").name) and not is_temporary_name("x.png.tmp1")
+
+
+def test_disk_full_names_the_file_removes_the_temporary_and_keeps_the_old_file(tmp_path: Path) -> None:
+    import errno
+    import pickle
+
+    from pairforge.errors import PairforgeError
+    from pairforge.files import DiskFullError
+
+    target = tmp_path / "config.json"
+    target.write_text("old")
+    with pytest.raises(DiskFullError) as caught, atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    error = caught.value
+    assert isinstance(error, PairforgeError) and isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert str(error).startswith(f"no space left on the device while writing {target} (")
+    assert " free in " in str(error) and "Traceback" not in str(error)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

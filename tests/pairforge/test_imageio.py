@@ -174,3 +174,29 @@ def test_label_maps_keep_their_ids(tmp_path: Path) -> None:
     with pytest.raises(SampleError):
         (tmp_path / "bad.png").write_bytes(b"nope")
         read_label_image(tmp_path / "bad.png")
+
+
+def test_a_fifo_is_a_reject_not_a_hang(tmp_path: Path) -> None:
+    """Reading a named pipe without a writer would block forever; it is 'not a regular file' at once."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\nfrom pairforge.errors import SampleError\nfrom pairforge.imageio import read_image\n"
+        "try:\n    read_image(sys.argv[1])\nexcept SampleError as e:\n    print(e.reason, '|', e.detail)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "not a regular file | a FIFO (named pipe)"
+
+
+def test_devices_and_link_loops_are_rejects(tmp_path: Path) -> None:
+    with pytest.raises(SampleError) as caught:
+        read_image("/dev/null")
+    assert (caught.value.reason, caught.value.detail) == ("not a regular file", "a character device")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    with pytest.raises(SampleError) as caught:
+        read_image(tmp_path / "a.png")
+    assert (caught.value.reason, caught.value.detail) == ("unreadable", "a symbolic link loop")
