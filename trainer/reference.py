@@ -377,7 +377,8 @@ def run_config_document(model: ModelConfig, options: ImportOptions, source: Path
         "checkpoint": str(source.resolve()),
         "trained_direction": options.direction,
         "like": options.like,
-        "note": "imported from the reference PyTorch pix2pix; the input is fed as the reference's --direction did",
+        "note": "imported from the reference PyTorch pix2pix (trained_direction: its --direction); data.label_input "
+                "and data.direction say how the input is fed",
     }
     document["schedule"] = {}
     document["created_by"] = f"pairforge {__version__} (import)"
