@@ -11,6 +11,14 @@ for is one error naming the keys and the likely ``--generator``/``--norm``.
 The result is a run folder (``config.json`` and ``checkpoints/step-000000000/``) that predict,
 evaluate and export use like any run trained here; it is written under a temporary name and
 renamed when complete, so a failed import leaves nothing behind.
+
+What the file cannot say comes from the user: the kind of input, a labels model's palette
+(``--palette``), or all of the data's facts at once from a shard set (``--like SHARDS``: kind,
+palette, A channels, the recipe that made A). The input encoding is read from the weights: a
+labels generator with 3 input channels takes the colour-coded label map, as the reference feeds
+it (``label_input="color"``); one with a channel per palette class takes one-hot classes. It is
+recorded in the run, so predict, evaluate and serve feed it the way it was trained. A generator
+that cannot take the data's input is refused with one line naming both sides.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import torch
 from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
 from pairforge.pairs import KINDS
+from pairforge.palettes import Palette, palette_colors
+from pairforge.shards import read_dataset_file
 from pairforge.trainer.checkpoint import save_checkpoint, torch_load_plain
 from pairforge.trainer.config import ModelConfig, TrainConfig
 from pairforge.trainer.networks import build_generator
@@ -47,35 +57,49 @@ class ReferenceImportError(PairforgeError):
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """What the user tells ``pairforge import`` (None: read it from the checkpoint).
+    """What the user tells ``pairforge import`` (None: read it from the checkpoint or the data).
 
     Attributes:
         generator: one of IMPORT_GENERATORS.
         norm: ``batch`` or ``instance``.
-        kind: what the model's input is: ``edges``, ``gray``, ``labels`` (colour-coded, fed as
-            RGB as the reference does) or ``generic``.
-        direction: the direction the reference trained (recorded; predict feeds the input as is).
+        kind: what the model's input is: ``edges``, ``gray``, ``labels`` (label maps; fed as the
+            colour image, as the reference does, or one-hot when the generator has a channel
+            per palette class) or ``generic``. None: the kind of ``like``, ``labels`` with a
+            ``palette``, else ``generic``.
+        direction: the direction the reference trained (recorded; predict feeds the input as
+            is; with ``like``, a generic shard set of the reference's own AB files that
+            ``shard`` did not swap is read in this direction).
         dropout: whether the generator has dropout (U-Net files do not say; the reference's
             pix2pix default is on).
         crop_size: training crop size (the reference's default 256).
+        palette: a labels model's palette (``--palette cityscapes|FILE.json``).
+        like: a shard folder (or its dataset.json) holding the kind of data the model was
+            trained on: its kind, palette, A channels and A's recipe are recorded in the run.
     """
 
     generator: str | None = None
     norm: str | None = None
-    kind: str = "generic"
+    kind: str | None = None
     direction: str = "AtoB"
     dropout: bool | None = None
     crop_size: int | None = None
+    palette: Palette | None = None
+    like: str | None = None
 
     def __post_init__(self) -> None:
         if self.generator is not None and self.generator not in IMPORT_GENERATORS:
             raise ConfigError("generator", self.generator, " | ".join(IMPORT_GENERATORS))
         if self.norm is not None and self.norm not in IMPORT_NORMS:
             raise ConfigError("norm", self.norm, " | ".join(IMPORT_NORMS))
-        if self.kind not in KINDS:
+        if self.kind is not None and self.kind not in KINDS:
             raise ConfigError("kind", self.kind, " | ".join(KINDS))
         if self.direction not in ("AtoB", "BtoA"):
             raise ConfigError("direction", self.direction, "AtoB | BtoA")
+        if self.palette is not None and self.like is not None:
+            raise ConfigError("palette", self.palette.name, "either --palette or --like (the shard set's palette), "
+                                                            "not both")
+        if self.palette is not None and self.kind not in (None, "labels"):
+            raise ConfigError("kind", self.kind, "labels (or no --kind) with --palette, which is for label models")
 
 
 @dataclass(frozen=True)
@@ -223,41 +247,138 @@ def _mismatch_message(path: Path, error: str, expected: dict[str, torch.Tensor],
     return "; ".join(parts)
 
 
+def _like_dataset(like: str) -> dict[str, Any]:
+    """The dataset.json of ``--like`` (a shard folder, or the file itself).
+
+    Raises:
+        DatasetError: missing, unreadable or not a pairforge shard set's dataset.json.
+    """
+    path = Path(like)
+    return read_dataset_file(path / "dataset.json" if path.is_dir() else path, like)
+
+
+def _label_input(source: Path, in_channels: int, palette: dict[str, Any] | None, origin: str) -> str:
+    """How a labels generator takes its input, from its input channels: ``color`` or ``onehot``.
+
+    Raises:
+        ReferenceImportError: neither the colour map (3) nor a channel per palette class.
+    """
+    if in_channels == 3:
+        return "color"  # the reference's encoding: the colour-coded label image as RGB
+    if not palette:
+        raise ReferenceImportError(
+            f"{source}: the generator takes {in_channels} input channel(s), but a labels model without a palette "
+            "takes the colour label map (3 channels, as the reference feeds it); for a one-hot generator give its "
+            "palette (--palette cityscapes|FILE.json, or --like a shard set made with it)"
+        )
+    channels = len(palette_colors(palette))  # one-hot: the classes, then the ignore class when present
+    if in_channels == channels:
+        return "onehot"
+    classes = len(palette.get("classes", []))
+    named = f"{classes} label classes" + (" and an ignore class" if channels > classes else "")
+    raise ReferenceImportError(
+        f"{source}: the generator takes {in_channels} input channel(s), but {origin} has {named}, so a labels model "
+        f"takes 3 (the colour label map, as the reference feeds it) or {channels} (one-hot): import it with the "
+        "palette it was trained with (--palette FILE.json), or --like a shard set of the data it was trained on"
+    )
+
+
+def _check_input_channels(source: Path, in_channels: int, like: str, kind: str, side: str, channels: int) -> None:
+    """Refuse a generator whose input channels differ from the channels of the data's input side.
+
+    Raises:
+        ReferenceImportError: naming the generator's channels, the shard set's, and what to do.
+    """
+    if in_channels == channels:
+        return
+    hint = (" (the reference's models take 3-channel images: `pairforge shard` of the reference's own AB folder "
+            "keeps 3 channels)" if in_channels == 3 else "")
+    raise ReferenceImportError(
+        f"{source}: the generator takes {in_channels}-channel input, but {like} holds {kind} pairs whose input ({side}) "
+        f"has {channels} channel(s): import it --like a shard set of the data it was trained on{hint}"
+    )
+
+
 def run_config_document(model: ModelConfig, options: ImportOptions, source: Path) -> dict[str, Any]:
-    """config.json of an imported run: the same sections as a trained run's."""
-    kind = options.kind
+    """config.json of an imported run: the same sections as a trained run's.
+
+    The ``dataset`` section is the ``--like`` shard set's (kind, A channels, palette, source; no
+    counts: the model was not trained on it), or made from ``--kind``/``--palette``. The input
+    encoding (``data.label_input``, ``data.direction``) is chosen so the generator is fed as
+    it was trained: see :class:`ImportOptions`.
+
+    Raises:
+        ReferenceImportError: output channels pairforge does not run, or input channels that do
+            not fit the kind, palette or ``--like`` shard set.
+        DatasetError: ``--like`` is not a shard set.
+    """
+    like = _like_dataset(options.like) if options.like else None
+    if like is not None and options.kind is not None and options.kind != like.get("kind"):
+        raise ReferenceImportError(
+            f"--kind {options.kind}, but {options.like} holds {like.get('kind')} pairs: drop --kind (--like sets it) "
+            f"or use --like with a shard set of {options.kind} pairs"
+        )
+    kind = options.kind or (str(like.get("kind", "generic")) if like else "labels" if options.palette else "generic")
     colorspace = "lab" if kind == "gray" and model.in_channels == 1 and model.out_channels == 2 else "rgb"
     if model.out_channels not in (2, 3) or (model.out_channels == 2 and colorspace != "lab"):
         raise ReferenceImportError(
             f"{source}: a generator with {model.out_channels} output channels; pairforge runs RGB (3) or, with "
             "--kind gray and a 1-channel input, the reference's Lab colorization (2 = ab)"
         )
-    if model.in_channels not in (1, 3):
+    if like is not None:
+        palette = like.get("palette") if kind == "labels" else None
+        origin = f"the shard set {options.like}"
+    else:
+        palette = options.palette.to_json() if options.palette else None
+        origin = f"the palette {options.palette.name!r}" if options.palette else "--kind labels"
+    label_input, direction = "color", "AtoB"
+    if kind == "labels":
+        label_input = _label_input(source, model.in_channels, palette, origin)
+    elif like is not None:
+        swapped = (like.get("source") or {}).get("direction") == "BtoA"  # `shard --direction BtoA` swapped A and B
+        if kind == "generic" and (options.direction == "BtoA") != swapped:
+            direction = "BtoA"  # the reference's own AB files, read the way it trained on them
+        side = "B" if direction == "BtoA" else "A"
+        channels = int(like.get("b_channels" if direction == "BtoA" else "a_channels", 3))
+        _check_input_channels(source, model.in_channels, str(options.like), kind, side, channels)
+    elif model.in_channels not in (1, 3):
         raise ReferenceImportError(f"{source}: a generator with {model.in_channels} input channels (expected 1 or 3)")
-    if kind == "labels" and model.in_channels != 3:
-        raise ReferenceImportError(f"{source}: --kind labels needs a 3-channel (colour-coded) input")
-    config = TrainConfig.from_options(shards="", colorspace=colorspace, label_input="color", direction="AtoB",
+    config = TrainConfig.from_options(shards="", colorspace=colorspace, label_input=label_input, direction=direction,
                                       load_size=model.crop_size, name="imported", **dataclasses.asdict(model))
     document = config.to_dict()
-    stage: dict[str, Any] = {}
-    if kind == "edges":
-        stage = {"detector": "hed", "fit": {"size": None, "fit": "crop"}}
-    elif kind == "gray":
-        stage = {"space": "lab" if colorspace == "lab" else "luma", "fit": "crop", "size": None}
-    document["dataset"] = {
-        "kind": kind,
-        "a_channels": model.in_channels,
-        "b_channels": 3,
-        "b_format": None,
-        "palette": None,
-        "source": {"kind": kind, "stage": stage, "command": "pairforge import"},
-        "counts": {},
-        "splits": {},
-    }
+    if like is not None:
+        document["dataset"] = {
+            "kind": kind,
+            "a_channels": int(like.get("a_channels", 3)),
+            "b_channels": int(like.get("b_channels", 3)),
+            "b_format": like.get("b_format"),
+            "palette": palette,
+            "source": like.get("source") or {},
+            "counts": {},
+            "splits": {},
+        }
+    else:
+        stage: dict[str, Any] = {}
+        if kind == "edges":
+            stage = {"detector": "hed", "fit": {"size": None, "fit": "crop"}}
+        elif kind == "gray":
+            stage = {"space": "lab" if colorspace == "lab" else "luma", "fit": "crop", "size": None}
+        document["dataset"] = {
+            "kind": kind,
+            "a_channels": 3 if kind == "labels" else model.in_channels,
+            "b_channels": 3,
+            "b_format": None,
+            "palette": palette,
+            "source": {"kind": kind, "stage": stage, "command": "pairforge import"},
+            "counts": {},
+            "splits": {},
+        }
     document["reference"] = {
-        "checkpoint": str(source),
+        "checkpoint": str(source.resolve()),
         "trained_direction": options.direction,
-        "note": "imported from the reference PyTorch pix2pix; the input is fed as the reference's --direction did",
+        "like": options.like,
+        "note": "imported from the reference PyTorch pix2pix (trained_direction: its --direction); data.label_input "
+                "and data.direction say how the input is fed",
     }
     document["schedule"] = {}
     document["created_by"] = f"pairforge {__version__} (import)"

@@ -127,7 +127,9 @@ def check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset:
     def facts(info: dict[str, Any]) -> str:
         text = f"{info.get('kind')} pairs, A with {info.get('a_channels')} channel(s)"
         classes = len((info.get("palette") or {}).get("classes", []))
-        return text + (f", {classes} label classes" if classes else "")
+        if classes:
+            return text + f", {classes} label classes"
+        return text + (", no label palette" if info.get("kind") == "labels" else "")
 
     problems = []
     if trained.get("kind") != dataset.get("kind"):
@@ -138,6 +140,12 @@ def check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset:
     data_colors = [c.get("color") for c in (dataset.get("palette") or {}).get("classes", [])]
     if trained_colors != data_colors:
         problems.append("the label palettes differ")
+    if problems and "reference" in run_config:
+        checkpoint = run_config["reference"].get("checkpoint") or "CHECKPOINT"
+        raise DatasetError(
+            f"{run_path} is a reference model imported for {facts(trained)}, but {shards} holds {facts(dataset)} "
+            f"({'; '.join(problems)}): if it was trained on data like this, import it again with "
+            f"`pairforge import {checkpoint} -o NEW_RUN --like {shards}`")
     if problems:
         raise DatasetError(
             f"{run_path} was trained on {facts(trained)}, but {shards} holds {facts(dataset)} "

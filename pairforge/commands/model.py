@@ -175,15 +175,26 @@ COMMANDS.append(export_command)
 @click.option("--generator", type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks"]),
               help="The reference's --netG [default: read from the file].")
 @click.option("--norm", type=click.Choice(["batch", "instance"]), help="The reference's --norm [default: read from the file].")
-@click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]), default="generic", show_default=True,
+@click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]),
               help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
-                   "colorization model, input L, output ab; labels: colour-coded label maps fed as RGB).")
+                   "colorization model, input L, output ab; labels: label maps, fed as the colour image as the "
+                   "reference does) [default: the kind of --like, labels with --palette, else generic].")
+@click.option("--palette", metavar="cityscapes|FILE.json",
+              help="Labels models: the palette of the label maps it was trained on (implies --kind labels), so "
+                   "`evaluate` can score it on a labels shard set with that palette.")
+@click.option("--like", metavar="SHARDS", type=click.Path(exists=True),
+              help="A shard set (folder or its dataset.json) of the kind of data the model was trained on: its "
+                   "kind, palette, input channels and input recipe are recorded in the run, so `evaluate RUN "
+                   "SHARDS` (with --compare, --judge) scores it like a run trained here.")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,
-              help="The --direction the reference trained with (recorded; feed the model its input side).")
+              help="The --direction the reference trained with (recorded; feed the model its input side). With "
+                   "--like a generic shard set of the reference's own AB files, they are read in this direction "
+                   "(unless `shard --direction BtoA` already swapped them).")
 @click.option("--no-dropout", is_flag=True, help="The reference model was trained with --no_dropout.")
 @click.option("--crop-size", type=click.IntRange(min=8), help="Its training crop size [default: 256, 128 for unet_128].")
-def import_command(checkpoint: Path, output: Path, generator: str | None, norm: str | None, kind: str, direction: str,
-                   no_dropout: bool, crop_size: int | None) -> None:
+def import_command(checkpoint: Path, output: Path, generator: str | None, norm: str | None, kind: str | None,
+                   palette: str | None, like: str | None, direction: str, no_dropout: bool,
+                   crop_size: int | None) -> None:
     """Import a generator trained by the reference PyTorch pix2pix (latest_net_G.pth) as a run folder.
 
     The file is a state dict (torch.save(net.state_dict())); it is read with weights-only
@@ -191,26 +202,43 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
     vs instance norm are read from its keys and shapes; keys that do not fit give one error
     naming them and the likely --generator/--norm. predict, evaluate and export then use the
     folder like any run trained here (batch norm with per-image statistics, dropout on, as the
-    reference's test.py runs it).
+    reference's test.py runs it). A labels generator with 3 input channels takes the colour label
+    map, as the reference feeds it; one with a channel per palette class takes one-hot classes;
+    the encoding is recorded in the run, so predict, evaluate and serve feed it that way.
 
     \b
     Examples:
       pairforge import checkpoints/edges2shoes_pretrained/latest_net_G.pth -o runs/edges2shoes --kind edges
       pairforge predict runs/edges2shoes shoes/ --from-photos
+      pairforge import checkpoints/facades_label2photo_pretrained/latest_net_G.pth -o runs/ref --like shards/
+      pairforge evaluate runs/ref shards/ --compare runs/00001-pix2pix
     """
     from pairforge.commands.common import print_table
+    from pairforge.palettes import palette_from_option
     from pairforge.trainer.reference import ImportOptions, import_reference
 
     options = ImportOptions(generator=generator, norm=norm, kind=kind, direction=direction,
-                            dropout=False if no_dropout else None, crop_size=crop_size)
+                            dropout=False if no_dropout else None, crop_size=crop_size,
+                            palette=palette_from_option(palette) if palette else None, like=like)
     folder = import_reference(checkpoint, output, options)
-    model = json.loads((folder / "config.json").read_text())["model"]
+    document = json.loads((folder / "config.json").read_text())
+    model, dataset, data = document["model"], document["dataset"], document["data"]
+    classes = len((dataset.get("palette") or {}).get("classes", []))
+    if dataset["kind"] == "labels":
+        encoding = "colour label map" if data["label_input"] == "color" else "one-hot classes"
+    else:
+        encoding = "stored B (read BtoA)" if data["direction"] == "BtoA" else f"{dataset['a_channels']}-channel A"
     print_table("import", [
         ("checkpoint", str(checkpoint)), ("run", str(folder)), ("generator", model["generator"]),
         ("norm", model["norm"]), ("channels", f"{model['in_channels']} -> {model['out_channels']}"),
         ("width", model["generator_channels"]), ("dropout", "on" if model["dropout"] else "off"),
-        ("training size", model["crop_size"]), ("kind", kind), ("direction", direction),
+        ("training size", model["crop_size"]), ("kind", dataset["kind"]), ("input", encoding),
+        *([("palette", f"{dataset['palette'].get('name', 'custom')} ({classes} classes)")] if classes else []),
+        *([("like", like)] if like else []), ("direction", direction),
     ])
+    if dataset["kind"] == "labels" and not classes:
+        click.echo("note: no palette recorded, so `evaluate` will refuse this run; import it with --palette "
+                   "cityscapes|FILE.json or --like SHARDS to score it", err=True)
 
 
 COMMANDS.append(import_command)

@@ -43,7 +43,8 @@ def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dataset-json", help="dataset.json for SHARDS given as a pattern or URL (pipe:, http://).")
 @click.option("--val-shards", help="Validation shards (pattern/URL); default: the val split of dataset.json.")
 @click.option("--label-input", type=click.Choice(LABEL_INPUTS), default="onehot", show_default=True,
-              help="Labels datasets: feed the generator one channel per class, or the colour-coded map.")
+              help="Labels datasets: feed the generator one channel per class, or the colour-coded map as RGB "
+                   "(color: as the reference implementation feeds it).")
 @click.option("--colorspace", type=click.Choice(COLORSPACES), default="rgb", show_default=True,
               help="lab: input L, output ab (colorization).")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default="AtoB", show_default=True,

@@ -252,3 +252,172 @@ def test_a_saved_object_that_runs_code_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"refused -- it asks to load \S+, which could run code") as caught:
         torch_load_plain(path)
     assert "False" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- reference models all the way through (issue 21 §2)
+
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, (args, result.output)
+    return result.output
+
+
+def _facades_shards(tmp_path: Path) -> Path:
+    """A tiny labels dataset made the way a user makes one: synth facades -> make-labels -> shard."""
+    _invoke("synth", "facades", "--count", "10", "--size", "64", "-o", str(tmp_path / "fac"))
+    _invoke("make-labels", str(tmp_path / "fac" / "photos"), "--labels", str(tmp_path / "fac" / "labels"),
+            "--palette", str(tmp_path / "fac" / "palette.json"), "--size", "64", "-o", str(tmp_path / "pairs"),
+            "-j", "1")
+    _invoke("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1", "--val-fraction", "0.3",
+            "--lossless")
+    return tmp_path / "shards"
+
+
+def _labels_reference(tmp_path: Path, in_channels: int = 3, name: str = "latest_net_G.pth") -> tuple[nn.Module, Path]:
+    """A reference U-Net for 64-px facades (6 levels), saved as the reference saves latest_net_G.pth."""
+    reference = _init_reference(RefUnet(in_channels, 3, 6, 4), seed=in_channels)
+    checkpoint = tmp_path / name
+    torch.save(reference.state_dict(), checkpoint)
+    return reference, checkpoint
+
+
+def test_imported_labels_model_is_judged_and_compared_like_a_trained_run(tmp_path: Path) -> None:
+    """Done-when of issue 21 §2: import --like / --palette, then evaluate --judge --compare, no hand editing."""
+    from pairforge.trainer.scoring import load_split
+
+    shards = _facades_shards(tmp_path)
+    _invoke("train-judge", str(shards), "--steps", "3", "--batch-size", "2", "--crop-size", "32", "--channels", "4",
+            "--device", "cpu")
+    _invoke("train", str(shards), "-o", str(tmp_path / "runs"), "--name", "trained", "--steps", "1", "--load-size",
+            "72", "--crop-size", "64", "--generator", "unet", "--generator-channels", "8", "--discriminator-channels",
+            "8", "--num-workers", "0", "--max-val-samples", "2", "--device", "cpu")
+    trained = next((tmp_path / "runs").glob("*-trained"))
+    reference, checkpoint = _labels_reference(tmp_path)
+    like, palette = tmp_path / "runs" / "ref-like", tmp_path / "runs" / "ref-palette"
+    output = _invoke("import", str(checkpoint), "-o", str(like), "--like", str(shards))
+    assert re.search(r"input\s+colour label map", output) and re.search(r"palette\s+facades \(12 classes\)", output)
+    _invoke("import", str(checkpoint), "-o", str(palette), "--palette", str(tmp_path / "fac" / "palette.json"))
+    for run in (like, palette):
+        config = json.loads((run / "config.json").read_text())
+        assert config["dataset"]["kind"] == "labels" and config["data"]["label_input"] == "color"
+        assert len(config["dataset"]["palette"]["classes"]) == 12
+
+    report = tmp_path / "report"
+    _invoke("evaluate", str(like), str(shards), "--compare", str(palette), str(trained), "--judge",
+            str(shards / "judge"), "--dropout", "off", "--device", "cpu", "-o", str(report))
+
+    scored = {path.parent.name: json.loads(path.read_text()) for path in report.glob("*/metrics.json")}
+    assert set(scored) == {"ref-like", "ref-palette", trained.name}
+    for document in scored.values():
+        assert set(document["task"]) == {"generated", "real"}, document["notes"]
+        assert set(document["task"]["generated"]) == {"pixel_accuracy", "class_accuracy", "class_iou"}
+    compared = [line.split(",")[0] for line in (report / "compare.csv").read_text().strip().splitlines()[1:]]
+    assert compared == ["ref-like", "ref-palette", trained.name, "real photos (upper bound)"]
+    # known answer: the reference network fed the colour label map, as the reference feeds it
+    _, pairs = load_split(str(shards), "val")
+    assert pairs
+    rows = {row["key"]: row["l1"] for row in scored["ref-like"]["rows"]}
+    for key, a, b in pairs:
+        x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1
+        expected = ((_reference_forward(reference, x)[0] + 1) / 2).clamp(0, 1).mul(255).round().permute(1, 2, 0)
+        assert rows[key] == pytest.approx(float((expected - torch.from_numpy(b).float()).abs().mean() / 255), abs=1e-6)
+    assert scored["ref-palette"]["rows"] == scored["ref-like"]["rows"]
+
+
+def test_onehot_reference_generator_is_fed_onehot(tmp_path: Path, shard_factory) -> None:
+    """A generator with a channel per palette class (3 classes + ignore here) is recorded and fed one-hot."""
+    from pairforge.trainer.scoring import load_split
+    from tests.trainer.conftest import PALETTE
+
+    shards = shard_factory(kind="labels", count=2, size=64, shards=1, val=2)
+    reference, checkpoint = _labels_reference(tmp_path, in_channels=4)
+    run = import_reference(checkpoint, tmp_path / "run", ImportOptions(like=str(shards)))
+    generator, config = load_checked_generator(run)
+    assert config["data"]["label_input"] == "onehot" and config["dataset"]["palette"] == PALETTE
+    _, pairs = load_split(str(shards), "val")
+    a = np.stack([a for _, a, _ in pairs])
+    colors = np.array([c["color"] for c in PALETTE["classes"]] + [PALETTE["ignore"]["color"]])
+    ids = np.argmin(((a[..., None, :].astype(int) - colors) ** 2).sum(-1), axis=-1)  # exact palette colours
+    onehot = torch.from_numpy(np.eye(4, dtype=np.float32)[ids]).permute(0, 3, 1, 2) * 2 - 1
+    produced = Predictor(generator, config, InferenceConfig(dropout=False, scale="native")).predict(list(a))
+    expected = ((_reference_forward(reference, onehot) + 1) / 2).clamp(0, 1).mul(255).round().permute(0, 2, 3, 1)
+    assert np.abs(np.stack(produced).astype(int) - expected.numpy().astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("case", ["5 channels", "gray model", "edges data", "kind conflict"])
+def test_model_that_does_not_fit_the_data_gives_one_line_naming_both_sides(case: str, tmp_path: Path,
+                                                                         shard_factory) -> None:
+    labels = shard_factory(kind="labels", count=2, size=64, shards=1, val=1)
+    edges = shard_factory(kind="edges", count=2, size=64, shards=1, val=1)
+    in_channels, like, extra, expected = {
+        "5 channels": (5, labels, [], r"takes 5 input channel\(s\), but the shard set .* has 3 label classes and an "
+                                      r"ignore class, so a labels model takes 3 \(the colour label map.*\) or 4 "
+                                      r"\(one-hot\).*--like"),
+        "gray model": (1, labels, [], r"takes 1 input channel\(s\), but .* 3 label classes.*--palette.*--like"),
+        "edges data": (3, edges, [], r"takes 3-channel input, but .* holds edges pairs whose input \(A\) has 1 "
+                                     r"channel\(s\): import it --like a shard set of the data it was trained on.*"
+                                     r"`pairforge shard` of the reference's own AB folder"),
+        "kind conflict": (3, labels, ["--kind", "edges"], r"--kind edges, but .* holds labels pairs: drop --kind"),
+    }[case]
+    _, checkpoint = _labels_reference(tmp_path, in_channels=in_channels)
+    out = tmp_path / "runs" / "imported"
+    result = CliRunner().invoke(cli, ["import", str(checkpoint), "-o", str(out), "--like", str(like), *extra])
+    assert result.exit_code == 1, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output
+    assert re.search(expected, result.output), result.output
+    assert not out.exists() and not list((tmp_path / "runs").glob(".*"))
+
+
+def test_evaluate_names_the_import_fix_for_a_labels_model_without_palette(tmp_path: Path, shard_factory) -> None:
+    shards = shard_factory(kind="labels", count=2, size=64, shards=1, val=1)
+    _, checkpoint = _labels_reference(tmp_path)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["import", str(checkpoint), "-o", str(run), "--kind", "labels"])
+    assert result.exit_code == 0 and "no palette recorded" in result.output, result.output
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(shards), "--device", "cpu"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "no label palette" in result.output and "3 label classes" in result.output
+    assert f"pairforge import {checkpoint.resolve()} -o NEW_RUN --like {shards}" in result.output
+
+
+def test_palette_and_like_options_are_checked() -> None:
+    from pairforge.errors import ConfigError
+    from pairforge.palettes import builtin_palette
+
+    with pytest.raises(ConfigError, match="either --palette or --like"):
+        ImportOptions(palette=builtin_palette("cityscapes"), like="shards")
+    with pytest.raises(ConfigError, match="kind='edges'.*labels"):
+        ImportOptions(palette=builtin_palette("cityscapes"), kind="edges")
+
+
+def _reference_ab_folder(root: Path, count: int = 4, side: int = 64) -> Path:
+    """The reference's facades layout: train/ and val/ of photo|labels AB images (labels on the right)."""
+    rng = np.random.default_rng(0)
+    for split, number in (("train", count), ("val", 2)):
+        (root / split).mkdir(parents=True)
+        for index in range(number):
+            photo = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+            labels = np.zeros((side, side, 3), np.uint8)
+            labels[: side // 2 + index] = (255, 0, 0)
+            labels[side // 2 + index :] = (0, 0, 255)
+            cv2.imwrite(str(root / split / f"{index}.png"), np.concatenate([photo, labels], axis=1))
+    return root
+
+
+def test_like_a_reference_ab_folder_reads_it_the_way_the_reference_trained(tmp_path: Path) -> None:
+    """facades holds photo|labels and trains BtoA: imported --like its plain shards the run reads them BtoA, --like
+    shards swapped by `shard --direction BtoA` AtoB; both feed the labels and score the same."""
+    folder = _reference_ab_folder(tmp_path / "facades")
+    plain, swapped = tmp_path / "plain", tmp_path / "swapped"
+    _invoke("shard", str(folder), "-o", str(plain), "-j", "1", "--lossless")
+    _invoke("shard", str(folder), "-o", str(swapped), "-j", "1", "--lossless", "--direction", "BtoA")
+    _, checkpoint = _labels_reference(tmp_path)
+    scores = {}
+    for name, shards, direction in (("plain", plain, "BtoA"), ("swapped", swapped, "AtoB")):
+        run = tmp_path / "runs" / name
+        _invoke("import", str(checkpoint), "-o", str(run), "--like", str(shards), "--direction", "BtoA")
+        assert json.loads((run / "config.json").read_text())["data"]["direction"] == direction
+        _invoke("evaluate", str(run), str(shards), "--dropout", "off", "--device", "cpu")
+        scores[name] = {row["key"]: row["l1"] for row in json.loads((run / "eval-val" / "metrics.json").read_text())["rows"]}
+    assert scores["plain"] == pytest.approx(scores["swapped"], abs=1e-7)
