@@ -2,7 +2,8 @@
 
 Every reader returns an RGB ``uint8`` array ``(H, W, 3)`` or raises
 :class:`~pairforge.errors.SampleError` with a short reason; nothing here ends a
-run. Image headers are checked against a pixel limit *before* pixels are
+run. Only still images are read: an animated GIF/PNG/WebP or a multi-page TIFF is an
+"animated image" reject (its first frame is never used silently). Image headers are checked against a pixel limit *before* pixels are
 allocated, so a 100000x100000 PNG header cannot take the machine down.
 """
 
@@ -47,7 +48,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         ``(H, W, 3)`` uint8 array, EXIF orientation applied.
 
     Raises:
-        SampleError: zero-byte, truncated, non-image, too large or unreadable files.
+        SampleError: zero-byte, truncated, non-image, animated, too large or unreadable files.
     """
     return decode_image(_read_bytes(path), max_pixels=max_pixels)
 
@@ -117,6 +118,7 @@ def _load(data: bytes, max_pixels: int) -> Image.Image:
                     f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
                     "(raise --max-pixels)",
                 )
+            _refuse_animation(image)
             image.load()
             return image
     except SampleError:
@@ -130,6 +132,20 @@ def _load(data: bytes, max_pixels: int) -> Image.Image:
         raise SampleError("corrupt image", message) from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
         raise SampleError("too large", str(exc)) from None
+
+
+def _refuse_animation(image: Image.Image) -> None:
+    """Refuse an image of several frames (animated GIF/PNG/WebP, multi-page TIFF), before decoding.
+
+    Decoding one would silently use its first frame, which is rarely what was meant; the
+    user picks the frame. A JPEG's extra MPF pictures (a camera's large preview, a stereo
+    pair's second view; Pillow's ``MPO``) are not frames: its first picture is the photo.
+    """
+    if not getattr(image, "is_animated", False) or image.format == "MPO":
+        return
+    frames = getattr(image, "n_frames", 2)
+    what = f"a TIFF with {frames} pages" if image.format == "TIFF" else f"an animated {image.format} with {frames} frames"
+    raise SampleError("animated image", f"{what}: only still images are read; save the frame you want as its own file")
 
 
 def read_label_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -135,6 +135,42 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
     return found, rejects
 
 
+def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[list[Path], list[dict[str, str]]]:
+    """The images of ``root``, one file or a folder searched recursively, by :func:`discover`'s rule without splits.
+
+    Hidden files and folders (``.name``) and files without an image extension are reject rows,
+    pairforge's own files are left out, and a file given alone is judged as it would be in a
+    folder. Nothing is opened here: a FIFO, a link loop or a broken file is listed, and the
+    image reader turns it into a reject with its reason. So inputs seen = listed + rejected.
+    (``predict`` reads its inputs this way: every subfolder is searched, none is a split.)
+
+    Returns:
+        (absolute paths of the image files in sorted order, reject rows ``{"path", "reason", "detail"}``).
+
+    Raises:
+        DatasetError: ``root`` does not exist.
+    """
+    root = Path(absolute(root))
+    if root.is_dir():
+        entries: Iterable[tuple[Path, str]] = _walk(root)
+    elif os.path.lexists(root):
+        entries = [(root, "file" if root.name.startswith(".") else "")]
+    else:
+        raise DatasetError(f"{root} does not exist")
+    found: list[Path] = []
+    rejects: list[dict[str, str]] = []
+    for path, hidden in entries:
+        if skip_metadata and path.parent == root and path.name in METADATA_NAMES:
+            continue
+        if hidden:
+            rejects.append(reject_row(str(path), f"hidden {hidden}", "name starts with '.'"))
+        elif not is_image_path(path):
+            rejects.append(reject_row(str(path), "unsupported file type", repr(path.suffix or "(none)")))
+        else:
+            found.append(path)
+    return found, rejects
+
+
 def _walk(root: Path) -> Iterator[tuple[Path, str]]:
     """Files under ``root`` in sorted order, with ``"file"``/``"folder"`` when hidden (else ``""``).
 

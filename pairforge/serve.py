@@ -18,7 +18,10 @@ API (the page uses nothing else):
 
 Uploads are read into memory with a byte limit (never written to disk) and decoded with a
 pixel limit checked on the header before any pixel is allocated; bad input gets a 4xx JSON
-``{"error": ...}`` and the server carries on.
+``{"error": ...}`` and the server carries on. Every bad request (a 4xx answer, a client that
+disconnects mid-upload, a request aiohttp cannot parse such as an oversized header) is one
+warning line naming the client, the status and the cause; tracebacks are logged only for
+server bugs (a 500).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -127,6 +131,56 @@ def exposure_warning(host: str) -> str | None:
             "you mean it.")
 
 
+CLIENT_GONE = 499
+"""Status logged for a request whose client disconnected before it was answered (nginx's "client closed
+request"); no answer is sent."""
+UNPARSABLE_STATUS = 400
+"""aiohttp answers every request it cannot parse (a header line over its limit, a bad request line) with 400."""
+
+
+def log_bad_request(client: str | None, request: str, status: int, cause: str) -> None:
+    """The one log line of a bad request: client, request, status, cause (a warning, never a traceback)."""
+    sent = " (not sent: the client is gone)" if status == CLIENT_GONE else ""
+    logger.warning("bad request from %s: %s -> %d%s: %s", client or "an unknown client", request, status, sent,
+                   _shorten(" ".join(cause.split())))
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    """At most ``limit`` characters (a cause can quote what the client sent)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's connection logger: a request the client got wrong is one line, a server bug keeps its traceback.
+
+    aiohttp logs a request it cannot parse with ``exception("Error handling request from %s",
+    client, exc_info=error)`` (or ``debug`` for non-HTTP bytes on a first request) and answers 400;
+    such an error, or a connection the client closed, becomes :func:`log_bad_request`'s line.
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if not self._client_error(args, exc_info):
+            self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self._client_error(args, kwargs.get("exc_info")):
+            self.logger.debug(msg, *args, **kwargs)
+
+    @staticmethod
+    def _client_error(args: tuple[object, ...], exc_info: Any) -> bool:
+        """Log ``exc_info`` as a bad request and return True when the client caused it."""
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1] if exc_info else None
+        client = str(args[0]) if len(args) == 1 else None
+        if isinstance(error, HttpProcessingError):
+            cause = error.message if isinstance(error.message, str) and error.message else str(error)
+            log_bad_request(client, "unparsable HTTP request", UNPARSABLE_STATUS, f"{type(error).__name__}: {cause}")
+            return True
+        if isinstance(error, ConnectionError):
+            log_bad_request(client, "HTTP request", CLIENT_GONE, f"{type(error).__name__}: {error}")
+            return True
+        return False
+
+
 class ApiError(Exception):
     """An HTTP error answered as ``{"error": message}`` with ``status``."""
 
@@ -209,7 +263,8 @@ class PageServer:
         Raises:
             PairforgeError: the address cannot be bound (port in use, unknown host).
         """
-        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False,
+                                     logger=_ProtocolLog(logger, {}))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         try:
@@ -309,25 +364,35 @@ class PageServer:
     # ---- handlers ---------------------------------------------------------------------------
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """JSON errors; one log line per bad request (client, cause, status), a traceback only for a server bug."""
         try:
             return await handler(request)
         except ApiError as exc:
             if exc.status >= 400:
-                self.stats.errors += 1
+                self._bad_request(request, exc.status, exc.message)
             return web.json_response({"error": exc.message}, status=exc.status)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            self.stats.errors += 1
             message = {413: f"upload too large: the limit is {self.config.max_upload_bytes:,} bytes"}.get(
                 exc.status, exc.reason)
+            self._bad_request(request, exc.status, message)
             return web.json_response({"error": message}, status=exc.status)
         except asyncio.CancelledError:
             raise
+        except ConnectionError as exc:  # the client went away mid-request: nothing can be answered
+            self._bad_request(request, CLIENT_GONE, f"the client disconnected before the request was read "
+                                                    f"({type(exc).__name__}: {exc})")
+            return web.Response(status=CLIENT_GONE)  # never sent: the connection is closed
         except Exception as exc:  # noqa: BLE001 - never a traceback page; logged with its stack
             logger.exception("unhandled error on %s", request.path)
             self.stats.errors += 1
             return web.json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, status=500)
+
+    def _bad_request(self, request: web.Request, status: int, cause: str) -> None:
+        """Count a request the client got wrong and log it as one line."""
+        self.stats.errors += 1
+        log_bad_request(request.remote, f"{request.method} {request.path}", status, cause)
 
     async def _page(self, request: web.Request) -> web.Response:
         return self._file("index.html")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError, SampleError
-from pairforge.imageio import pack_rgb
+from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb
 from pairforge.trainer.checkpoint import load_generator
 from pairforge.trainer.config import SCALES
 from pairforge.trainer.networks import (
@@ -74,6 +74,8 @@ class InferenceConfig:
         norm_stats: ``per-image`` (batch norm with each image's statistics, the paper's test
             protocol) or ``running`` (the running averages kept during training).
         scale: ``train`` (run at the training scale, output resized back) or ``native``.
+        max_pixels: largest image, in pixels, both as stored (checked on the file's header) and
+            as the network processes it (after scaling and padding; see :meth:`Predictor.check_size`).
     """
 
     dropout: bool = True
@@ -84,6 +86,7 @@ class InferenceConfig:
     device: str = "cpu"
     norm_stats: str = "per-image"
     scale: str = "train"
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.norm_stats not in NORM_STATS:
@@ -96,6 +99,8 @@ class InferenceConfig:
             raise ConfigError("max_side", self.max_side, "an integer >= 8 (pixels)")
         if self.overlap < 0:
             raise ConfigError("overlap", self.overlap, "an integer >= 0 (pixels)")
+        if self.max_pixels < 1:
+            raise ConfigError("max_pixels", self.max_pixels, "an integer >= 1 (pixels)")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError("device", self.device, "cpu, cuda or cuda:N")
 
@@ -252,7 +257,7 @@ class Predictor:
         Raises:
             InputMismatchError: a colour image for a 1-channel model, a gray image for a
                 label model, or label colours off the run's palette.
-            SampleError: not a uint8 2-D/3-channel image.
+            SampleError: not a uint8 2-D/3-channel image, or "too large" to process (:meth:`check_size`).
         """
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim not in (2, 3):
             raise SampleError("invalid array", f"not a uint8 image ({getattr(a, 'shape', type(a))})")
@@ -260,6 +265,7 @@ class Predictor:
             raise SampleError("invalid array", f"{a.shape[2]} channels (expected 1 or 3)")
         if min(a.shape[:2]) < 1:
             raise SampleError("empty image")
+        self.check_size(*a.shape[:2])
         expected = describe_expected_input(self.encoding)
         rgb = a.ndim == 3 and a.shape[2] >= 3
         if self.encoding.a_channels == 1 and rgb:
@@ -278,6 +284,40 @@ class Predictor:
                 raise InputMismatchError(
                     f"{name}: {off:.0%} of its pixels are not palette colours; the model expects {expected}"
                 )
+
+    def processed_size(self, height: int, width: int) -> tuple[int, int]:
+        """Height and width at which the network processes an input of this size.
+
+        ``scale="train"``: shorter side resized to the training size (a 1x50000 strip becomes
+        64x3200000 for a 64-px run), then both sides padded to the model's multiple.
+        """
+        if self.config.scale == "train":
+            height, width = model_scale_size(height, width, self.train_size)
+        return height + -height % self.multiple, width + -width % self.multiple
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse an input the network would process at more than ``max_pixels`` pixels.
+
+        The one size rule of predict, serve and evaluate: the file's own size is checked on its
+        header when it is read; this checks what the network will run on, which ``--scale train``
+        can make far larger (a thin strip's short side is scaled up to the training size).
+
+        Raises:
+            SampleError: ``too large``, naming the stored size, the processed size and the limit.
+        """
+        run_height, run_width = self.processed_size(height, width)
+        limit = self.config.max_pixels
+        if run_height * run_width <= limit:
+            return
+        if self.config.scale == "train":
+            how = f"at the training scale (shorter side {self.train_size} px)"
+            advice = "crop it to a less elongated shape, use --scale native, or raise --max-pixels"
+        else:
+            how = f"padded to a multiple of {self.multiple}"
+            advice = "downscale or crop it, or raise --max-pixels"
+        raise SampleError("too large", f"{width}x{height} = {width * height:,} pixels runs at {run_width}x{run_height} "
+                                       f"= {run_width * run_height:,} pixels {how}, over the limit of {limit:,}: "
+                                       f"{advice}")
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, sample: int = 0) -> torch.Tensor:

@@ -7,12 +7,16 @@ What ``pairforge predict`` writes::
     <output>/index.html                        input | output(s) | target per row, with the run's facts
     <output>/predict.json                      counts and how the generator ran
     <output>/rejects.jsonl                     inputs that were skipped, with the reason (only when some were)
+
+Every input is predicted or skipped with its reason (the builders' listing rule and image
+readers); when none is predicted the command fails after writing these records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import PairforgeError, SampleError
-from pairforge.imageio import is_image_path, read_image, write_image
-from pairforge.pairs import DRAWN_KINDS
+from pairforge.imageio import read_image, write_image
+from pairforge.keys import sanitize_key, unique_keys
+from pairforge.pairs import DRAWN_KINDS, NothingUsableError, list_images, reason_class
+from pairforge.paths import absolute
 from pairforge.trainer.checkpoint import resolve_checkpoint
 from pairforge.trainer.gallery import GalleryRow, save_thumbnail, write_gallery
 from pairforge.trainer.inference import Predictor
@@ -67,18 +73,39 @@ class PredictSummary:
     page: Path | None = None
 
 
-def input_files(inputs: Path) -> list[tuple[str, Path]]:
-    """(name, path) of the images under INPUTS (a file or a folder, recursively), sorted.
+@dataclass(frozen=True)
+class PredictInputs:
+    """What :func:`input_files` found: the images with their output names, the rejects, the renamed names.
 
-    Raises:
-        PairforgeError: no images there.
+    Attributes:
+        files: ``(output name, path)`` of each image, in sorted order.
+        rejects: reject rows of the files turned away when listing.
+        renamed: output name -> the inputs (below INPUTS) that share it, named ``name``, ``name-2``, ...
     """
-    if inputs.is_file():
-        return [(inputs.stem, inputs)]
-    found = sorted(p for p in inputs.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
-    if not found:
-        raise PairforgeError(f"{inputs}: no images found")
-    return [("__".join(p.relative_to(inputs).with_suffix("").parts), p) for p in found]
+
+    files: list[tuple[str, Path]]
+    rejects: list[dict[str, str]]
+    renamed: dict[str, list[str]]
+
+
+def input_files(inputs: Path) -> PredictInputs:
+    """The inputs under INPUTS (a file, or a folder searched recursively) with their output names, and the rejects.
+
+    The builders' listing rule (:func:`pairforge.pairs.list_images`), for a folder and for a file
+    given alone: hidden files and files without an image extension are rejects; anything else
+    listed is read later, when an unreadable file, a FIFO or an animated image becomes a reject.
+    Output names are the builders' sample keys (:func:`pairforge.keys.unique_keys`): the path
+    below INPUTS without its extension, ``/`` as ``__``, sanitised; names that collide (``x.png``
+    and ``x.jpg``) get ``-2``, ``-3``..., so no output overwrites another.
+    """
+    found, rejects = list_images(inputs)
+    root = Path(absolute(inputs))
+    shown = [path.name if path == root else path.relative_to(root).as_posix() for path in found]
+    stems = [Path(name).with_suffix("").as_posix() for name in shown]
+    names, collisions = unique_keys(stems)
+    renamed = {base: [name for name, stem in zip(shown, stems, strict=True) if sanitize_key(stem) == base]
+               for base in collisions}
+    return PredictInputs(list(zip(names, found, strict=True)), rejects, renamed)
 
 
 def checkpoint_label(path: str, ema: bool) -> str:
@@ -93,26 +120,36 @@ def checkpoint_label(path: str, ema: bool) -> str:
 
 
 def predict_folder(predictor: Predictor, run_config: dict[str, Any], job: PredictJob,
-                   files: Sequence[tuple[str, Path]], advance: Callable[[int], None] = lambda n: None) -> PredictSummary:
+                   files: Sequence[tuple[str, Path]], advance: Callable[[int], None] = lambda n: None,
+                   rejects: Sequence[dict[str, str]] = ()) -> PredictSummary:
     """Predict every file, write outputs, the gallery, predict.json and rejects.jsonl.
+
+    Every input is either predicted or a reject with its reason (inputs = predicted + skipped).
 
     Args:
         predictor: the generator at test time.
         run_config: the run's config.json (kind, model, EMA).
         job: what to predict and where.
-        files: ``(name, path)`` pairs (:func:`input_files`).
+        files: ``(name, path)`` pairs (:attr:`PredictInputs.files`).
         advance: called with the number of inputs done after each batch (a progress bar).
+        rejects: inputs already turned away when listing (:attr:`PredictInputs.rejects`).
 
     Returns:
-        the summary; unreadable inputs and inputs the stage rejects are skipped with a reason.
+        the summary; unreadable inputs, inputs the network would process at more than the
+        pixel limit and inputs the stage rejects are skipped with a reason.
 
     Raises:
         InputMismatchError: an input the model cannot take (e.g. colour for an edges model).
+        NothingUsableError: no input at all (nothing is written). When every input is rejected
+            the records and the page are written and the summary returned:
+            :func:`require_predictions` then fails, as a builder does.
     """
+    if not files and not rejects:
+        raise NothingUsableError(str(job.output), 0, {}, job.output / "rejects.jsonl")
     job.output.mkdir(parents=True, exist_ok=True)
     kind = run_config["dataset"].get("kind")
     target_files = {p.stem: p for p in job.targets.iterdir() if p.is_file()} if job.targets else {}
-    summary = PredictSummary(inputs=len(files))
+    summary = PredictSummary(inputs=len(files) + len(rejects), rejects=list(rejects))
     rows: list[GalleryRow] = []
     batch_size = predictor.config.batch_size
     for start in range(0, len(files), batch_size):
@@ -121,7 +158,7 @@ def predict_folder(predictor: Predictor, run_config: dict[str, Any], job: Predic
             try:
                 image, target = _prepare(predictor, job.stage, target_files, name, path)
             except SampleError as exc:
-                summary.rejects.append({"path": str(path), "reason": exc.reason, "detail": exc.detail})
+                summary.rejects.append(exc.row(str(path)))
                 continue
             chunk.append((name, image, target))
         photos = [target for _, _, target in chunk] if job.stage is not None else None
@@ -137,16 +174,32 @@ def predict_folder(predictor: Predictor, run_config: dict[str, Any], job: Predic
     return summary
 
 
+def require_predictions(summary: PredictSummary, output: Path) -> None:
+    """The builders' rule: fail when no input was predicted (every one rejected), naming the reasons.
+
+    Raises:
+        NothingUsableError: ``summary.predicted`` is 0.
+    """
+    if not summary.predicted:
+        reasons = Counter(reason_class(row["reason"]) for row in summary.rejects)
+        raise NothingUsableError(str(output), summary.inputs, dict(reasons), output / "rejects.jsonl")
+
+
 def _prepare(predictor: Predictor, stage: Stage | None, target_files: dict[str, Path], name: str,
              path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(A, target or None) of one input, A checked against the model."""
-    image = read_image(path)
+    """(A, target or None) of one input, A checked against the model (kind and processed size)."""
+    max_pixels = predictor.config.max_pixels
+    image = read_image(path, max_pixels)
     target = None
     if stage is not None:
         pair = stage(image, name)  # at the photo's own resolution
         image, target = pair.a, pair.b
     elif path.stem in target_files:
-        target = read_image(target_files[path.stem])
+        try:
+            target = read_image(target_files[path.stem], max_pixels)
+        except SampleError as exc:
+            raise SampleError(exc.reason, f"its target {target_files[path.stem]}"
+                                          + (f": {exc.detail}" if exc.detail else "")) from None
     predictor.check_input(image, str(path))
     return image, target
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pairforge.errors import PairforgeError, SampleError
+from pairforge.imageio import DEFAULT_MAX_PIXELS
 from pairforge.trainer.checkpoint import resolve_checkpoint
 from pairforge.trainer.inference import (
     InferenceConfig,
@@ -45,6 +46,8 @@ class RunModel:
         ema: use the EMA weights when the run kept them.
         batch_size: images per forward pass (requests without dropout share passes).
         scale: predict's ``--scale``.
+        max_pixels: predict's ``--max-pixels``: an upload the network would process at more
+            pixels than this (after scaling) is refused, by the rule predict applies.
         photo_stage: builds the stage that makes A from a photo out of the run's config (the
             dataset recipe, as ``predict --from-photos``; the trainer cannot import the
             pipelines, so the caller passes it); it raises PairforgeError when the run
@@ -55,13 +58,14 @@ class RunModel:
     """
 
     def __init__(self, run: str | Path, device: str = "cpu", dropout: bool = True, ema: bool = True,
-                 batch_size: int = 4, scale: str = "train", photo_stage: PhotoStage | None = None) -> None:
-
+                 batch_size: int = 4, scale: str = "train", photo_stage: PhotoStage | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.generator, self.run_config = load_checked_generator(run, device=device, ema=ema)
         self.checkpoint = resolve_checkpoint(run)
         self.dropout = dropout
         self.device = device
-        self._config = InferenceConfig(dropout=dropout, seed=0, batch_size=batch_size, device=device, scale=scale)
+        self._config = InferenceConfig(dropout=dropout, seed=0, batch_size=batch_size, device=device, scale=scale,
+                                       max_pixels=max_pixels)
         # one test-time network for every request: only the dropout seed changes between them
         self._predictor_for_seeds = Predictor(self.generator, self.run_config, self._config)
         self.encoding = self._predictor_for_seeds.encoding

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from pairforge.device import DEVICES
+from pairforge.imageio import DEFAULT_MAX_PIXELS
 from pairforge.trainer.config import DIRECTIONS, SCALES  # torch-free: --help stays fast
 
 COMMANDS: list[click.Command] = []
@@ -54,6 +55,10 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 @click.option("--max-side", type=click.IntRange(min=8), default=1024, show_default=True,
               help="Tile inputs larger than this (overlapping tiles, blended).")
 @click.option("--overlap", type=click.IntRange(min=0), default=128, show_default=True, help="Tile overlap in pixels.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Skip inputs larger than this, in pixels, as stored (read from the header, before decoding) or "
+                   "as the generator would process them (after --scale: a 1x50000 strip runs at 64x3200000 "
+                   "for a 64-px model).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--no-ema", is_flag=True, help="Use the raw generator weights even when the run kept an EMA.")
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
@@ -61,7 +66,8 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 @_test_time_options
 def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_photos: bool, targets: Path | None,
                     dropout: str, seed: int, samples: int, batch_size: int, max_side: int, overlap: int,
-                    device: str, no_ema: bool, hed_weights: str | None, norm_stats: str, scale: str) -> None:
+                    max_pixels: int, device: str, no_ema: bool, hed_weights: str | None, norm_stats: str,
+                    scale: str) -> None:
     """Run a trained generator on INPUTS (an image or a folder) and write outputs plus index.html.
 
     RUN_OR_CHECKPOINT is a run folder (its newest checkpoint) or a checkpoints/step-* folder.
@@ -69,9 +75,12 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
     runs at the training scale; with --scale native inputs are reflect-padded to the
     generator's multiple, cropped back, and tiled with overlap above --max-side. Batch norm
     uses each image's own statistics (--norm-stats). With --from-photos A is rebuilt from the
-    photo at its own resolution (colorization: the photo's L is the input and the output's L). Bad
-    inputs are reported and skipped; inputs the model cannot take (e.g. colour images for an
-    edges model) stop the run with what the model expects.
+    photo at its own resolution (colorization: the photo's L is the input and the output's L).
+    Every input is predicted or skipped with its reason (rejects.jsonl, the page, the summary):
+    files a builder would reject (hidden, not an image type, unreadable, not a regular file,
+    animated, over --max-pixels as stored or as processed); the command fails when none is
+    predicted. Inputs the model cannot take (e.g. colour images for an edges model) stop the
+    run with what the model expects.
 
     \b
     Examples:
@@ -81,20 +90,33 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
     """
     from pairforge.commands.common import note_scale, print_table, progress
     from pairforge.device import device_name
+    from pairforge.paths import describe_path, refuse_nested
     from pairforge.trainer.inference import InferenceConfig, Predictor, load_checked_generator
-    from pairforge.trainer.prediction import PredictJob, input_files, predict_folder
+    from pairforge.trainer.prediction import (
+        PredictJob,
+        input_files,
+        predict_folder,
+        require_predictions,
+    )
 
     resolved_device = device_name(device)
     generator, run_config = load_checked_generator(run_or_checkpoint, device=resolved_device, ema=not no_ema)
+    refuse_nested(inputs, output, input_what="input folder" if inputs.is_dir() else "input")
+    if targets is not None:
+        refuse_nested(targets, output, input_what="targets folder")
+    listed = input_files(inputs)
+    for name, sharing in listed.renamed.items():
+        click.echo(f"same output name: {', '.join(describe_path(path) for path in sharing)} -> {name}, {name}-2, ...",
+                   err=True)
     config = InferenceConfig(dropout=dropout == "on", seed=seed, batch_size=batch_size, max_side=max_side,
-                             overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale)
+                             overlap=overlap, device=resolved_device, norm_stats=norm_stats, scale=scale,
+                             max_pixels=max_pixels)
     predictor = Predictor(generator, run_config, config)
     note_scale(run_config, scale)
     stage = _photo_stage(run_config, hed_weights, resolved_device) if from_photos else None
     job = PredictJob(run_or_checkpoint, inputs, output, samples, targets, stage, ema=not no_ema)
-    files = input_files(inputs)
-    with progress(len(files), "predict") as advance:
-        summary = predict_folder(predictor, run_config, job, files, advance)
+    with progress(len(listed.files), "predict") as advance:
+        summary = predict_folder(predictor, run_config, job, listed.files, advance, listed.rejects)
     print_table("predict", [
         ("inputs", summary.inputs), ("predicted", summary.predicted), ("skipped", len(summary.rejects)),
         ("outputs per input", samples), ("dropout", dropout), ("batch norm", f"{norm_stats} statistics"),
@@ -105,6 +127,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
         click.echo(f"skipped {row['path']}: {row['reason']}" + (f" ({row['detail']})" if row.get("detail") else ""))
     if summary.rejects:
         click.echo(f"skipped inputs and reasons: {output / 'rejects.jsonl'}")
+    require_predictions(summary, output)
 
 
 def _photo_stage(run_config: dict[str, Any], hed_weights: str | None, device: str) -> Any:

