@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
-from pairforge.shards import ModifiedShardsError
 from pairforge.trainer import checkpoint
 from pairforge.trainer.loop import resolve_config, resume_config, train
 
@@ -79,6 +78,8 @@ def _complete_samples(path: Path) -> int:
 
 
 def test_5_truncated_shard_counts_lost_samples_everywhere(shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
+    from pairforge.shards import ModifiedShardsError
+
     shards = shard_factory(kind="edges", count=8, shards=2)
     victim = shards / "train-000001.tar"
     data = victim.read_bytes()
@@ -102,6 +103,7 @@ def test_5_truncated_shard_counts_lost_samples_everywhere(shard_factory, tmp_pat
 
 
 def test_5_verify_reports_a_changed_shard_with_the_same_size(edge_shards: Path) -> None:
+    from pairforge.shards import ModifiedShardsError
     from pairforge.trainer.data import load_dataset_info, verify_shards
 
     victim = edge_shards / "train-000000.tar"
@@ -121,6 +123,8 @@ def test_5_verify_reports_a_changed_shard_with_the_same_size(edge_shards: Path) 
 def test_issue20_5_a_shard_from_another_set_is_refused_by_train_and_evaluate(
         shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
     """Issue 20, point 5: a 64 px set whose second train shard and val shard come from a 128 px set."""
+    from pairforge.shards import ModifiedShardsError
+
     shards = shard_factory(kind="edges", count=8, shards=2, size=64, val=4)
     other = shard_factory(kind="edges", count=8, shards=2, size=128, val=4)
     shutil.copyfile(other / "train-000001.tar", shards / "train-000001.tar")
