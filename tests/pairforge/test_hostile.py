@@ -406,11 +406,12 @@ def test_issue20_3_two_shard_runs_into_one_folder(tmp_path: Path, make_ab_folder
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (holder(out) or {}).get("pid") == first.pid or first.poll() is not None)
+        assert first.poll() is None, "the first run finished without ever holding the shard folder's lock"
         os.kill(first.pid, signal.SIGSTOP)  # keep it mid-run, whatever this machine's speed
-        assert first.poll() is None, "the first run finished before the second started"
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     finally:
-        os.kill(first.pid, signal.SIGCONT)
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=120) == 0, first.stderr.read() if first.stderr else ""
     errors = [line for line in second.stderr.splitlines() if line.startswith("Error")]
     assert second.returncode == 1 and len(errors) == 1, second.stderr
@@ -642,11 +643,12 @@ def test_issue20_12_sigterm_during_shard_says_what_was_finished(tmp_path: Path, 
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any(out.glob("*.stats.json")) or process.poll() is not None)
-        os.kill(process.pid, signal.SIGSTOP)
         assert process.poll() is None, "the run finished before it could be interrupted"
+        os.kill(process.pid, signal.SIGSTOP)  # so the signal lands mid-run, whatever this machine's speed
         os.kill(process.pid, signal.SIGTERM)
     finally:
-        os.kill(process.pid, signal.SIGCONT)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
     errors = [line for line in stderr.splitlines() if line.startswith("Error")]
     assert process.returncode == 1 and len(errors) == 1 and "Traceback" not in stderr, stderr
