@@ -48,7 +48,7 @@ from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
 from pairforge.tally import run_writers
-from pairforge.tars import ShardReading, ShardTarWriter, read_shard
+from pairforge.tars import ShardReading, ShardTarWriter, count_samples
 
 log = logging.getLogger(__name__)
 
@@ -632,8 +632,7 @@ def _shard_mismatch(path: Path, entry: Mapping[str, Any], full: bool) -> ShardMi
         reasons.append(f"{info.st_size} bytes, dataset.json records {recorded_bytes}")
     recorded_count = int(entry.get("count", -1))
     reading = ShardReading(str(path), recorded_count if recorded_count >= 0 else None)
-    for _ in read_shard(reading, wanted=lambda index, key: False):  # headers only
-        pass
+    count_samples(reading)  # headers only
     if reading.error:
         reasons.append(f"unreadable after {reading.samples} samples ({reading.error})")
     elif recorded_count >= 0 and reading.samples != recorded_count:

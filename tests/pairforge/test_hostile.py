@@ -532,6 +532,11 @@ def test_issue20_5_inspect_and_check_refuse_a_modified_shard_set(photos: Path, t
     for command in (["inspect", str(lying)], ["check", str(lying), "-o", str(tmp_path / "c"), "-j", "1"]):
         _, output = run(*command, ok=False)
         assert "split 'train' records 600 samples, its shards 6" in output, output
+    dataset["splits"]["train"]["count"] = 7  # ... and about a shard's count, consistently
+    dataset["shards"][0]["count"] += 1
+    (lying / "dataset.json").write_text(json.dumps(dataset))
+    _, output = run("inspect", str(lying), ok=False)
+    assert "train-000000.tar: 3 samples, dataset.json records 4" in output, output
 
 
 def test_issue20_5_check_on_shard_tars_without_dataset_json_fails(photos: Path, tmp_path: Path) -> None:
