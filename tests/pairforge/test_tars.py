@@ -127,6 +127,8 @@ def test_a_truncated_shard_is_counted_the_same_by_both_readers(tmp_path) -> None
         assert counted.error and reading.error, cut
         assert reading.problem().startswith(f"shard {path}: {len(SAMPLES) - reading.samples} of {len(SAMPLES)} "
                                             "samples could not be read"), (cut, reading.problem())
+    path.write_bytes(data[: data.index(b"k003.a.png") + 512 + 100])  # inside a member's data: named
+    assert _counted(path).error == _read(path)[0].error == "the file ends inside sample k003 (truncated)"
     path.write_bytes(data[: end_block + 512])  # cut after the end-of-archive block: nothing is lost
     assert _counted(path).samples == len(SAMPLES) and _read(path)[0].problem() == ""
 
