@@ -153,7 +153,8 @@ def build_pairs(
     ensure_output_dir(out_dir, "pair folder")
     partitions = [list(part) for part in chunk(list(items), runner.partition_size)]
     results, tally = run_writers(WritePairs(reader, config), partitions, runner, out_dir, len(items), early_rejects,
-                                 on_progress)
+                                 on_progress, unit="partitions of pairs", resume="the pair folder has no "
+                                 "manifest yet: run the same command again to finish it before `pairforge shard`")
     rows = sorted((row for r in results for row in r.rows), key=lambda row: (row["split"], row["key"]))
     write_jsonl(out_dir / MANIFEST_NAME, rows)
     counts = Counter(row["split"] or "all" for row in rows)

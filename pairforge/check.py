@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +27,17 @@ from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import MeasureConfig, PairMeasurer
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
-from pairforge.pairs import KINDS, FoundFile, PairsInfo, discover, split_ab, write_json, write_jsonl
+from pairforge.pairs import KINDS, PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
-from pairforge.shards import DATASET_NAME, decode_shard_sample, read_dataset
+from pairforge.shards import (
+    DATASET_NAME,
+    ShardMismatch,
+    decode_shard_sample,
+    read_dataset,
+    verify_shard_set,
+)
 from pairforge.sources import capture
+from pairforge.tars import ShardReading, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,8 @@ class DatasetSource:
     expected: int = 0
     pairs_dir: str = ""
     """The pair folder a shard set was made from (dataset.json), for the ``shard --splits`` hint."""
+    modified: tuple[ShardMismatch, ...] = ()
+    """Shards that differ from dataset.json, checked as they are (``--allow-modified-shards``)."""
 
     @property
     def class_names(self) -> list[str]:
@@ -147,24 +155,32 @@ class ShardRef:
     expected: int
 
 
-def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_size: int = 256) -> DatasetSource:
+def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_size: int = 256,
+                allow_modified: bool = False) -> DatasetSource:
     """Describe a pair folder or shard set (a folder with dataset.json) and cut it into tasks.
 
+    A shard set is first compared with its dataset.json (:func:`pairforge.shards.verify_shard_set`).
+
     Raises:
-        DatasetError: the folder does not exist or its metadata is malformed.
+        DatasetError: the folder does not exist, its metadata is malformed, or it holds shard
+            tars without a dataset.json.
+        ModifiedShardsError: a shard differs from dataset.json and ``allow_modified`` is false.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder: pass a pair folder (make-*, combine) or a shard set (shard)")
     if (root / DATASET_NAME).exists():
         dataset = read_dataset(root)
+        modified = verify_shard_set(dataset, root, allow_modified=allow_modified)
         source = dataset.get("source") or {}
         tasks = tuple(ShardRef(s["name"], s["split"], str(root / s["name"]), int(s["count"])) for s in dataset["shards"])
         return DatasetSource(str(root), "shards", dataset.get("kind", "generic"), int(dataset.get("a_channels", 3)),
                              dataset.get("palette"), dict(source.get("stage") or {}), tasks,
-                             expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""))
+                             expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""),
+                             modified=tuple(modified))
+    _refuse_shards_without_dataset(root)
     info = PairsInfo.read(root) or PairsInfo(kind="generic", a_channels=3)
-    found, rejects = _outside_output(*discover(root), Path(config.out_dir))
+    found, rejects = discover(root)
     keys, _ = unique_keys_per_split([(entry.split, entry.stem) for entry in found])
     refs = [
         PairRef(key, entry.split or assign_split(key, config.val_fraction, config.test_fraction), entry.path)
@@ -177,16 +193,15 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
                          expected=len(refs) + len(early), pairs_dir=str(root))
 
 
-def _outside_output(found: list[FoundFile], rejects: list[dict[str, Any]],
-                    out_dir: Path) -> tuple[list[FoundFile], list[dict[str, Any]]]:
-    """Leave out the check's own output (report, gallery) when it was written inside the pair folder."""
-    inside = os.path.abspath(out_dir) + os.sep
-    kept = [entry for entry in found if not os.path.abspath(entry.path).startswith(inside)]
-    kept_rejects = [row for row in rejects if not os.path.abspath(row["path"]).startswith(inside)]
-    if len(kept) + len(kept_rejects) < len(found) + len(rejects):
-        log.info("left out %d files of the check's own output folder %s",
-                 len(found) + len(rejects) - len(kept) - len(kept_rejects), out_dir)
-    return kept, kept_rejects
+def _refuse_shards_without_dataset(root: Path) -> None:
+    """A folder of shard tars without dataset.json is a broken shard set, not a pair folder with 0 images."""
+    tars = sorted(path.name for path in root.glob("*.tar"))
+    if tars and not PairsInfo.read(root):
+        raise DatasetError(
+            f"{root} holds {len(tars)} shard tar(s) ({tars[0]}, ...) but no {DATASET_NAME}: it is not a complete shard "
+            "set (its writer was interrupted, or dataset.json was removed); rebuild it with `pairforge shard PAIRS "
+            f"-o {root}`, or check the pair folder it was made from"
+        )
 
 
 @dataclass
@@ -259,34 +274,13 @@ def iter_pairs(task: Any, a_channels: int, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 def _iter_shard(shard: ShardRef, a_channels: int,
                 wanted: set[str] | None) -> Iterator[tuple[dict[str, Any], Decoded | SampleError]]:
-    found = 0
-    fields: dict[str, dict[str, bytes]] = {}
-    try:
-        with tarfile.open(shard.path, mode="r|") as tar:
-            current = None
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, name = member.name.partition(".")
-                if current is not None and key != current:
-                    found += 1
-                    yield from _decode_sample(shard, current, fields.pop(current), a_channels, wanted)
-                current = key
-                handle = tar.extractfile(member)
-                fields.setdefault(key, {})[name] = handle.read() if handle else b""
-            if current is not None:
-                found += 1
-                yield from _decode_sample(shard, current, fields.pop(current), a_channels, wanted)
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        missing = max(1, shard.expected - found)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        yield ({"key": None, "split": shard.split, "path": shard.path, "count": missing},
-               SampleError("unreadable shard", f"{reason} ({missing} samples not read)"))
-        return
-    if wanted is None and found < shard.expected:
-        missing = shard.expected - found
-        yield ({"key": None, "split": shard.split, "path": shard.path, "count": missing},
-               SampleError("unreadable shard", f"{missing} of {shard.expected} samples missing"))
+    reading = ShardReading(shard.path, shard.expected)
+    chosen = None if wanted is None else (lambda index, key: f"{shard.split}/{key}" in wanted)
+    for key, fields in read_shard(reading, chosen):
+        yield from _decode_sample(shard, key, fields, a_channels, wanted)
+    if wanted is None and reading.lost():
+        yield ({"key": None, "split": shard.split, "path": shard.path, "count": max(1, reading.missing)},
+               SampleError("unreadable shard", reading.lost()))
 
 
 def _decode_sample(shard: ShardRef, key: str, fields: dict[str, bytes], a_channels: int,
@@ -565,7 +559,8 @@ def check_json(result: CheckResult) -> dict[str, Any]:
         "format": CHECK_FORMAT,
         "created_by": f"pairforge {__version__}",
         "source": {"path": source.root, "layout": source.layout, "kind": source.kind,
-                   "measured_as": measured_kind(source.kind), "a_channels": source.a_channels},
+                   "measured_as": measured_kind(source.kind), "a_channels": source.a_channels,
+                   "modified_shards": [{"name": m.name, "reason": m.reason} for m in source.modified]},
         "counts": {"seen": result.seen, "checked": result.checked, "unreadable": result.unreadable_count,
                    "flagged_pairs": result.flagged_pairs(),
                    "splits": dict(sorted(Counter(row["split"] or "all" for row in result.rows).items()))},

@@ -6,17 +6,21 @@ Each tile is captioned with its key and split; label datasets get a palette lege
 
 from __future__ import annotations
 
+import os
 import random
-import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
-from pairforge.errors import DatasetError
+from pairforge.errors import DatasetError, SampleError
+from pairforge.files import write_atomic
 from pairforge.imageio import encode_png
+from pairforge.paths import OutputError, describe_path
 from pairforge.shards import decode_shard_sample
+from pairforge.tars import ShardReading, read_shard
 
 
 class Sample(NamedTuple):
@@ -28,37 +32,78 @@ class Sample(NamedTuple):
     b: np.ndarray
 
 
-def sample_pairs(shards_dir: str | Path, dataset: dict[str, Any], count: int, seed: int = 0) -> list[Sample]:
-    """Up to ``count`` random samples; reads only the shards it picks from."""
+@dataclass
+class Drawn:
+    """The samples drawn for a sheet, and what could not be read among them.
+
+    Attributes:
+        samples: the decoded pairs.
+        skipped: one line per drawn sample that did not decode (shard and key named) and per
+            shard that ended before the samples drawn from it.
+        unreadable: how many drawn samples could not be read.
+    """
+
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unreadable: int = 0
+
+
+def sample_pairs(shards_dir: str | Path, dataset: dict[str, Any], count: int, seed: int = 0) -> Drawn:
+    """Up to ``count`` random samples; reads only the shards it picks from, and only the samples it picks.
+
+    A drawn sample that does not decode, or that a damaged shard cannot deliver, is skipped,
+    named (shard and key) and counted; the others are still drawn.
+    """
     rng = random.Random(seed)
+    drawn = Drawn()
     shards = [shard for shard in dataset["shards"] if shard["count"] > 0]
     if not shards:
-        return []
+        return drawn
     wanted: dict[str, int] = {}
     for _ in range(count):
         shard = rng.choices(shards, weights=[s["count"] for s in shards])[0]
         wanted[shard["name"]] = wanted.get(shard["name"], 0) + 1
-    samples: list[Sample] = []
-    splits = {shard["name"]: shard.get("split") or shard["name"].rsplit("-", 1)[0] for shard in shards}
+    by_name = {shard["name"]: shard for shard in shards}
     for name in sorted(wanted):
-        path = Path(shards_dir) / name
-        try:
-            with tarfile.open(path) as tar:
-                files = {member.name: member for member in tar.getmembers() if member.isfile()}
-                keys = sorted({n.split(".", 1)[0] for n in files})
-                for key in rng.sample(keys, min(wanted[name], len(keys))):
-                    members = {
-                        member: tar.extractfile(files[f"{key}.{member}"]).read()
-                        for member in ("a.png", "b.jpg", "b.png")
-                        if f"{key}.{member}" in files
-                    }
-                    if "a.png" not in members or not {"b.jpg", "b.png"} & members.keys():
-                        continue
-                    a, b = decode_shard_sample(members, gray_a=dataset["a_channels"] == 1)
-                    samples.append(Sample(key, splits[name], a, b))
-        except (OSError, tarfile.TarError) as exc:
-            raise DatasetError(f"cannot read shard {path}: {exc}") from None
-    return samples
+        shard = by_name[name]
+        split = shard.get("split") or name.rsplit("-", 1)[0]
+        picked = set(rng.sample(range(shard["count"]), min(wanted[name], shard["count"])))
+        reading = ShardReading(str(Path(shards_dir) / name), shard["count"])
+        for key, fields in read_shard(reading, wanted=lambda index, key: index in picked):  # noqa: B023
+            try:
+                a, b = decode_shard_sample(fields, gray_a=dataset["a_channels"] == 1)
+            except SampleError as exc:
+                drawn.unreadable += 1
+                drawn.skipped.append(f"shard {reading.path}: sample {key} skipped ({exc})")
+                continue
+            drawn.samples.append(Sample(key, split, a, b))
+        lost = sum(1 for index in picked if index >= reading.samples)
+        if lost:
+            drawn.unreadable += lost
+            drawn.skipped.append(f"{reading.problem()}; {lost} of the samples drawn from it are among them")
+    return drawn
+
+
+def check_sheet_path(sheet: str | Path, shards_dir: str | Path, dataset: dict[str, Any]) -> None:
+    """Refuse a sheet path that would replace a file another command wrote.
+
+    The sheet may go into the shard set (its default place) or any folder that is not another
+    command's output, but never over one of the set's own files.
+
+    Raises:
+        OutputError: naming the file or folder and what to do.
+    """
+    from pairforge.outputs import SHARD_FOLDER, refuse_foreign
+    from pairforge.shards import DATASET_NAME, stats_path_for
+
+    sheet = Path(sheet)
+    refuse_foreign(sheet.parent, SHARD_FOLDER)
+    if sheet.exists() and os.path.samefile(sheet.parent, shards_dir):
+        names = {DATASET_NAME, "DATA_CARD.md", "rejects.jsonl"}
+        for shard in dataset.get("shards", []):
+            names |= {shard["name"], stats_path_for(Path(shard["name"])).name}
+        if sheet.name in names:
+            raise OutputError(f"--sheet {describe_path(sheet)} is a file of the shard set; choose another name")
 
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -135,7 +180,7 @@ def contact_sheet(samples: list[Sample], tile: int = 128, columns: int = 4,
 
 
 def write_contact_sheet(path: str | Path, sheet: np.ndarray) -> Path:
+    """Write the sheet as PNG, atomically (see :func:`check_sheet_path` for where it may go)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_png(sheet, compression=6))
+    write_atomic(path, encode_png(sheet, compression=6))
     return path

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,3 +135,29 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_type(mode: int) -> str:
+    """What a file that is not a regular file is (from its ``st_mode``), for messages."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return f"file mode {stat.filemode(mode)}"
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a metadata file (pairs.json, manifest.jsonl, dataset.json, a split or palette file).
+
+    Opened without blocking and read only when it is a regular file, so a FIFO or device
+    put in its place is an error instead of a read that waits forever.
+
+    Raises:
+        OSError: the file cannot be opened, or is not a regular file (``EINVAL``, naming what it is).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({file_type(mode)})", os.fspath(path))
+        return handle.read()

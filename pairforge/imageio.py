@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pairforge.errors import SampleError
-from pairforge.files import write_atomic
+from pairforge.files import file_type, write_atomic
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -59,7 +59,16 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A regular file's bytes, or a SampleError saying why they cannot be read.
+    """A regular file's bytes, or a SampleError saying why they cannot be read (see :func:`_open_regular`)."""
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise SampleError("unreadable", str(exc.strerror or exc)) from None
+
+
+def _open_regular(path: str | os.PathLike[str]) -> int:
+    """A file descriptor of ``path`` opened for reading, once it is known to be a regular file.
 
     The file is opened without blocking and checked to be a regular file before anything
     is read, so a FIFO, socket or device among the inputs is a reject ("not a regular
@@ -84,21 +93,26 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
         if stat.S_ISDIR(mode):
             raise SampleError("is a directory")
-        raise SampleError("not a regular file", _file_type(mode))
-    with os.fdopen(fd, "rb") as handle:
+        raise SampleError("not a regular file", file_type(mode))
+    return fd
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header, without decoding its pixels.
+
+    Raises:
+        SampleError: as :func:`read_image` (a FIFO or device is "not a regular file").
+    """
+    with os.fdopen(_open_regular(path), "rb") as handle:
         try:
-            return handle.read()
-        except OSError as exc:
-            raise SampleError("unreadable", str(exc.strerror or exc)) from None
-
-
-def _file_type(mode: int) -> str:
-    """What a non-regular file is, for a reject's detail."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return f"file mode {stat.filemode(mode)}"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(handle) as image:
+                    return image.size
+        except UnidentifiedImageError:
+            raise SampleError("not an image", "unrecognised format") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise SampleError("corrupt image", str(exc) or type(exc).__name__) from None
 
 
 def _load(data: bytes, max_pixels: int) -> Image.Image:

@@ -23,7 +23,7 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import DatasetError, SampleError, reject_row
-from pairforge.files import atomic_path, is_own_file, write_atomic
+from pairforge.files import atomic_path, is_own_file, read_regular, write_atomic
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
 
@@ -70,8 +70,8 @@ class PairsInfo:
         if not path.exists():
             return None
         try:
-            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, TypeError) as exc:
+            return cls.from_json(json.loads(read_regular(path).decode("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
             raise DatasetError(f"{path} is not a valid pairs.json: {exc}") from None
 
     def write(self, pairs_dir: str | os.PathLike[str]) -> Path:
@@ -246,7 +246,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in read_regular(path).decode("utf-8").splitlines() if line.strip()]
 
 
 def reason_class(reason: str) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import ConfigError, SampleError
+from pairforge.files import read_regular
 from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb, read_label_image, unpack_rgb
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ def load_palette(path: str | os.PathLike[str]) -> Palette:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except OSError as exc:
         raise ConfigError(
             "palette", str(path), f"a readable JSON file ({exc.strerror or exc})"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,6 +68,41 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS
         return max(1, os.cpu_count() or 1)
+
+
+class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """SIGINT or SIGTERM arrived while partitions ran (see :func:`stop_on_signals`).
+
+    A ``BaseException``, as ``KeyboardInterrupt``: the per-sample ``except Exception`` of a
+    partition (which turns a failure into a reject) must not swallow it.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Raise :class:`Interrupted` in this thread on SIGINT or SIGTERM while the block runs.
+
+    The caller says what was finished and removes what was not (a writer's temporaries).
+    Only installed in the main thread (signal handlers cannot be set elsewhere); the
+    previous handlers are restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run_partitions(

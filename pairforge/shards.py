@@ -10,6 +10,11 @@ shards/
 Tars are written under a temporary name and renamed when complete, with a fixed
 mtime and samples in key order, so the same input gives byte-identical shards
 whatever the worker count; a rerun skips shards whose stats and checksum match.
+
+Every reader of a shard set (``train``, ``evaluate``, ``inspect``, ``check``) first calls
+:func:`verify_shard_set`: a shard whose size, sample count or stats file differs from
+dataset.json (or whose sha256 does, when asked) is refused with its name and the way out,
+unless the user allows a modified set explicitly.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import json
 import logging
 import os
 import re
+import stat
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,19 +36,19 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError, SampleError
-from pairforge.files import atomic_path, file_sha256, is_temporary_name
+from pairforge.files import atomic_path, file_sha256, is_temporary_name, read_regular
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
     summary_rows,
     write_json,
 )
-from pairforge.paths import absolute, ensure_output_dir, relative_source
+from pairforge.paths import absolute, describe_path, ensure_output_dir, is_remote, relative_source
 from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
 from pairforge.tally import run_writers
-from pairforge.tars import ShardTarWriter
+from pairforge.tars import ShardReading, ShardTarWriter, count_samples
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +375,9 @@ def write_shard_set(
     tasks = plan_shards(items, config, recipe)
     _remove_stale(out_dir, {task.name for task in tasks})
     function = WriteShard(reader, str(out_dir), info.a_channels, config.b_format, config.quality, root)
-    results, tally = run_writers(function, tasks, runner, out_dir, len(items), early_rejects, on_progress)
+    results, tally = run_writers(function, tasks, runner, out_dir, len(items), early_rejects, on_progress,
+                                 unit="shards", resume="finished shards are complete and kept: run the same command "
+                                 "again to write the others (it reuses the finished ones)")
     _remove_temporaries(out_dir)  # of workers killed mid-shard whose task was rerun elsewhere
     if root is not None:
         info = replace(info, source={**info.source, "root": root})
@@ -471,13 +479,175 @@ def read_dataset_file(path: str | os.PathLike[str], shards: str | os.PathLike[st
             f"{path}: dataset.json not found (is {shards or path.parent} a shard folder written by `pairforge shard`?)"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: unreadable dataset.json ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != SHARDS_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise DatasetError(f"{path}: format {found!r} is not {SHARDS_FORMAT!r}")
     return data
+
+
+ALLOW_MODIFIED_OPTION = "--allow-modified-shards"
+"""The option of train, evaluate, inspect and check that uses a modified shard set as it is."""
+
+
+@dataclass(frozen=True)
+class ShardMismatch:
+    """A shard (or dataset.json itself) that differs from what dataset.json records.
+
+    Attributes:
+        name: the shard's file name (``dataset.json`` for a split whose count does not add up).
+        path: its path.
+        reason: what differs, with both values.
+        missing_bytes: bytes short of the recorded size (0 when not shorter).
+        samples: complete samples the tar holds (None when it could not be counted).
+    """
+
+    name: str
+    path: str
+    reason: str
+    missing_bytes: int = 0
+    samples: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The shard as the trainer names it (its path)."""
+        return self.path
+
+    def used_as_is(self) -> str:
+        """The warning of a command that reads the shard anyway (``--allow-modified-shards``)."""
+        return (f"shard {self.path} differs from dataset.json ({self.reason}); used as it is "
+                f"({ALLOW_MODIFIED_OPTION}): every sample it holds is read, and samples it cannot deliver "
+                "are skipped and counted")
+
+
+class ModifiedShardsError(DatasetError):
+    """A shard set whose files differ from its dataset.json: refused unless the user allows it.
+
+    Args:
+        folder: the shard set.
+        mismatches: what differs (at least one).
+        dataset: its dataset.json (for the command that rebuilds it).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], mismatches: Sequence[ShardMismatch],
+                 dataset: Mapping[str, Any]) -> None:
+        self.mismatches = list(mismatches)
+        first = self.mismatches[0]
+        more = f" (and {len(self.mismatches) - 1} more)" if len(self.mismatches) > 1 else ""
+        super().__init__(
+            f"shard set {describe_path(folder)} changed after it was written: {first.name}: {first.reason}{more}; "
+            f"rebuild it with {rebuild_command(folder, dataset)} (a rerun rewrites only what differs), or pass "
+            f"{ALLOW_MODIFIED_OPTION} to use it as it is (recorded in the output)"
+        )
+
+
+def rebuild_command(folder: str | os.PathLike[str], dataset: Mapping[str, Any]) -> str:
+    """The command that rewrites a shard set: its builder's ``--shards`` run, else ``pairforge shard``."""
+    source = dataset.get("source") or {}
+    command = str(source.get("command") or "")
+    if "--shards" in command.split():
+        return f"`{command}`"
+    pairs = source.get("pairs_dir") or source.get("root") or "PAIRS"
+    return f"`pairforge shard {describe_path(pairs)} -o {describe_path(folder)}`"
+
+
+def verify_shard_set(
+    dataset: Mapping[str, Any],
+    folder: str | os.PathLike[str],
+    names: Collection[str] | None = None,
+    full: bool = False,
+    allow_modified: bool = False,
+) -> list[ShardMismatch]:
+    """Compare a shard set's files with its dataset.json: the one check of every command that reads shards.
+
+    For each shard (or those in ``names``): it exists as a regular file, its size in bytes and
+    its sample count (tar headers only: the data is skipped) are those dataset.json records,
+    and its stats file, when present, records the same shard (sha256, bytes, count). With
+    ``full`` the whole file is hashed against dataset.json's sha256. Each split's count must
+    also be the sum of its shards' counts. Shard sets behind URLs are not checked.
+
+    Args:
+        dataset: the loaded dataset.json (:func:`read_dataset`).
+        folder: where its shards are.
+        names: check only these shard names (the splits a command reads) [default: all].
+        full: also compare every shard's sha256 (reads every byte).
+        allow_modified: return the differences instead of refusing them.
+
+    Returns:
+        The differences (empty for an intact set); with ``allow_modified`` the caller warns
+        with :meth:`ShardMismatch.used_as_is` and counts what it cannot read.
+
+    Raises:
+        ModifiedShardsError: something differs and ``allow_modified`` is false.
+    """
+    if is_remote(os.fspath(folder)):
+        return []
+    entries = [entry for entry in dataset.get("shards", []) if isinstance(entry, dict) and "name" in entry]
+    chosen = [entry for entry in entries if names is None or entry["name"] in names]
+    mismatches = _split_mismatches(dataset, folder, {entry["name"] for entry in chosen}, entries)
+    for entry in chosen:
+        problem = _shard_mismatch(Path(folder) / entry["name"], entry, full)
+        if problem is not None:
+            mismatches.append(problem)
+    if mismatches and not allow_modified:
+        raise ModifiedShardsError(folder, mismatches, dataset)
+    return mismatches
+
+
+def _split_mismatches(dataset: Mapping[str, Any], folder: str | os.PathLike[str], chosen: set[str],
+                      entries: list[dict[str, Any]]) -> list[ShardMismatch]:
+    """Splits (among those holding a chosen shard) whose recorded count is not the sum of their shards'."""
+    counts = {entry["name"]: int(entry.get("count", 0)) for entry in entries}
+    problems = []
+    for split, record in sorted((dataset.get("splits") or {}).items()):
+        listed = list(record.get("shards", []))
+        if not chosen & set(listed):
+            continue
+        unknown = [name for name in listed if name not in counts]
+        total = sum(counts.get(name, 0) for name in listed)
+        if unknown:
+            reason = f"split {split!r} lists {unknown[0]}, which its shard list does not describe"
+        elif int(record.get("count", -1)) != total:
+            reason = f"split {split!r} records {record.get('count')} samples, its shards {total}"
+        else:
+            continue
+        problems.append(ShardMismatch(DATASET_NAME, str(Path(folder) / DATASET_NAME), reason))
+    return problems
+
+
+def _shard_mismatch(path: Path, entry: Mapping[str, Any], full: bool) -> ShardMismatch | None:
+    """What differs between one shard and its dataset.json entry (None when nothing does)."""
+    name = entry["name"]
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ShardMismatch(name, str(path), "missing (listed in dataset.json)", samples=0)
+    if not stat.S_ISREG(info.st_mode):
+        return ShardMismatch(name, str(path), "not a regular file", samples=0)
+    reasons = []
+    recorded_bytes = int(entry.get("bytes", -1))
+    if recorded_bytes >= 0 and info.st_size != recorded_bytes:
+        reasons.append(f"{info.st_size} bytes, dataset.json records {recorded_bytes}")
+    recorded_count = int(entry.get("count", -1))
+    reading = ShardReading(str(path), recorded_count if recorded_count >= 0 else None)
+    count_samples(reading)  # headers only
+    if reading.error:
+        reasons.append(f"unreadable after {reading.samples} samples ({reading.error})")
+    elif recorded_count >= 0 and reading.samples != recorded_count:
+        reasons.append(f"{reading.samples} samples, dataset.json records {recorded_count}")
+    stats = _load_stats(stats_path_for(path)) if not reasons else None
+    for field_name in ("sha256", "bytes", "count") if stats is not None else ():
+        if field_name in stats and field_name in entry and stats[field_name] != entry[field_name]:
+            reasons.append(f"its stats file records {field_name} {stats[field_name]}, dataset.json "
+                           f"{entry[field_name]} (a shard of another set?)")
+            break
+    if full and not reasons and entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+        reasons.append("sha256 differs from dataset.json")
+    if not reasons:
+        return None
+    return ShardMismatch(name, str(path), "; ".join(reasons), max(0, recorded_bytes - info.st_size), reading.samples)
 
 
 class _HashingWriter:

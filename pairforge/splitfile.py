@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pairforge.errors import DatasetError
+from pairforge.files import read_regular
 from pairforge.sources import SourceItem
 
 SPLITS_FORMAT = "pairforge.splits/1"
@@ -48,7 +49,7 @@ class SplitAssignment:
     def load(cls, path: str | os.PathLike[str]) -> SplitAssignment:
         path = Path(path)
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path)
             data = json.loads(raw)
         except OSError as exc:
             raise DatasetError(f"cannot read split file {path}: {exc.strerror or exc}") from None

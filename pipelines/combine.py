@@ -11,7 +11,7 @@ import numpy as np
 from pairforge.errors import ConfigError, SampleError, reject_row
 from pairforge.matching import match_by_stem, paired_items
 from pairforge.pairs import FoundFile, discover
-from pairforge.pipelines.base import require_rgb
+from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image, resize
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem
@@ -51,6 +51,8 @@ class CombineStage:
         if b is None:
             raise SampleError("unmatched", "no B image given")
         require_rgb(b, "B")
+        require_min_side(image, "A")  # the size every builder needs (pipelines.base)
+        require_min_side(b, "B")
         if image.shape[:2] != b.shape[:2]:
             if self.config.size_mismatch == "reject":
                 raise SampleError(

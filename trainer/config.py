@@ -62,6 +62,8 @@ class DataConfig:
         record_keys: write the keys of every trained sample to ``keys.jsonl`` (debugging, tests).
         direction: ``AtoB`` (A is the input) or ``BtoA`` (B is the input: the reference's
             facades, cityscapes and maps folders); predict, evaluate and export follow it.
+        allow_modified_shards: train on shards that differ from dataset.json (size, sample
+            count, stats) as they are, instead of refusing them (``--allow-modified-shards``).
     """
 
     shards: str = ""
@@ -75,6 +77,7 @@ class DataConfig:
     max_val_samples: int = 64
     record_keys: bool = False
     direction: str = "AtoB"
+    allow_modified_shards: bool = False
 
     def __post_init__(self) -> None:
         _validate(self, {"direction": DIRECTIONS, "label_input": LABEL_INPUTS, "colorspace": COLORSPACES},

@@ -26,8 +26,13 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
-from pairforge.files import file_sha256
-from pairforge.shards import DatasetInfo, decode_shard_sample, read_dataset_file
+from pairforge.shards import (
+    DatasetInfo,
+    ShardMismatch,
+    decode_shard_sample,
+    read_dataset_file,
+    verify_shard_set,
+)
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
@@ -104,19 +109,8 @@ def check_shards(urls: tuple[str, ...]) -> None:
             raise DatasetError(f"shard {url}: not a tar file ({exc})") from None
 
 
-@dataclass(frozen=True)
-class ShardProblem:
-    """A shard whose file does not match what dataset.json recorded for it.
-
-    Attributes:
-        url: the shard.
-        reason: what differs (size, checksum).
-        missing_bytes: bytes short of the recorded size (0 when not shorter).
-    """
-
-    url: str
-    reason: str
-    missing_bytes: int = 0
+ShardProblem = ShardMismatch
+"""A shard that differs from dataset.json (:class:`pairforge.shards.ShardMismatch`)."""
 
 
 def recorded_shards(info: DatasetInfo) -> dict[str, dict[str, Any]]:
@@ -128,24 +122,20 @@ def recorded_shards(info: DatasetInfo) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False) -> list[ShardProblem]:
-    """Compare local shards with dataset.json: sizes always (a stat), sha256 when ``full``.
+def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False,
+                  allow_modified: bool = False) -> list[ShardMismatch]:
+    """:func:`pairforge.shards.verify_shard_set` on the shards of ``urls`` that dataset.json lists.
 
-    A shard cut short or altered after ``pairforge shard`` wrote it is reported here, per
-    shard, before the first step; the loader then skips what cannot be read and counts it.
+    Sizes, sample counts and stats files are always compared; sha256 when ``full``.
+
+    Raises:
+        ModifiedShardsError: a shard differs and ``allow_modified`` is false.
     """
     recorded = recorded_shards(info)
-    problems: list[ShardProblem] = []
-    for url in urls:
-        entry = recorded.get(url)
-        if entry is None or not os.path.isfile(url):
-            continue
-        size, expected = os.path.getsize(url), int(entry.get("bytes", -1))
-        if expected >= 0 and size != expected:
-            problems.append(ShardProblem(url, f"{size} bytes, dataset.json records {expected}", max(0, expected - size)))
-        elif full and entry.get("sha256") and file_sha256(url) != entry["sha256"]:
-            problems.append(ShardProblem(url, "sha256 differs from dataset.json"))
-    return problems
+    names = {recorded[url]["name"] for url in urls if url in recorded}
+    if not names:
+        return []
+    return verify_shard_set(info.raw, info.base, names, full=full, allow_modified=allow_modified)
 
 
 def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:

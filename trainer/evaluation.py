@@ -164,6 +164,7 @@ class EvaluationReport:
         task: split-level scores (labels: ``generated`` and ``real`` FCN-scores).
         notes: what was skipped and why.
         settings: how the generator ran (batch-norm statistics, dropout, scale, direction).
+        data: what was read (pairs, unreadable samples, modified shards used as they are).
     """
 
     kind: str
@@ -172,6 +173,7 @@ class EvaluationReport:
     task: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         """Means plus the task scores flattened (``fcn_pixel_accuracy``, ``real_fcn_...``)."""
@@ -182,8 +184,8 @@ class EvaluationReport:
         return flat
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "count": len(self.rows), "settings": self.settings, "means": self.means,
-                "task": self.task, "notes": self.notes, "rows": self.rows}
+        return {"kind": self.kind, "count": len(self.rows), "settings": self.settings, "data": self.data,
+                "means": self.means, "task": self.task, "notes": self.notes, "rows": self.rows}
 
 
 Segmenter = Callable[[list[np.ndarray]], list[np.ndarray]]

@@ -388,11 +388,13 @@ def _set_kernel_flags(deterministic: bool, device: torch.device) -> None:
 
 
 def _check_data(info: DatasetInfo, config: TrainConfig, verify: bool) -> list[ShardProblem]:
-    """The shards' problems (each logged), after refusing missing shards; warns about a missing val split."""
-    check_shards(info.splits["train"] + info.splits.get("val", ()))
-    problems = verify_shards(info, info.splits["train"] + info.splits.get("val", ()), full=verify)
+    """Refuse missing shards and shards that differ from dataset.json (unless the run allows them: each
+    is then logged as used as it is); warns about a missing val split."""
+    urls = info.splits["train"] + info.splits.get("val", ())
+    check_shards(urls)
+    problems = verify_shards(info, urls, full=verify, allow_modified=config.data.allow_modified_shards)
     for problem in problems:
-        logger.warning("shard %s: %s; its unreadable part is skipped and counted", problem.url, problem.reason)
+        logger.warning("%s", problem.used_as_is())
     if not info.counts.get("val") and not config.data.val_shards:
         logger.warning("the shard set has no val samples: training runs without validation scores")
     return problems

@@ -8,8 +8,8 @@ The per-sample scores themselves are :func:`pairforge.trainer.evaluation.evaluat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ from torch import nn
 
 from pairforge.errors import DatasetError, PairforgeError, SampleError
 from pairforge.pairs import DRAWN_KINDS
-from pairforge.shards import decode_shard_sample
+from pairforge.paths import is_remote
+from pairforge.shards import ShardMismatch, decode_shard_sample
+from pairforge.tars import ShardReading, read_shard
 from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
-from pairforge.trainer.data import check_shards, load_dataset_info
+from pairforge.trainer.data import check_shards, load_dataset_info, recorded_shards, verify_shards
 from pairforge.trainer.evaluation import EvaluationReport, Segmenter, evaluate_pairs, write_report
 from pairforge.trainer.gallery import example_rows_html
 from pairforge.trainer.inference import InferenceConfig, Predictor
@@ -61,33 +63,94 @@ class RunScore:
         return f"the training scale (shorter side {self.predictor.train_size} px, outputs resized back)"
 
 
-def load_split(shards: str, split: str, limit: int | None = None) -> tuple[dict[str, Any], list[Pair]]:
+@dataclass
+class SplitPairs:
+    """One split of a shard set, read for scoring.
+
+    Attributes:
+        dataset: the dataset facts (:meth:`pairforge.shards.DatasetInfo.to_dict`).
+        pairs: the readable pairs.
+        unreadable: samples dataset.json records that could not be read (corrupt samples,
+            and samples missing from shards that end early).
+        notes: one line per shard or sample that could not be read, and per modified shard used.
+        modified: shards that differ from dataset.json, used as they are.
+        allow_modified: whether such shards were allowed (``--allow-modified-shards``).
+    """
+
+    dataset: dict[str, Any]
+    pairs: list[Pair]
+    unreadable: int = 0
+    notes: list[str] = field(default_factory=list)
+    modified: list[ShardMismatch] = field(default_factory=list)
+    allow_modified: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """What evaluate's metrics.json says about the data it read."""
+        return {"pairs": len(self.pairs), "unreadable_samples": self.unreadable, "unreadable": list(self.notes),
+                "allow_modified_shards": self.allow_modified,
+                "modified_shards": [{"name": m.name, "reason": m.reason} for m in self.modified]}
+
+
+def load_split(shards: str, split: str, limit: int | None = None, allow_modified: bool = False) -> SplitPairs:
     """dataset.json facts and the (key, A, B) uint8 pairs of one split (A RGB for labels, else gray).
 
-    Corrupt samples are skipped with a warning.
+    The split's shards are verified against dataset.json first
+    (:func:`pairforge.shards.verify_shard_set`). A sample that does not decode and the
+    samples a shard lacks against dataset.json (a truncated tar) are skipped, each named in
+    one line of ``notes`` and counted in ``unreadable``.
 
     Raises:
-        DatasetError: no dataset.json, no such split, or unreadable shards.
+        DatasetError: no dataset.json, no such split, missing or unreadable shards.
+        ModifiedShardsError: a shard differs from dataset.json and ``allow_modified`` is false.
     """
-    import webdataset as wds
-
     info = load_dataset_info(shards)
     urls = info.splits.get(split)
     if not urls:
         raise DatasetError(f"{shards}: no {split!r} split (dataset.json has {sorted(info.splits)})")
     check_shards(urls)
+    result = SplitPairs(info.to_dict(), [], modified=verify_shards(info, urls, allow_modified=allow_modified),
+                        allow_modified=allow_modified)
+    for mismatch in result.modified:
+        result.notes.append(mismatch.used_as_is())
+    expected = {url: int(entry.get("count", 0)) for url, entry in recorded_shards(info).items()}
     gray_a = info.a_channels == 1 and info.kind != "labels"
-    pairs: list[Pair] = []
-    for sample in wds.tarfile_to_samples(handler=wds.warn_and_continue)(iter([{"url": u} for u in urls])):
-        if limit is not None and len(pairs) >= limit:
+    for url in urls:
+        if limit is not None and len(result.pairs) >= limit:
             break
-        try:
-            a, b = decode_shard_sample(sample, gray_a)
-        except SampleError as exc:
-            logger.warning("skipped corrupt sample %s (%s)", sample.get("__key__"), exc)
-            continue
-        pairs.append((str(sample["__key__"]), a, b))
-    return info.to_dict(), pairs
+        reading = ShardReading(url, expected.get(url))
+        for key, fields in _shard_samples(reading):
+            if limit is not None and len(result.pairs) >= limit:
+                break
+            try:
+                a, b = decode_shard_sample(fields, gray_a)
+            except SampleError as exc:
+                result.unreadable += 1
+                result.notes.append(f"shard {url}: sample {key} skipped ({exc})")
+                continue
+            result.pairs.append((key, a, b))
+        else:
+            if reading.problem():
+                result.unreadable += reading.missing
+                result.notes.append(reading.problem())
+    return result
+
+
+def _shard_samples(reading: ShardReading) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(key, fields)`` of one shard: the core reader for local files, WebDataset for URLs.
+
+    Either way a shard that ends early or breaks stops quietly with the reason in ``reading``.
+    """
+    if not is_remote(reading.path):
+        yield from read_shard(reading)
+        return
+    import webdataset as wds
+
+    errors: list[Exception] = []
+    # the handler records the error and stops this shard (append returns None)
+    for sample in wds.tarfile_to_samples(handler=errors.append)(iter([{"url": reading.path}])):
+        reading.samples += 1
+        yield str(sample["__key__"]), sample
+    reading.error = str(errors[0]).split(" @ ")[0] if errors else ""
 
 
 def palette_classes(palette: dict[str, Any] | None) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
@@ -164,7 +227,7 @@ def run_label(path: str, taken: Sequence[str]) -> str:
 
 def evaluate_run(run_path: str, label: str, generator: nn.Module, run_config: dict[str, Any], config: InferenceConfig,
                  pairs: Sequence[Pair], kind: str, scorers: Scorers, folder: Path, title: str,
-                 advance: Callable[[int], None] = lambda n: None) -> RunScore:
+                 advance: Callable[[int], None] = lambda n: None, data: SplitPairs | None = None) -> RunScore:
     """Predict every pair with one run, score the outputs and write its report to ``folder``.
 
     A run trained BtoA gets the stored B as its input (and is scored without the task scores of
@@ -189,6 +252,8 @@ def evaluate_run(run_path: str, label: str, generator: nn.Module, run_config: di
     report = evaluate_pairs(((k, a, b, o) for (k, a, b), o in zip(run_pairs, outputs, strict=True)), run_kind,
                             scorers.edge_detector, scorers.segmenter, scorers.label_ids, scorers.num_classes)
     report.settings = predictor.describe()
+    if data is not None:  # what could not be read is part of the result
+        report.data = data.record()
     paths = write_report(report, folder, title=title)
     images = {key: (a, o, b) for (key, a, b), o in zip(run_pairs, outputs, strict=True)}  # input, output, target
     _add_example_images(paths["html"], report.rows, images, kind)

@@ -71,8 +71,12 @@ def builder(name: str) -> type:
 
 
 def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejects: list[dict[str, str]],
-                 options: dict[str, Any], title: str = "", unmatched_hint: Callable[[], str] | None = None) -> None:
+                   options: dict[str, Any], title: str = "", unmatched_hint: Callable[[], str] | None = None,
+                   inputs: dict[Path, str] | None = None) -> None:
     """Build pairs (or shards) with one stage (:func:`pairforge.build.run_builder`); print the summary.
+
+    The output folder is claimed first (:func:`pairforge.outputs.own_output`: not inside an
+    input, not another command's output, writable, owned by this process until the end).
 
     Args:
         stage_class, stage_config: the stage and its config.
@@ -80,14 +84,16 @@ def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejec
         options: the command's options (``photos``: the input folder, output, shard and runner options).
         title: the summary table's title [default: ``make-<kind>``].
         unmatched_hint: what to check when inputs were ``unmatched`` (printed after the table).
+        inputs: every input folder with how messages name it [default: ``photos`` as the photo folder].
     """
     from pairforge.build import PairFolderConfig, builder_runner, run_builder
+    from pairforge.outputs import PAIR_FOLDER, SHARD_FOLDER, own_output
     from pairforge.registry import target
     from pairforge.shards import ShardConfig
     from pairforge.sources import StageSpec
 
     shards_dir = options["shards_dir"]
-    check_not_input(options["photos"], shards_dir if shards_dir is not None else options["output"])
+    out_dir = shards_dir if shards_dir is not None else options["output"]
     spec = StageSpec(target(stage_class), stage_config)
     runner, reason = builder_runner(spec, options["workers"], options["scheduler"])
     shards = None
@@ -96,9 +102,12 @@ def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejec
                              options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
     output = PairFolderConfig(str(options["output"]), options["image_format"], options["quality"],
                               overwrite=options["overwrite"])
-    result = run_builder(spec, items, output, shards, runner, photos=str(options["photos"]), command=command_line(),
-                         rejects=rejects, max_pixels=options["max_pixels"], workers_reason=reason,
-                         card_license=options["license_"], card_source=options["source"], progress=progress)
+    with own_output(out_dir, SHARD_FOLDER if shards is not None else PAIR_FOLDER,
+                    inputs or {options["photos"]: "photo folder"}):
+        result = run_builder(spec, items, output, shards, runner, photos=str(options["photos"]),
+                             command=command_line(), rejects=rejects, max_pixels=options["max_pixels"],
+                             workers_reason=reason, card_license=options["license_"], card_source=options["source"],
+                             progress=progress)
     if shards is not None:
         print_shard_result(result.summary, result.dataset, result.card_path, shards)
     else:
@@ -110,16 +119,6 @@ def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejec
         click.echo(f"{unmatched} unmatched: {unmatched_hint()}")
     if shards is None:
         click.echo(f"next: pairforge shard {options['output']}")
-
-
-def check_not_input(inputs: Path, output: Path) -> None:
-    """Refuse an output folder that is the input folder or contains it (a rerun would eat its own output)."""
-    from pairforge.paths import absolute
-
-    source, target = Path(absolute(inputs)), Path(absolute(output))
-    if source == target or target in source.parents:
-        raise click.BadParameter(f"{output} is (or contains) the input folder {inputs}; choose another folder",
-                                 param_hint="-o/--output or --shards")
 
 
 def _fit(options: dict[str, Any]) -> Any:
@@ -199,10 +198,14 @@ def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, siz
                         **options: Any) -> None:
     """Label map -> photo pairs: A = colour-coded label map (exact palette colours), B = the photo."""
     from pairforge.matching import match_by_stem, paired_items
+    from pairforge.outputs import PAIR_FOLDER, SHARD_FOLDER, check_output
     from pairforge.pairs import discover
     from pairforge.palettes import auto_palette_of_files, palette_from_option
     from pairforge.pipelines.labels import LabelsConfig
 
+    inputs = {options["photos"]: "photo folder", labels_dir: "label folder"}
+    shards_dir = options["shards_dir"]
+    check_output(shards_dir or options["output"], SHARD_FOLDER if shards_dir else PAIR_FOLDER, inputs)  # before the scan
     photos, rejects = discover(options["photos"])
     labels, label_rejects = discover(labels_dir)
     pairs, unmatched = match_by_stem(photos, labels, "photo", "label map")
@@ -217,7 +220,8 @@ def make_labels_command(labels_dir: Path, palette: str | None, unknown: str, siz
     config = LabelsConfig(palette=chosen, unknown=unknown, size_mismatch=size_mismatch, fit=_fit(options),
                           input=label_input)
     run_and_report(builder("labels"), config, matched, rejects, options,
-                 unmatched_hint=lambda: "photos and label maps pair by name (README: matching files by name)")
+                   unmatched_hint=lambda: "photos and label maps pair by name (README: matching files by name)",
+                   inputs=inputs)
 
 
 def generated_builder_names(hand_written: set[str]) -> list[str]:

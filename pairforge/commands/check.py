@@ -41,10 +41,13 @@ HED_NOTE = ("edges made by HED: B's edges come from Canny (a proxy, ~1 ms per pa
               help="Flat pair folders: the split `shard` will give each pair (by hash of the key), as in shard.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Likewise for test.")
+@click.option("--allow-modified-shards", is_flag=True,
+              help="Check a shard set whose shards differ from dataset.json as it is (refused by default; "
+                   "recorded in check.json).")
 @runner_options
 def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: bool, max_shift: float,
                   near_distance: int, edge_recipe: str, gallery: int, val_fraction: float, test_fraction: float,
-                  workers: int | None, scheduler: str | None, max_pixels: int) -> None:
+                  allow_modified_shards: bool, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Check a pair folder or shard set before training: alignment, duplicates, content.
 
     \b
@@ -67,35 +70,41 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
     """
     from pairforge.check import CheckConfig, open_source, run_check, write_outputs
     from pairforge.checkreport import write_report
-    from pairforge.paths import ensure_output_dir
+    from pairforge.outputs import CHECK_FOLDER, check_output, own_output
     from pairforge.runner import RunnerConfig
 
     if not dataset_dir.exists():
         raise click.ClickException(f"{dataset_dir} not found: pass a pair folder (make-*, combine) or a shard set (shard)")
+    check_output(output, CHECK_FOLDER, {dataset_dir: "dataset folder"})
     config = CheckConfig(out_dir=str(output), max_shift=max_shift, near_distance=near_distance, gallery=gallery,
                          val_fraction=val_fraction, test_fraction=test_fraction)
     runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    source = open_source(dataset_dir, config, runner.partition_size)
+    source = open_source(dataset_dir, config, runner.partition_size, allow_modified=allow_modified_shards)
+    for mismatch in source.modified:
+        click.echo(f"warning: {mismatch.used_as_is()}", err=True)
     if source.expected == 0:
         raise click.ClickException(f"{dataset_dir}: no pairs to check (no images in a pair folder, or an empty shard "
                                    "set); make pairs with `pairforge make-edges PHOTOS` or `pairforge combine`")
     measure = _measure_config(source, edge_recipe)
-    ensure_output_dir(output, "check folder")  # an unwritable output fails now, not after the measuring
-    with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
-        result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)
-    paths = write_outputs(result)
-    report = write_report(result, runner)
+    # an unwritable or busy output fails now, not after the measuring
+    with own_output(output, CHECK_FOLDER, {dataset_dir: "dataset folder"}):
+        with progress(source.expected, f"check ({runner.describe()})", unit="pair") as advance:
+            result = run_check(source, config, runner, measure, max_pixels, on_progress=advance)
+        paths = write_outputs(result)
+        report = write_report(result, runner)
+        split_file = None
+        if fix_splits:
+            from pairforge.check import fix_splits as assign
+            from pairforge.splitfile import write_split_file
+
+            rows, moved = assign(result)
+            split_file = write_split_file(output / "splits.json", rows, str(dataset_dir), "each duplicate cluster "
+                                          "goes to the split holding most of it (ties: train, val, test)")
     print_table(f"check {dataset_dir} ({source.layout}, kind {source.kind})", result.summary_rows())
     click.echo(f"report: {report}   flagged: {paths['flagged']}   summary: {paths['json']}")
-    if fix_splits:
-        from pairforge.check import fix_splits as assign
-        from pairforge.splitfile import write_split_file
-
-        rows, moved = assign(result)
-        path = write_split_file(output / "splits.json", rows, str(dataset_dir),
-                                "each duplicate cluster goes to the split holding most of it (ties: train, val, test)")
-        click.echo(f"split assignment: {path} ({moved} pairs moved); apply it with "
-                   f"`pairforge shard {source.pairs_dir or dataset_dir} --splits {path}`")
+    if split_file is not None:
+        click.echo(f"split assignment: {split_file} ({moved} pairs moved); apply it with "
+                   f"`pairforge shard {source.pairs_dir or dataset_dir} --splits {split_file}`")
     if strict and result.flagged:
         click.echo(f"--strict: {len(result.flagged)} problems flagged", err=True)
         raise SystemExit(1)

@@ -87,17 +87,20 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
     matches, nothing is written: the error suggests the --suffix the file names
     point to.
     """
-    from pairforge.commands.build import check_not_input, run_and_report
+    from pairforge.commands.build import run_and_report
     from pairforge.errors import DatasetError, PairforgeError
+    from pairforge.outputs import PAIR_FOLDER, SHARD_FOLDER, check_output
     from pairforge.paths import ensure_output_dir
     from pairforge.pipelines.combine import CombineConfig, CombineStage, match_folders, suffix_hint
     from pairforge.pipelines.geometry import FitConfig
 
     stage_config = CombineConfig(size_mismatch=size_mismatch, fit=FitConfig(size=size, fit=fit))
     target = options["shards_dir"] or options["output"]
-    check_not_input(b_dir, target)
+    what = SHARD_FOLDER if options["shards_dir"] else PAIR_FOLDER
+    inputs = {a_dir: "A folder", b_dir: "B folder"}
+    check_output(target, what, inputs)
     created = not target.exists()
-    ensure_output_dir(target, "shard folder" if options["shards_dir"] else "pair folder")  # before any work
+    ensure_output_dir(target, what)  # before any work
     try:
         items, rejects = match_folders(a_dir, b_dir, suffixes)
         if not items:
@@ -108,7 +111,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
             target.rmdir()  # nothing half-written
         raise
     run_and_report(CombineStage, stage_config, items, rejects, {**options, "photos": a_dir}, title="combine",
-                   unmatched_hint=lambda: suffix_hint(a_dir, b_dir, suffixes))
+                   unmatched_hint=lambda: suffix_hint(a_dir, b_dir, suffixes), inputs=inputs)
 
 
 @click.command("shard")
@@ -141,8 +144,8 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
     when its images look like pairs (width = 2 x height); --force-ab overrides.
     """
     from pairforge.matching import source_items
+    from pairforge.outputs import SHARD_FOLDER, own_output
     from pairforge.pairs import PairsInfo, discover
-    from pairforge.paths import ensure_output_dir
     from pairforge.shards import DatasetInfo, ShardConfig
     from pairforge.sources import PairFileReader
 
@@ -151,38 +154,38 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
             f"pair folder {pairs_dir} not found: make one with `pairforge make-edges PHOTOS` or "
             "`pairforge combine A_DIR B_DIR`, or pass an existing pix2pix dataset folder"
         )
-    ensure_output_dir(output, "shard folder")
-    read_info = PairsInfo.read(pairs_dir)
-    info = read_info or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
-    found, rejects = discover(pairs_dir)
-    if read_info is not None:
-        found, unlisted = _manifest_listed(pairs_dir, found)
-        rejects += unlisted
-        if unlisted:
-            click.echo(f"warning: {len(unlisted)} files in {pairs_dir} are not in its manifest.jsonl (left from an "
-                       "earlier build?); not packed, listed in rejects.jsonl", err=True)
-    elif not force_ab:
-        _require_ab_layout(pairs_dir, [entry.path for entry in found])
-    items, collisions = source_items(found)
-    echo_collisions(collisions)
-    reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
-    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
-                         str(splits_file) if splits_file else None)
-    dataset_info = DatasetInfo(
-        kind=info.kind,
-        a_channels=info.a_channels,
-        palette=info.palette,
-        source={"kind": info.kind, "stage": info.stage, "command": info.command},
-        root=str(pairs_dir),
-    )
-    if direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
-        reader = PairFileReader(a_channels=3, kind="generic", max_pixels=max_pixels, swap=True)
-        dataset_info = DatasetInfo(kind="generic", a_channels=3, palette=None, source={
-            "kind": "generic", "stage": {}, "command": info.command, "pairs_dir": str(pairs_dir),
-            "direction": "BtoA", "swapped_from_kind": info.kind})
-    write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
-                  commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
-                  collisions=len(collisions))
+    with own_output(output, SHARD_FOLDER, {pairs_dir: "pair folder"}):  # before any work; one writer
+        read_info = PairsInfo.read(pairs_dir)
+        info = read_info or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
+        found, rejects = discover(pairs_dir)
+        if read_info is not None:
+            found, unlisted = _manifest_listed(pairs_dir, found)
+            rejects += unlisted
+            if unlisted:
+                click.echo(f"warning: {len(unlisted)} files in {pairs_dir} are not in its manifest.jsonl (left from an "
+                           "earlier build?); not packed, listed in rejects.jsonl", err=True)
+        elif not force_ab:
+            _require_ab_layout(pairs_dir, [entry.path for entry in found])
+        items, collisions = source_items(found)
+        echo_collisions(collisions)
+        reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
+        config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
+                             str(splits_file) if splits_file else None)
+        dataset_info = DatasetInfo(
+            kind=info.kind,
+            a_channels=info.a_channels,
+            palette=info.palette,
+            source={"kind": info.kind, "stage": info.stage, "command": info.command},
+            root=str(pairs_dir),
+        )
+        if direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
+            reader = PairFileReader(a_channels=3, kind="generic", max_pixels=max_pixels, swap=True)
+            dataset_info = DatasetInfo(kind="generic", a_channels=3, palette=None, source={
+                "kind": "generic", "stage": {}, "command": info.command, "pairs_dir": str(pairs_dir),
+                "direction": "BtoA", "swapped_from_kind": info.kind})
+        write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
+                      commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
+                      collisions=len(collisions))
 
 
 def echo_collisions(collisions: dict[str, list[str]]) -> None:
@@ -221,14 +224,14 @@ def _require_ab_layout(folder: Path, paths: list[str]) -> None:
     Every reference pix2pix dataset (facades, edges2shoes, maps...) is 2:1; ordinary photos
     and label maps are not, and cutting them in two makes nonsense pairs.
     """
-    from PIL import Image
+    from pairforge.errors import SampleError
+    from pairforge.imageio import read_image_size
 
     sizes = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                sizes.append(image.size)
-        except Exception:  # unreadable: rejected with its reason during the run
+            sizes.append(read_image_size(path))  # header only; a FIFO or device is never opened for reading
+        except SampleError:  # rejected with its reason during the run
             continue
     odd = [size for size in sizes if size[0] != 2 * size[1]]
     if 2 * len(odd) <= len(sizes):  # mostly pairs: the odd ones are rejected one by one with their reason
@@ -292,16 +295,29 @@ def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None,
               help="Contact sheet PNG to write [default: SHARDS_DIR/contact_sheet.png].")
 @click.option("-n", "--count", type=click.IntRange(1, 1024), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random samples.")
-def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int) -> None:
-    """Print a shard set's summary and write a contact sheet of random A | B samples."""
-    from pairforge.contact import contact_sheet, sample_pairs, write_contact_sheet
-    from pairforge.shards import read_dataset
+@click.option("--allow-modified-shards", is_flag=True,
+              help="Inspect shards that differ from dataset.json as they are (refused by default).")
+def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int, allow_modified_shards: bool) -> None:
+    """Print a shard set's summary and write a contact sheet of random A | B samples.
+
+    The shards are first compared with dataset.json (size, sample count, stats file), as
+    train, evaluate and check do: a modified set is refused unless --allow-modified-shards.
+    """
+    from pairforge.contact import check_sheet_path, contact_sheet, sample_pairs, write_contact_sheet
+    from pairforge.shards import read_dataset, verify_shard_set
 
     dataset = read_dataset(shards_dir)
+    modified = verify_shard_set(dataset, shards_dir, allow_modified=allow_modified_shards)
+    sheet = sheet or shards_dir / "contact_sheet.png"
+    check_sheet_path(sheet, shards_dir, dataset)
+    for mismatch in modified:
+        click.echo(f"warning: {mismatch.used_as_is()}", err=True)
     rows: list[tuple[str, object]] = [("kind", dataset["kind"]), ("A channels", dataset["a_channels"]),
                                       ("B format", dataset.get("b_format") or "jpg")]
     rows += [(f"split {name}", entry["count"]) for name, entry in sorted(dataset["splits"].items())]
     rows += [("shards", len(dataset["shards"])), ("bytes", sum(s["bytes"] for s in dataset["shards"]))]
+    if modified:
+        rows.append(("modified shards (used as they are)", len(modified)))
     if dataset.get("palette"):
         rows.append(("palette classes", len(dataset["palette"].get("classes", []))))
     command = dataset.get("source", {}).get("command")
@@ -309,14 +325,19 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int)
         rows.append(("made by", command))
     print_table(f"dataset {shards_dir}", rows)
     warn_empty_splits({name: entry["count"] for name, entry in dataset["splits"].items()})
-    samples = sample_pairs(shards_dir, dataset, count, seed)
-    if not samples:
-        click.echo("no samples to draw")
+    found = {mismatch.name: mismatch.samples for mismatch in modified if mismatch.samples is not None}
+    shards = [{**shard, "count": found.get(shard["name"], shard["count"])} for shard in dataset["shards"]]
+    drawn = sample_pairs(shards_dir, {**dataset, "shards": shards}, count, seed)  # what the tars hold
+    for line in drawn.skipped:
+        click.echo(f"warning: {line}", err=True)
+    unreadable = f"; {drawn.unreadable} drawn samples unreadable, skipped" if drawn.unreadable else ""
+    if not drawn.samples:
+        click.echo(f"no samples to draw{unreadable}")
         return
     palette = dataset.get("palette") if dataset.get("kind") == "labels" else None
-    path = write_contact_sheet(sheet or shards_dir / "contact_sheet.png", contact_sheet(samples, palette=palette))
-    click.echo(f"contact sheet ({len(samples)} samples, A | B, captioned key (split)): {path}")
-    log.debug("sampled keys: %s", json.dumps([sample.key for sample in samples]))
+    path = write_contact_sheet(sheet, contact_sheet(drawn.samples, palette=palette))
+    click.echo(f"contact sheet ({len(drawn.samples)} samples, A | B, captioned key (split){unreadable}): {path}")
+    log.debug("sampled keys: %s", json.dumps([sample.key for sample in drawn.samples]))
 
 
 COMMANDS: list[click.Command] = [combine_command, shard_command, inspect_command]

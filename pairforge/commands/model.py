@@ -300,7 +300,10 @@ def train_judge_command(shards: str, output: Path | None, split: str, steps: int
 
     config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
                          seed=seed, device=device_name(device))
-    dataset, pairs = load_split(shards, split, max_samples)
+    loaded = load_split(shards, split, max_samples)
+    dataset, pairs = loaded.dataset, loaded.pairs
+    for note in loaded.notes:
+        click.echo(f"warning: {note}", err=True)
     num_classes, to_ids = palette_classes(dataset.get("palette"))
     samples = [(b, to_ids(a)) for _, a, b in pairs]
     with progress(steps, "train judge", unit="step") as advance:
@@ -370,10 +373,14 @@ def _is_run(path: str) -> bool:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for edge consistency on HED edge datasets.")
+@click.option("--allow-modified-shards", is_flag=True,
+              help="Score shards that differ from dataset.json as they are (refused by default; recorded in "
+                   "metrics.json).")
 @_test_time_options
 def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...], output: Path | None,
                      judge_dir: str | None, dropout: str, seed: int, max_samples: int | None, batch_size: int,
-                     device: str, hed_weights: str | None, norm_stats: str, scale: str) -> None:
+                     device: str, hed_weights: str | None, allow_modified_shards: bool, norm_stats: str,
+                     scale: str) -> None:
     """Score RUN on a split of SHARDS: per-sample and mean L1, PSNR, SSIM plus the task scores.
 
     \b
@@ -402,9 +409,12 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
     from pairforge.trainer.inference import InferenceConfig, load_checked_generator
 
     resolved = device_name(device)
-    dataset, pairs = scoring.load_split(shards, split, max_samples)
+    data = scoring.load_split(shards, split, max_samples, allow_modified_shards)
+    dataset, pairs = data.dataset, data.pairs
+    for note in data.notes:
+        click.echo(f"warning: {note}", err=True)
     if not pairs:
-        raise DatasetError(f"{shards}: the {split!r} split has no readable pairs")
+        raise DatasetError(f"{shards}: the {split!r} split has no readable pairs ({data.unreadable} unreadable)")
     loaded = []
     for run_path in dict.fromkeys((run, *compare)):  # all checks before any work
         generator, run_config = load_checked_generator(run_path, device=resolved, ema=True)
@@ -421,12 +431,14 @@ def evaluate_command(run: str, shards: str, split: str, compare: tuple[str, ...]
         folder = output / label.replace("/", "__") if output and len(loaded) > 1 else output or Path(run_path) / f"eval-{split}"
         with progress(len(pairs), f"evaluate {label}") as advance:
             score = scoring.evaluate_run(run_path, label, generator, run_config, config, pairs, dataset["kind"], scorers,
-                                         folder, f"pairforge evaluate {run_path} on {shards} ({split})", advance)
+                                         folder, f"pairforge evaluate {run_path} on {shards} ({split})", advance,
+                                         data=data)
         click.echo(f"{run_path}: scored at {score.scale_words()}, batch norm with {norm_stats} statistics, "
                    f"dropout {dropout}, direction {score.predictor.encoding.direction}")
         for note in score.report.notes:
             click.echo(f"note: {note}", err=True)
-        click.echo(f"{run_path}: {len(score.report.rows)} pairs -> {score.paths['html']}")
+        unreadable = f" ({data.unreadable} unreadable samples not scored)" if data.unreadable else ""
+        click.echo(f"{run_path}: {len(score.report.rows)} pairs{unreadable} -> {score.paths['html']}")
         scores.append(score)
     click.echo("\n" + "\n".join(scoring.summary_lines(scores)))
     if len(scores) > 1:

@@ -110,7 +110,11 @@ def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
 @click.option("--record-keys", is_flag=True, hidden=True, help="Write keys.jsonl of the trained samples.")
 @click.option("--verify", is_flag=True,
-              help="Hash every shard against dataset.json's sha256 before training (sizes are always compared).")
+              help="Hash every shard against dataset.json's sha256 before training (sizes, sample counts and stats "
+                   "files are always compared).")
+@click.option("--allow-modified-shards", is_flag=True,
+              help="Train on shards that differ from dataset.json as they are (refused by default; recorded in "
+                   "the run's config.json).")
 @click.option("--dry-run", is_flag=True,
               help="Print the resolved config (device, precision, steps, epochs, lr schedule) and exit.")
 def train_command(shards: str | None, resume: str | None, steps: int | None, dry_run: bool, verify: bool,

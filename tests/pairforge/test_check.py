@@ -30,6 +30,7 @@ from pairforge.cli import cli  # noqa: E402
 from pairforge.measures import edge_f1, phase_shift, to_gray  # noqa: E402
 from pairforge.neardup import near_pairs, plan_index, popcount  # noqa: E402
 from pairforge.runner import RunnerConfig  # noqa: E402
+from pairforge.shards import ModifiedShardsError  # noqa: E402
 from pairforge.splitfile import cluster_split  # noqa: E402
 
 IN_PROCESS = RunnerConfig(workers=1)
@@ -393,7 +394,9 @@ def test_unreadable_shard_is_a_problem_not_a_crash(tmp_path, corpus64):
     data = (shards / "train-000002.tar").read_bytes()
     (shards / "train-000002.tar").write_bytes(data[: len(data) // 2])
     config = CheckConfig(out_dir=str(tmp_path / "check"))
-    result = run_check(open_source(shards, config), config, IN_PROCESS)
+    with pytest.raises(ModifiedShardsError, match="train-000001.tar: 160 bytes, dataset.json records"):
+        open_source(shards, config)  # a modified set is refused unless allowed (issue 20, point 5)
+    result = run_check(open_source(shards, config, allow_modified=True), config, IN_PROCESS)
     assert result.seen == 12
     assert result.checked + result.unreadable_count == 12
     assert 4 <= result.checked < 12
@@ -508,8 +511,8 @@ def test_an_empty_folder_is_an_error_not_an_empty_report(tmp_path: Path) -> None
     assert not (tmp_path / "check" / "report.html").exists()
 
 
-def test_hostile_inputs_are_reported_and_own_output_is_not_checked(tmp_path, corpus64):
-    """Odd names, a 1x1 pair and a text file are rows of the report; a report written inside the folder is skipped."""
+def test_hostile_inputs_are_reported_and_output_inside_the_input_is_refused(tmp_path, corpus64):
+    """Odd names, a 1x1 pair and a text file are rows of the report; a report inside the folder is refused."""
     root = _clean_gray_pairs(tmp_path / "pairs", corpus64, 6)
     tile = corpus64.tiles[10]
     for name in ("with space", "dots.in.name", "<script>x<"):
@@ -517,7 +520,10 @@ def test_hostile_inputs_are_reported_and_own_output_is_not_checked(tmp_path, cor
                    b_window(corpus64, tile.photo, tile.top, tile.left))
     cv2.imwrite(str(root / "train" / "tiny.png"), np.zeros((1, 2, 3), np.uint8))
     (root / "train" / "text.png").write_text("hello")
-    out = root / "check"  # inside the pair folder: a top-level folder there would otherwise be a split
+    inside = CliRunner().invoke(cli, ["check", str(root), "-o", str(root / "check"), "-j", "1"])
+    assert inside.exit_code == 1 and "is inside the dataset folder" in inside.output  # would be read back as a split
+    assert not (root / "check").exists()
+    out = tmp_path / "check"
     for _ in range(2):
         outcome = CliRunner().invoke(cli, ["check", str(root), "-o", str(out), "-j", "1"])
         assert outcome.exit_code == 0 and "Traceback" not in outcome.output, outcome.output

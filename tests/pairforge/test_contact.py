@@ -35,7 +35,7 @@ def test_palette_legend_shows_every_class_colour() -> None:
 def test_inspect_labels_sheet_has_splits_and_legend(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", kind="labels", count=3, size=32, shards=1, val=2)
     dataset = json.loads((shards / "dataset.json").read_text())
-    samples = sample_pairs(shards, dataset, count=20, seed=0)
+    samples = sample_pairs(shards, dataset, count=20, seed=0).samples
     assert {s.split for s in samples} == {"train", "val"}
     result = CliRunner().invoke(cli, ["inspect", str(shards), "-n", "4", "--sheet", str(tmp_path / "sheet.png")])
     assert result.exit_code == 0, result.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -362,3 +363,314 @@ def test_7_cluster_from_another_folder(dask_cluster: str, photos: Path, tmp_path
     run("shard", "pairs", "-o", str(tmp_path / "local"), "-j", "1", "--samples-per-shard", "2")
     assert tars(client_dir / "s4") == tars(tmp_path / "local") and len(tars(tmp_path / "local")) >= 3
     assert not list((client_dir / "s4").glob(".*"))
+
+
+# == issue 20: never silently wrong ===================================================================
+
+
+def pairforge_command() -> str:
+    return str(Path(sys.executable).with_name("pairforge"))
+
+
+def gray_pairs(photos: Path, folder: Path) -> Path:
+    run("make-gray", str(photos), "-o", str(folder), "-j", "1")
+    return folder
+
+
+def table_value(output: str, name: str) -> int:
+    """The number on the summary-table row ``name``."""
+    import re
+
+    match = re.search(rf"^{re.escape(name)}\s+(\d+)$", output, re.MULTILINE)
+    assert match, (name, output)
+    return int(match.group(1))
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001 - a predicate
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.002)
+
+
+# -- 3. one writer per pair folder and shard set ------------------------------------------------------
+
+
+def test_issue20_3_two_shard_runs_into_one_folder(tmp_path: Path, make_ab_folder) -> None:
+    """Two real processes: the second stops at once and names the first, which finishes a complete set."""
+    from pairforge.locks import holder
+
+    make_ab_folder(tmp_path / "ab", 120, size=64)
+    out = tmp_path / "s"
+    command = [pairforge_command(), "shard", str(tmp_path / "ab"), "-o", str(out), "-j", "1", "--samples-per-shard", "4"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (holder(out) or {}).get("pid") == first.pid or first.poll() is not None)
+        assert first.poll() is None, "the first run finished without ever holding the shard folder's lock"
+        os.kill(first.pid, signal.SIGSTOP)  # keep it mid-run, whatever this machine's speed
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=120) == 0, first.stderr.read() if first.stderr else ""
+    errors = [line for line in second.stderr.splitlines() if line.startswith("Error")]
+    assert second.returncode == 1 and len(errors) == 1, second.stderr
+    assert f"shard folder {out} is in use by process {first.pid}" in errors[0] and "shard" in errors[0]
+    assert "cannot access" not in second.stderr and "Traceback" not in second.stderr
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert sum(split["count"] for split in dataset["splits"].values()) == 120
+    assert not list(out.glob(".*")), sorted(p.name for p in out.glob(".*"))  # no temporaries, no lock left
+
+
+def test_issue20_3_builders_and_combine_refuse_a_folder_another_process_writes(photos: Path, tmp_path: Path) -> None:
+    from pairforge.locks import hold
+
+    held = tmp_path / "held"
+    held.mkdir()
+    b_dir = tmp_path / "b"
+    shutil.copytree(photos, b_dir)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pairforge.locks import hold\n"
+                               "with hold(sys.argv[1], 'pair folder'):\n    print('held', flush=True)\n    time.sleep(60)",
+                               str(held)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for command in (["make-gray", str(photos), "-o", str(held)], ["make-gray", str(photos), "--shards", str(held)],
+                        ["make-edges", str(photos), "--detector", "canny", "-o", str(held)],
+                        ["combine", str(photos), str(b_dir), "-o", str(held)]):
+            _, output = run(*command, "-j", "1", ok=False)
+            assert f"is in use by process {holder.pid}" in output, (command, output)
+            assert len(output.strip().splitlines()) == 1, output
+    finally:
+        holder.kill()
+        holder.wait()
+    with hold(held):  # the killed holder left no lock behind
+        pass
+
+
+# -- 4. outputs never inside inputs, never over another command's files ---------------------------------
+
+
+def test_issue20_4_output_inside_the_input_is_refused_by_every_command(photos: Path, tmp_path: Path) -> None:
+    _, output = run("make-gray", str(photos), "-o", str(photos / "pairs"), "-j", "1", ok=False)
+    assert "pair folder" in output and "is inside the photo folder" in output
+    assert not (photos / "pairs").exists()
+    run("make-gray", str(photos), "-o", str(tmp_path / "p"), "-j", "1")
+    assert len(read_jsonl(tmp_path / "p" / "manifest.jsonl")) == 6  # built from the 6 photos only
+    _, output = run("make-gray", str(photos), "--shards", str(photos / "s"), "-j", "1", ok=False)
+    assert "is inside the photo folder" in output
+    _, output = run("make-gray", str(photos / "."), "-o", str(tmp_path), "-j", "1", ok=False)
+    assert "is inside the pair folder" in output  # the input inside the output
+    pairs = tmp_path / "p"
+    rejects_before = (pairs / "rejects.jsonl").read_bytes()
+    for target in (pairs, pairs / "shards"):
+        _, output = run("shard", str(pairs), "-o", str(target), "-j", "1", ok=False)
+        assert "shard folder" in output and "pair folder" in output and len(output.strip().splitlines()) == 1
+    assert (pairs / "rejects.jsonl").read_bytes() == rejects_before and not (pairs / "shards").exists()
+    b_dir = tmp_path / "b"
+    shutil.copytree(photos, b_dir)
+    _, output = run("combine", str(photos), str(b_dir), "-o", str(b_dir / "out"), "-j", "1", ok=False)
+    assert "is inside the B folder" in output
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    _, output = run("make-labels", str(photos), "--labels", str(labels), "-o", str(labels / "out"), ok=False)
+    assert "is inside the label folder" in output
+    _, output = run("check", str(pairs), "-o", str(pairs / "report"), ok=False)
+    assert "is inside the dataset folder" in output
+
+
+def test_issue20_4_a_folder_holding_another_commands_output_is_refused(photos: Path, tmp_path: Path) -> None:
+    pairs = gray_pairs(photos, tmp_path / "pairs")
+    run("shard", str(pairs), "-o", str(tmp_path / "shards"), "-j", "1")
+    shards = tmp_path / "shards"
+    before = {p: p.read_bytes() for p in [*pairs.rglob("*"), *shards.iterdir()] if p.is_file()}
+    refusals = [
+        (["shard", str(pairs), "-o", str(tmp_path / "pairs2")], "is a pair folder"),
+        (["make-gray", str(photos), "-o", str(shards), "--overwrite"], "is a shard folder"),
+        (["make-gray", str(photos), "--shards", str(pairs)], "is a pair folder"),
+        (["combine", str(photos), str(photos), "--suffix", "_A,_B", "-o", str(shards)], "is a shard folder"),
+        (["check", str(shards), "-o", str(pairs)], "is a pair folder"),
+        (["inspect", str(shards), "--sheet", str(pairs / "sheet.png")], "is a pair folder"),
+        (["inspect", str(shards), "--sheet", str(shards / "dataset.json")], "is a file of the shard set"),
+    ]
+    shutil.copytree(pairs, tmp_path / "pairs2")
+    for command, expected in refusals:
+        _, output = run(*command, ok=False)
+        assert expected in output and len(output.strip().splitlines()) == 1, (command, output)
+    after = {p: p.read_bytes() for p in [*pairs.rglob("*"), *shards.iterdir()] if p.is_file()}
+    assert after == before  # nothing was overwritten
+
+
+# -- 5. a modified shard set is refused by inspect and check (train and evaluate: test_hostile_train) -----
+
+
+def _shards(photos: Path, tmp_path: Path, name: str, size: tuple[int, int] = (64, 48)) -> Path:
+    folder = tmp_path / f"{name}_photos"
+    write_photos(folder, [cv2.imread(str(p))[..., ::-1] for p in sorted(photos.glob("*.png"))], size=size)
+    gray_pairs(folder, tmp_path / f"{name}_pairs")
+    run("shard", str(tmp_path / f"{name}_pairs"), "-o", str(tmp_path / name), "-j", "1", "--samples-per-shard", "3",
+        "--val-fraction", "0")
+    return tmp_path / name
+
+
+def test_issue20_5_inspect_and_check_refuse_a_modified_shard_set(photos: Path, tmp_path: Path) -> None:
+    shards = _shards(photos, tmp_path, "small")
+    other = _shards(photos, tmp_path, "large", size=(128, 96))
+    shutil.copyfile(other / "train-000001.tar", shards / "train-000001.tar")  # a shard of another set
+    size = (shards / "train-000001.tar").stat().st_size
+    for command in (["inspect", str(shards)], ["check", str(shards), "-o", str(tmp_path / "c"), "-j", "1"]):
+        _, output = run(*command, ok=False)
+        assert f"train-000001.tar: {size} bytes, dataset.json records" in output, output
+        assert "--allow-modified-shards" in output and f"pairforge shard {tmp_path / 'small_pairs'}" in output
+    _, output = run("inspect", str(shards), "--allow-modified-shards", "-n", "8")
+    assert "differs from dataset.json" in output and "used as it is" in output
+    # a dataset.json edited to lie about its counts
+    lying = tmp_path / "lying"
+    shutil.copytree(tmp_path / "large", lying)
+    dataset = json.loads((lying / "dataset.json").read_text())
+    dataset["splits"]["train"]["count"] = 600
+    (lying / "dataset.json").write_text(json.dumps(dataset))
+    for command in (["inspect", str(lying)], ["check", str(lying), "-o", str(tmp_path / "c"), "-j", "1"]):
+        _, output = run(*command, ok=False)
+        assert "split 'train' records 600 samples, its shards 6" in output, output
+    dataset["splits"]["train"]["count"] = 7  # ... and about a shard's count, consistently
+    dataset["shards"][0]["count"] += 1
+    (lying / "dataset.json").write_text(json.dumps(dataset))
+    _, output = run("inspect", str(lying), ok=False)
+    assert "train-000000.tar: 3 samples, dataset.json records 4" in output, output
+
+
+def test_issue20_5_check_on_shard_tars_without_dataset_json_fails(photos: Path, tmp_path: Path) -> None:
+    shards = _shards(photos, tmp_path, "s")
+    (shards / "dataset.json").unlink()
+    code, output = run("check", str(shards), "-o", str(tmp_path / "c"), "-j", "1", ok=False)
+    assert code == 1 and "no dataset.json" in output and "pairforge shard" in output, output
+    assert not (tmp_path / "c").exists()
+
+
+# -- 7. only regular files are opened: a FIFO is a reject, never a hang --------------------------------
+
+
+class Hung(BaseException):
+    """Raised by the guard below when a command blocks."""
+
+
+@pytest.fixture()
+def no_hang() -> Iterator[None]:
+    """Fail (instead of waiting forever) when a command blocks for 60 s, e.g. opening a FIFO."""
+    import signal as signals
+
+    def hung(number: int, frame: object) -> None:
+        raise Hung("the command blocked for 60 s (a FIFO opened for reading?)")
+
+    previous = signals.signal(signals.SIGALRM, hung)
+    signals.setitimer(signals.ITIMER_REAL, 60)
+    try:
+        yield
+    finally:
+        signals.setitimer(signals.ITIMER_REAL, 0)
+        signals.signal(signals.SIGALRM, previous)
+
+
+def assert_fifo_rejected(rows: list[dict], name: str) -> None:
+    fifo_rows = [row for row in rows if Path(row["path"]).name == name or name in row.get("detail", "")]
+    assert len(fifo_rows) == 1 and fifo_rows[0]["reason"] == "not a regular file", rows
+    assert "FIFO" in fifo_rows[0]["detail"]
+
+
+def test_issue20_7_a_fifo_in_an_input_folder_is_a_reject_in_every_command(
+        photos: Path, tmp_path: Path, no_hang: None, make_ab_folder) -> None:
+    os.mkfifo(photos / "fifo.png")
+    # builders
+    _, output = run("make-gray", str(photos), "-o", str(tmp_path / "gray"), "-j", "1")
+    assert_fifo_rejected(read_jsonl(tmp_path / "gray" / "rejects.jsonl"), "fifo.png")
+    assert (table_value(output, "seen"), table_value(output, "written"), table_value(output, "rejected")) == (7, 6, 1)
+    run("make-edges", str(photos), "--detector", "canny", "--shards", str(tmp_path / "fused"), "-j", "1")
+    assert_fifo_rejected(read_jsonl(tmp_path / "fused" / "rejects.jsonl"), "fifo.png")
+    # combine: the FIFO is matched (B has fifo.png) and read
+    b_dir = tmp_path / "b"
+    b_dir.mkdir()
+    for path in photos.glob("p*.png"):
+        shutil.copyfile(path, b_dir / path.name)
+    shutil.copyfile(photos / "p00.png", b_dir / "fifo.png")
+    _, output = run("combine", str(photos), str(b_dir), "-o", str(tmp_path / "combined"), "-j", "1")
+    assert_fifo_rejected(read_jsonl(tmp_path / "combined" / "rejects.jsonl"), "fifo.png")
+    # make-labels: a FIFO as a label map (the automatic palette scan reads it too)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for path in photos.glob("p*.png"):
+        cv2.imwrite(str(labels / path.name), (np.arange(48 * 64).reshape(48, 64) // 700).astype(np.uint8))
+    (photos / "fifo.png").unlink()
+    os.mkfifo(labels / "p00.png.fifo")
+    (labels / "p00.png").unlink()
+    os.rename(labels / "p00.png.fifo", labels / "p00.png")
+    run("make-labels", str(photos), "--labels", str(labels), "-o", str(tmp_path / "labeled"), "-j", "1")
+    rows = read_jsonl(tmp_path / "labeled" / "rejects.jsonl")
+    assert [(row["reason"], row["detail"].startswith(f"label {labels / 'p00.png'}")) for row in rows] == [
+        ("not a regular file", True)], rows
+    # shard: an official-layout folder (no pairs.json) whose AB files are looked at before packing
+    ab = tmp_path / "ab"
+    make_ab_folder(ab, 4, size=32)
+    os.mkfifo(ab / "fifo.png")
+    _, output = run("shard", str(ab), "-o", str(tmp_path / "s"), "-j", "1")
+    assert_fifo_rejected(read_jsonl(tmp_path / "s" / "rejects.jsonl"), "fifo.png")
+    assert (table_value(output, "seen"), table_value(output, "written"), table_value(output, "rejected")) == (5, 4, 1)
+    # check
+    _, output = run("check", str(ab), "-o", str(tmp_path / "c"), "-j", "1")
+    flagged = [json.loads(line) for line in (tmp_path / "c" / "flagged.jsonl").read_text().splitlines()]
+    unreadable = [row for row in flagged if row["problem"] == "unreadable"]
+    assert len(unreadable) == 1 and unreadable[0]["value"].startswith("not a regular file: a FIFO"), flagged
+    counts = json.loads((tmp_path / "c" / "check.json").read_text())["counts"]
+    assert counts["seen"] == 5 == counts["checked"] + counts["unreadable"]
+
+
+# -- 9. combine keeps the minimum size of every builder --------------------------------------------------
+
+
+def test_issue20_9_combine_rejects_a_strip(photos: Path, tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    for folder in (a_dir, b_dir):
+        shutil.copytree(photos, folder)
+        cv2.imwrite(str(folder / "strip.png"), np.full((1, 50000, 3), 128, np.uint8))
+    _, output = run("combine", str(a_dir), str(b_dir), "-o", str(tmp_path / "pairs"), "-j", "1")
+    rows = read_jsonl(tmp_path / "pairs" / "rejects.jsonl")
+    assert [(row["reason"], row["detail"]) for row in rows] == [
+        ("too small", "A is 50000x1 px (minimum 32 px per side)")], rows
+    assert not (tmp_path / "pairs" / "strip.png").exists() and len(read_jsonl(tmp_path / "pairs" / "manifest.jsonl")) == 6
+
+
+# -- 12. an interrupted shard run says what it finished; inspect names a corrupt sample -----------------
+
+
+def test_issue20_12_sigterm_during_shard_says_what_was_finished(tmp_path: Path, make_ab_folder) -> None:
+    make_ab_folder(tmp_path / "ab", 120, size=64)
+    out = tmp_path / "s"
+    command = [pairforge_command(), "shard", str(tmp_path / "ab"), "-o", str(out), "-j", "1", "--samples-per-shard", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(out.glob("*.stats.json")) or process.poll() is not None)
+        assert process.poll() is None, "the run finished before it could be interrupted"
+        os.kill(process.pid, signal.SIGSTOP)  # so the signal lands mid-run, whatever this machine's speed
+        os.kill(process.pid, signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+    _, stderr = process.communicate(timeout=120)
+    errors = [line for line in stderr.splitlines() if line.startswith("Error")]
+    assert process.returncode == 1 and len(errors) == 1 and "Traceback" not in stderr, stderr
+    finished = len(list(out.glob("*.stats.json")))
+    assert f"interrupted by SIGTERM: {finished} of 30 shards finished" in errors[0]
+    assert "run the same command again" in errors[0] and "reuses the finished ones" in errors[0]
+    assert not list(out.glob(".*")), sorted(p.name for p in out.glob(".*"))  # temporaries and the lock are gone
+    _, output = run(*command[1:])
+    assert table_value(output, "shards reused") == finished and table_value(output, "written") == 120
+
+
+def test_issue20_12_inspect_names_a_corrupt_sample_and_keeps_going(tmp_path: Path) -> None:
+    from tests.trainer.conftest import write_shards
+
+    shards = write_shards(tmp_path / "shards", kind="edges", count=6, size=32, shards=1, val=0,
+                          corrupt_keys=("train_00002",))
+    _, output = run("inspect", str(shards), "-n", "64", "--sheet", str(tmp_path / "sheet.png"))
+    assert f"shard {shards / 'train-000000.tar'}: sample train_00002 skipped (corrupt image" in output, output
+    assert "contact sheet (5 samples" in output and "1 drawn samples unreadable" in output
+    assert (tmp_path / "sheet.png").is_file()

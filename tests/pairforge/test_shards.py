@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import webdataset as wds
 from click.testing import CliRunner
 from PIL import Image
@@ -238,3 +239,23 @@ def test_inspect_prints_summary_and_writes_sheet(tmp_path: Path, make_ab_folder)
     assert "split train" in output
     sheet = read_image(tmp_path / "sheet.png")
     assert sheet.shape[0] >= 128 and sheet.std() > 10
+
+
+def test_verify_shard_set_compares_stats_files_and_names_every_difference(tmp_path: Path) -> None:
+    """Issue 20, point 5: a shard copied with the stats file of another set is caught without hashing it."""
+    from pairforge.shards import ModifiedShardsError, read_dataset, verify_shard_set
+    from tests.trainer.conftest import write_shards
+
+    shards = write_shards(tmp_path / "s", kind="edges", count=4, size=32, shards=2, val=2)
+    dataset = read_dataset(shards)
+    assert verify_shard_set(dataset, shards) == []
+    stats = json.loads((shards / "train-000001.stats.json").read_text())
+    stats["sha256"] = "0" * 64
+    (shards / "train-000001.stats.json").write_text(json.dumps(stats))
+    (shards / "val-000000.tar").unlink()
+    with pytest.raises(ModifiedShardsError, match=r"train-000001.tar: its stats file records sha256 0+, dataset.json "
+                                                  r"[0-9a-f]{64} \(a shard of another set\?\) \(and 1 more\)"):
+        verify_shard_set(dataset, shards)
+    found = verify_shard_set(dataset, shards, allow_modified=True)
+    assert [(m.name, m.reason) for m in found][1] == ("val-000000.tar", "missing (listed in dataset.json)")
+    assert verify_shard_set(dataset, shards, names={"train-000000.tar"}) == []  # only the shards a command reads

@@ -87,7 +87,7 @@ def test_suffix_matching_in_one_folder(tmp_path: Path, skimage_photos: list[np.n
 def test_stage_rejects_size_mismatch_and_bad_arrays(skimage_photos: list[np.ndarray]) -> None:
     stage = CombineStage(CombineConfig())
     with pytest.raises(SampleError, match="size mismatch"):
-        stage(skimage_photos[0][:10, :10], "k", b=skimage_photos[0][:12, :10])
+        stage(skimage_photos[0][:40, :40], "k", b=skimage_photos[0][:48, :40])
     with pytest.raises(SampleError):
         stage(skimage_photos[0][:10, :10, 0], "k", b=skimage_photos[0][:10, :10])
     with pytest.raises(ConfigError):

@@ -215,6 +215,18 @@ def test_bad_image_raises_sample_error(
         stage(BAD_IMAGES[bad], "bad", **case.extras(photo))
 
 
+def test_photos_under_the_minimum_side_are_too_small(stage: Stage, case: StageCase, photo: np.ndarray) -> None:
+    """One minimum size for every builder (pipelines.base.MIN_PHOTO_SIDE): a 1x50000 strip is no photo."""
+    from pairforge.pipelines.base import MIN_PHOTO_SIDE
+
+    for height, width in ((1, 500), (MIN_PHOTO_SIDE - 1, 4 * MIN_PHOTO_SIDE)):
+        strip = np.ascontiguousarray(cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA))
+        with pytest.raises(SampleError) as caught:
+            stage(strip, "strip", **case.extras(strip))
+        assert caught.value.reason == "too small", caught.value
+        assert f"{width}x{height} px (minimum {MIN_PHOTO_SIDE} px per side)" in caught.value.detail
+
+
 def test_bad_extras_raise_sample_error(stage: Stage, case: StageCase, photo: np.ndarray) -> None:
     for extras in case.bad_extras:
         with pytest.raises(SampleError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 from pathlib import Path
 
@@ -77,24 +78,32 @@ def _complete_samples(path: Path) -> int:
 
 
 def test_5_truncated_shard_counts_lost_samples_everywhere(shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
+    from pairforge.shards import ModifiedShardsError
+
     shards = shard_factory(kind="edges", count=8, shards=2)
     victim = shards / "train-000001.tar"
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])
     lost = 4 - _complete_samples(victim)
     assert 0 < lost < 4
-    with caplog.at_level("WARNING"):
-        result = train(tiny_config(shards, tmp_path / "runs", steps=3))  # 6 samples: the train set is read once
-    assert f"{victim}: {len(data) // 2} bytes, dataset.json records {len(data)}" in caplog.text
+    with pytest.raises(ModifiedShardsError, match=f"train-000001.tar: {len(data) // 2} bytes, dataset.json records"):
+        train(tiny_config(shards, tmp_path / "runs", steps=3))  # issue 20, point 5: refused unless allowed
+    with caplog.at_level("WARNING"):  # 6 samples: the train set is read once
+        result = train(tiny_config(shards, tmp_path / "runs", steps=3, data__allow_modified_shards=True))
+    assert (f"shard {victim} differs from dataset.json ({len(data) // 2} bytes, dataset.json records {len(data)}"
+            in caplog.text) and "used as it is (--allow-modified-shards)" in caplog.text
+    assert "unreadable part is skipped" not in caplog.text
     assert result.skipped_samples >= lost and result.skipped_shards == 1 and result.skipped_bytes == len(data) - len(data) // 2
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["skipped_samples"] == result.skipped_samples and summary["skipped_shards"] == 1
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     rows = [row for row in rows if "split" not in row]
     assert rows[-1]["skipped_samples"] >= lost and rows[-1]["skipped_shards"] == 1
+    assert json.loads((result.run_dir / "config.json").read_text())["data"]["allow_modified_shards"] is True
 
 
 def test_5_verify_reports_a_changed_shard_with_the_same_size(edge_shards: Path) -> None:
+    from pairforge.shards import ModifiedShardsError
     from pairforge.trainer.data import load_dataset_info, verify_shards
 
     victim = edge_shards / "train-000000.tar"
@@ -102,11 +111,64 @@ def test_5_verify_reports_a_changed_shard_with_the_same_size(edge_shards: Path) 
     data[700] ^= 0xFF
     victim.write_bytes(bytes(data))
     info = load_dataset_info(str(edge_shards))
-    assert verify_shards(info, info.splits["train"]) == []  # a stat cannot see it
-    problems = verify_shards(info, info.splits["train"], full=True)
+    assert verify_shards(info, info.splits["train"]) == []  # size, count and stats cannot see it
+    with pytest.raises(ModifiedShardsError, match="train-000000.tar: sha256 differs from dataset.json"):
+        verify_shards(info, info.splits["train"], full=True)
+    problems = verify_shards(info, info.splits["train"], full=True, allow_modified=True)
     assert [(Path(p.url).name, p.reason) for p in problems] == [("train-000000.tar", "sha256 differs from dataset.json")]
     result = CliRunner().invoke(cli, ["train", str(edge_shards), "--verify", "--dry-run"])
     assert result.exit_code == 0
+
+
+def test_issue20_5_a_shard_from_another_set_is_refused_by_train_and_evaluate(
+        shard_factory, tmp_path: Path, tiny_config, caplog) -> None:
+    """Issue 20, point 5: a 64 px set whose second train shard and val shard come from a 128 px set."""
+    from pairforge.shards import ModifiedShardsError
+
+    shards = shard_factory(kind="edges", count=8, shards=2, size=64, val=4)
+    other = shard_factory(kind="edges", count=8, shards=2, size=128, val=4)
+    shutil.copyfile(other / "train-000001.tar", shards / "train-000001.tar")
+    shutil.copyfile(other / "val-000000.tar", shards / "val-000000.tar")
+    replaced = (shards / "train-000001.tar").stat().st_size
+    with pytest.raises(ModifiedShardsError, match=f"train-000001.tar: {replaced} bytes, dataset.json records"):
+        train(tiny_config(shards, tmp_path / "runs", steps=1))
+    with caplog.at_level("WARNING"):
+        result = train(tiny_config(shards, tmp_path / "runs", steps=1, data__allow_modified_shards=True))
+    assert "differs from dataset.json" in caplog.text and "used as it is (--allow-modified-shards)" in caplog.text
+    assert "unreadable part is skipped" not in caplog.text  # it was fully readable, and trained on
+    assert result.skipped_samples == 0
+    evaluate = ["evaluate", str(result.run_dir), str(shards), "-o", str(tmp_path / "eval"), "--device", "cpu"]
+    refused = CliRunner().invoke(cli, evaluate)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+    assert "val-000000.tar" in refused.output and "--allow-modified-shards" in refused.output
+    allowed = CliRunner().invoke(cli, [*evaluate, "--allow-modified-shards"])
+    assert allowed.exit_code == 0, allowed.output
+    data = json.loads((tmp_path / "eval" / "metrics.json").read_text())["data"]
+    assert data["allow_modified_shards"] is True and [m["name"] for m in data["modified_shards"]] == ["val-000000.tar"]
+
+
+def test_issue20_12_evaluate_names_and_counts_what_a_truncated_shard_lost(
+        shard_factory, tmp_path: Path, tiny_config) -> None:
+    import warnings
+
+    shards = shard_factory(kind="edges", count=4, shards=1, size=64, val=6)
+    run_dir = train(tiny_config(shards, tmp_path / "runs", steps=1)).run_dir
+    victim = shards / "val-000000.tar"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    lost = 6 - _complete_samples(victim)
+    assert 0 < lost < 6
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(cli, ["evaluate", str(run_dir), str(shards), "-o", str(tmp_path / "eval"),
+                                          "--device", "cpu", "--allow-modified-shards"])
+    assert result.exit_code == 0, result.output
+    assert not [w for w in caught if str(victim) in str(w.message)], [str(w.message) for w in caught]
+    lines = [line for line in result.output.splitlines() if f"shard {victim}: " in line]
+    assert len(lines) == 1 and f"{lost} of 6 samples could not be read" in lines[0], result.output
+    assert f"{6 - lost} pairs ({lost} unreadable samples not scored)" in result.output
+    document = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert document["count"] == 6 - lost and document["data"]["unreadable_samples"] == lost
 
 
 # -- 9. resume from another folder ------------------------------------------------------------------
@@ -180,11 +242,17 @@ def test_5_end_of_run_summary_names_damaged_shards(shard_factory, tmp_path: Path
     shards = shard_factory(kind="edges", count=4, shards=2)
     victim = shards / "train-000001.tar"
     victim.write_bytes(victim.read_bytes()[:3000])
-    result = CliRunner().invoke(cli, [
+    options = [
         "train", str(shards), "-o", str(tmp_path / "runs"), "--steps", "2", "--batch-size", "2", "--num-workers", "0",
         "--generator", "unet", "--generator-channels", "8", "--discriminator-channels", "8", "--crop-size", "64",
         "--load-size", "72", "--val-every", "0", "--sample-every", "0", "--checkpoint-every", "0", "--shuffle-buffer", "4",
-    ])
+    ]
+    refused = CliRunner().invoke(cli, options)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"{shards} changed after it was written: train-000001.tar: 3000 bytes" in refused.output
+    assert "--allow-modified-shards" in refused.output and "pairforge shard" in refused.output
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+    result = CliRunner().invoke(cli, [*options, "--allow-modified-shards"])
     assert result.exit_code == 0, result.output
     assert "1 damaged shards (" in result.output and "corrupt or missing samples" in result.output
 
