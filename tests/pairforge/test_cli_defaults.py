@@ -115,7 +115,10 @@ BINDINGS: dict[str, Binding | str] = {
                      "in_channels": "from the dataset (dataset.json)", "out_channels": "from the dataset",
                      **dict.fromkeys(PARTS, "a part of TrainConfig, set through its fields")},
     ),
-    "train-judge": Binding((JudgeConfig,), renames={"channels": "base_channels"}, differs={"device": RESOLVED_DEVICE}),
+    "train-judge": Binding((JudgeConfig,), renames={"channels": "base_channels"}, differs={
+        "device": RESOLVED_DEVICE,
+        **dict.fromkeys(("steps", "batch_size", "crop_size", "channels"),
+                        "None: from --budget (JudgeConfig's defaults are the full budget; tests/trainer/test_judge.py)")}),
     "predict": Binding((InferenceConfig,), values=ON_OFF, differs={"device": RESOLVED_DEVICE}),
     "evaluate": Binding((InferenceConfig,), values=ON_OFF, differs={"device": RESOLVED_DEVICE},
                         config_only={"max_side": "predict's tiling; evaluate scores at --scale",
