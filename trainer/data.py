@@ -229,7 +229,7 @@ class PairStream(torch.utils.data.IterableDataset):
         urls: train shard URLs.
         encoding: how A is stored.
         batch_size: pairs per batch.
-        seed: run seed (shard order and shuffle buffers derive from it and the epoch).
+        seed: run seed (shard order, permutations and shuffle buffers derive from it and the epoch).
         rank: this process's rank; ``world_size``: number of processes.
         workers: DataLoader workers (0 counts as one logical worker).
         shuffle_buffer: samples each reader (rank x worker) holds to shuffle: a share of the
