@@ -81,9 +81,9 @@ def main() -> None:
 
     settings = [tuple(int(v) for v in text.split(":")) for text in args.settings or []]
     if not settings:
-        from pairforge.trainer.judge import BUDGETS
+        from pairforge.trainer.config import JUDGE_BUDGETS
 
-        settings = [(b.base_channels, b.crop_size, b.batch_size, b.steps) for b in BUDGETS.values()]
+        settings = [(b.base_channels, b.crop_size, b.batch_size, b.steps) for b in JUDGE_BUDGETS.values()]
     with tempfile.TemporaryDirectory() as scratch:
         root = args.work_dir or Path(scratch)
         shards = root / "shards" if (root / "shards" / "dataset.json").is_file() else make_shards(root, args.count,

@@ -352,8 +352,8 @@ class JudgeBudget:
 
 
 JUDGE_BUDGETS: dict[str, JudgeBudget] = {
-    "cpu": JudgeBudget(16, 64, 8, 2000, "about 2.5 min on one CPU core (measured: benchmarks/RESULTS.md)"),
-    "full": JudgeBudget(32, 128, 8, 2000, "about 9x the cpu budget's compute: about 25 min on one CPU core"),
+    "cpu": JudgeBudget(16, 64, 8, 2000, "about 2.4 min on one CPU core: 0.07 s per step, benchmarks/RESULTS.md"),
+    "full": JudgeBudget(32, 128, 8, 2000, "about 24 min on one CPU core: 0.71 s per step, 10x the cpu budget's"),
 }
 """The judge budgets by name; ``auto`` is ``full`` on a GPU and ``cpu`` elsewhere (:func:`judge_budget`)."""
 
