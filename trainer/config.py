@@ -333,3 +333,42 @@ PARTS: dict[str, type] = {
 
 def _field_names(config_class: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_class)}
+
+
+@dataclass(frozen=True)
+class JudgeBudget:
+    """A size and training length of the FCN-score judge (``pairforge train-judge --budget``).
+
+    Attributes:
+        base_channels: width of the judge's first stage.
+        crop_size: side of the random training crops.
+        batch_size: crops per step.
+        steps: optimizer steps.
+        about: what it costs and where it fits, for ``--help``.
+    """
+
+    base_channels: int
+    crop_size: int
+    batch_size: int
+    steps: int
+    about: str
+
+
+JUDGE_BUDGETS: dict[str, JudgeBudget] = {
+    "cpu": JudgeBudget(16, 64, 8, 2000, "about 2.4 min on one CPU core: 0.07 s per step, benchmarks/RESULTS.md"),
+    "full": JudgeBudget(32, 128, 8, 2000, "about 24 min on one CPU core: 0.71 s per step, 10x the cpu budget's"),
+}
+"""The judge budgets by name; ``auto`` is ``full`` on a GPU and ``cpu`` elsewhere (:func:`judge_budget`)."""
+
+
+def judge_budget(name: str, device: str) -> tuple[str, JudgeBudget]:
+    """The budget ``name`` (``auto``: ``full`` on a CUDA device, else ``cpu``) and its values.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name == "auto":
+        name = "full" if device.startswith("cuda") else "cpu"
+    if name not in JUDGE_BUDGETS:
+        raise ConfigError("budget", name, "auto, " + ", ".join(JUDGE_BUDGETS))
+    return name, JUDGE_BUDGETS[name]

@@ -2,8 +2,9 @@
 
 The train stream is endless and reproducible: for each epoch the shard list is shuffled with
 ``(seed, epoch)``, split by rank and DataLoader worker (by sample when there are fewer shards
-than readers), read with WebDataset, shuffled in a seeded buffer, decoded and batched inside
-the worker. Each batch records the worker's raw stream position, so a resumed run skips the
+than readers), read with WebDataset, shuffled (a uniform permutation of the epoch when a
+reader's share fits in the shuffle buffer, else a seeded streaming buffer), decoded and batched
+inside the worker. Each batch records the worker's raw stream position, so a resumed run skips the
 consumed samples without decoding them and continues exactly.
 """
 
@@ -15,7 +16,7 @@ import random
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from itertools import count
+from itertools import chain, count, islice
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,12 @@ class PairStream(torch.utils.data.IterableDataset):
         urls: train shard URLs.
         encoding: how A is stored.
         batch_size: pairs per batch.
-        seed: run seed (shard order and shuffle buffers derive from it and the epoch).
+        seed: run seed (shard order, permutations and shuffle buffers derive from it and the epoch).
         rank: this process's rank; ``world_size``: number of processes.
         workers: DataLoader workers (0 counts as one logical worker).
-        shuffle_buffer: samples in each worker's shuffle buffer.
+        shuffle_buffer: samples each reader (rank x worker) holds to shuffle: a share of the
+            epoch up to this size is permuted uniformly, a larger one streams through a buffer
+            of this size.
         state: resume point (positions per logical worker and batches consumed).
         expected: shard URL -> samples dataset.json records in it; a shard that ends early
             (truncated) adds the samples it lost to the skipped count.
@@ -283,15 +286,38 @@ class PairStream(torch.utils.data.IterableDataset):
                 mine, by_sample = shard_order, True
             # shards split by sample are read by every slot: slot 0 alone counts their losses
             samples: Iterator[dict[str, Any]] = self._read(mine, lost, not by_sample or slot == 0)
-            if by_sample:
-                samples = (s for index, s in enumerate(samples) if index % slots == slot)
-            rng = random.Random(f"{self.seed}/buffer/{epoch}/{slot}")
             produced = 0
-            for sample in wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples):
+            for sample in self._shuffled(samples, epoch, slot, slots, by_sample):
                 produced += 1
                 yield epoch, sample
             if produced == 0:
                 raise DatasetError(f"no samples for reader {slot} of {slots} in shards {mine[:3]}...")
+
+    def _shuffled(
+        self, samples: Iterator[dict[str, Any]], epoch: int, slot: int, slots: int, by_sample: bool
+    ) -> Iterator[dict[str, Any]]:
+        """This slot's samples of one epoch in a random order reproducible from ``(seed, epoch, slot)``.
+
+        ``samples`` is what the slot reads: its own shards, or (``by_sample``: fewer shards than
+        readers) every shard, of which it keeps every ``slots``-th sample. When that fits in the
+        shuffle buffer the epoch is a uniform random permutation: of the slot's own samples, or,
+        by sample, of all samples (the same permutation in every slot, each taking every
+        ``slots``-th place, so which reader gets a sample changes from epoch to epoch too). No
+        shard is read by more readers than without it. A larger share streams through the
+        buffer: each sample is drawn from a window of ``shuffle_buffer`` samples, which is
+        not a uniform shuffle of the epoch.
+        """
+        held = list(islice(samples, self.shuffle_buffer + 1))
+        if len(held) <= self.shuffle_buffer:  # the whole share is in memory: permute it
+            key = "all" if by_sample else str(slot)
+            random.Random(f"{self.seed}/permutation/{epoch}/{key}").shuffle(held)
+            yield from held[slot::slots] if by_sample else held
+            return
+        stream: Iterator[dict[str, Any]] = chain(held, samples)
+        if by_sample:
+            stream = (s for index, s in enumerate(stream) if index % slots == slot)
+        rng = random.Random(f"{self.seed}/buffer/{epoch}/{slot}")
+        yield from wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(stream)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         logical = self._logical_worker()

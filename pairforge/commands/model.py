@@ -14,7 +14,11 @@ import click
 
 from pairforge.device import DEVICES
 from pairforge.imageio import DEFAULT_MAX_PIXELS
-from pairforge.trainer.config import DIRECTIONS, SCALES  # torch-free: --help stays fast
+from pairforge.trainer.config import (  # torch-free: --help stays fast
+    DIRECTIONS,
+    JUDGE_BUDGETS,
+    SCALES,
+)
 
 COMMANDS: list[click.Command] = []
 
@@ -267,55 +271,102 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
 COMMANDS.append(import_command)
 
 
+def _budget_help() -> str:
+    lines = [f"{name}: {b.base_channels} channels, {b.crop_size}-px crops, {b.steps:,} steps of batch {b.batch_size} "
+             f"({b.about})" for name, b in JUDGE_BUDGETS.items()]
+    return ("How big the judge is and how long it trains. " + "; ".join(lines) + ". auto: full with a GPU, cpu "
+            "otherwise. --steps, --batch-size, --crop-size and --channels override single values.")
+
+
 @click.command("train-judge", context_settings=CONTEXT)
 @click.argument("shards")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for judge.safetensors + judge.json [default: SHARDS/judge].")
 @click.option("--split", default="train", show_default=True, help="Split whose real photos train the judge.")
-@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--crop-size", type=click.IntRange(min=8), default=128, show_default=True, help="Multiple of 8.")
-@click.option("--channels", type=click.IntRange(min=1), default=32, show_default=True, help="Width of the first stage.")
+@click.option("--budget", type=click.Choice(["auto", *JUDGE_BUDGETS]), default="auto", show_default=True,
+              help=_budget_help())
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: from --budget].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Crops per step [default: from --budget].")
+@click.option("--crop-size", type=click.IntRange(min=8), help="Side of the training crops, a multiple of 8 "
+                                                              "[default: from --budget].")
+@click.option("--channels", type=click.IntRange(min=1), help="Width of the first stage [default: from --budget].")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-samples", type=click.IntRange(min=1), help="Use at most this many training pairs (held in memory).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-def train_judge_command(shards: str, output: Path | None, split: str, steps: int, batch_size: int, crop_size: int,
-                        channels: int, lr: float, seed: int, max_samples: int | None, device: str) -> None:
+def train_judge_command(shards: str, output: Path | None, split: str, budget: str, steps: int | None,
+                        batch_size: int | None, crop_size: int | None, channels: int | None, lr: float, seed: int,
+                        max_samples: int | None, device: str) -> None:
     """Train the FCN-score judge: a small fully convolutional segmenter on the real photos of a labels dataset.
 
     `pairforge evaluate` uses it (from SHARDS/judge by default, or --judge DIR) to segment
-    generated and real photos against the input labels, as in the paper's FCN-score.
+    generated and real photos against the input labels, as in the paper's FCN-score. After
+    the first steps the progress bar shows how long the whole training is expected to take here.
 
     \b
     Examples:
-      pairforge train-judge shards/
+      pairforge train-judge shards/                  # --budget auto: cpu on a CPU, full on a GPU
+      pairforge train-judge shards/ --budget full    # the larger judge, also on a CPU
       pairforge evaluate runs/00001-pix2pix shards/
     """
-    from pairforge.commands.common import print_table, progress
+    import time
+
+    from pairforge.commands.common import is_quiet, print_table, progress
     from pairforge.device import device_name
+    from pairforge.trainer.config import judge_budget
     from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
     from pairforge.trainer.judge import JudgeConfig, save_judge, train_judge
     from pairforge.trainer.scoring import load_split, palette_classes
 
-    config = JudgeConfig(base_channels=channels, steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr,
-                         seed=seed, device=device_name(device))
+    resolved = device_name(device)
+    budget, plan = judge_budget(budget, resolved)
+    config = JudgeConfig(base_channels=channels or plan.base_channels, steps=steps or plan.steps,
+                         batch_size=batch_size or plan.batch_size, crop_size=crop_size or plan.crop_size, lr=lr,
+                         seed=seed, device=resolved)
     loaded = load_split(shards, split, max_samples)
     dataset, pairs = loaded.dataset, loaded.pairs
     for note in loaded.notes:
         click.echo(f"warning: {note}", err=True)
     num_classes, to_ids = palette_classes(dataset.get("palette"))
     samples = [(b, to_ids(a)) for _, a, b in pairs]
-    with progress(steps, "train judge", unit="step") as advance:
-        judge = train_judge(samples, num_classes, config, lambda step, loss: advance(1, loss=f"{loss:.3f}"))
+    if not is_quiet():
+        click.echo(f"judge: budget {budget}, {config.base_channels} channels, {config.crop_size}-px crops, "
+                   f"{config.steps} steps of batch {config.batch_size} on {resolved}", err=True)
+    stamps: list[float] = []
+    expected: dict[str, str] = {}
+
+    def advance_with_estimate(advance: Any, step: int, loss: float) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) == ESTIMATE_AFTER + 1:  # the first step (start-up) left out
+            per_step = (stamps[-1] - stamps[0]) / ESTIMATE_AFTER
+            expected["expected"] = f"{_duration(per_step * config.steps)} in all"
+        advance(1, loss=f"{loss:.3f}", **expected)
+
+    with progress(config.steps, f"train judge ({budget})", unit="step") as advance:
+        judge = train_judge(samples, num_classes, config, lambda step, loss: advance_with_estimate(advance, step, loss))
     confusion = sum(confusion_matrix(judge.segment([photo])[0], ids, num_classes) for photo, ids in samples)
     scores = segmentation_scores(confusion)
     folder = output or Path(shards) / "judge"
     names = [c["name"] for c in dataset["palette"]["classes"]]
     save_judge(judge, folder, {"palette": dataset["palette"], "class_names": names, "trained_on": str(shards),
-                               "split": split, "samples": len(samples), "train_scores": scores}, config)
-    print_table("train-judge", [("samples", len(samples)), ("classes", num_classes), ("steps", steps),
-                                *((f"train {k}", f"{v:.4f}") for k, v in scores.items()), ("saved", str(folder))])
+                               "split": split, "samples": len(samples), "train_scores": scores, "budget": budget},
+               config)
+    print_table("train-judge", [("samples", len(samples)), ("classes", num_classes), ("budget", budget),
+                                ("steps", config.steps), *((f"train {k}", f"{v:.4f}") for k, v in scores.items()),
+                                ("saved", str(folder))])
+
+
+ESTIMATE_AFTER = 5
+"""train-judge shows the expected time once this many steps past the first (which includes start-up) are timed."""
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 COMMANDS.append(train_judge_command)

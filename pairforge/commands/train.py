@@ -92,7 +92,10 @@ def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
               help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU].")
 @click.option("--shuffle-buffer", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Samples held in memory to shuffle the shard stream.")
+              help="Samples each reader (process x DataLoader worker) holds to shuffle. A split whose share "
+                   "fits (the paper's small sets) is shuffled uniformly each epoch, reproducibly from --seed; a "
+                   "larger one streams through a buffer of this size (each sample drawn from a window of "
+                   "N: not a uniform shuffle of the epoch; raise N, memory allowing, for a better mix).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto: CUDA when available, else the CPU.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,

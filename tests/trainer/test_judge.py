@@ -85,3 +85,29 @@ def test_judge_sensitivity_real_matches_segment_and_degradations_differ() -> Non
     assert result["real photos"]["class_iou"] == pytest.approx(expected["class_iou"])
     assert all(np.isfinite(scores["loss"]) and scores["loss"] > 0 for scores in result.values())
     assert result["blurred, sigma 2 px"] != result["real photos"]
+
+
+def test_the_full_budget_is_the_judge_configs_default_and_auto_follows_the_device() -> None:
+    """--budget full keeps the judge as it was (JudgeConfig's defaults); auto is full on CUDA and cpu elsewhere."""
+    from pairforge.trainer.config import JUDGE_BUDGETS, judge_budget
+
+    full, default = JUDGE_BUDGETS["full"], JudgeConfig()
+    assert (full.base_channels, full.crop_size, full.batch_size, full.steps) == (
+        default.base_channels, default.crop_size, default.batch_size, default.steps) == (32, 128, 8, 2000)
+    cpu = JUDGE_BUDGETS["cpu"]
+    assert cpu.base_channels * cpu.crop_size < full.base_channels * full.crop_size  # cheaper per step
+    assert judge_budget("auto", "cpu")[0] == "cpu" and judge_budget("auto", "cuda:0")[0] == "full"
+    assert judge_budget("full", "cpu") == ("full", full)
+
+
+def test_train_judge_budget_sets_the_judge_and_options_override_it(tmp_path: Path) -> None:
+    shards = write_shards(tmp_path / "shards", kind="labels", count=2, size=32, shards=1, val=0)
+    result = CliRunner().invoke(cli, ["train-judge", str(shards), "--budget", "full", "--steps", "8", "--batch-size",
+                                      "1", "--device", "cpu", "-o", str(tmp_path / "judge")])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "judge" / "judge.json").read_text())
+    assert document["budget"] == "full" and document["base_channels"] == 32
+    assert {k: document["training"][k] for k in ("steps", "batch_size", "crop_size")} == {
+        "steps": 8, "batch_size": 1, "crop_size": 128}
+    assert "budget full, 32 channels, 128-px crops, 8 steps of batch 1" in result.stderr
+    assert "expected=" in result.stderr and "in all" in result.stderr  # the bar's estimate after the first steps

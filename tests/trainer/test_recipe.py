@@ -1,8 +1,11 @@
 """Known answers that pin the paper's recipe: losses, lr decay in the optimizer, flip/crop, lambda, conditioning,
-split, FCN-score, resume without deterministic kernels. Each test names the mutation it catches."""
+split, FCN-score, resume without deterministic kernels, dropout in training, the paper's defaults, a detached D step.
+Each test names the mutation it catches."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from pairforge.keys import assign_split
-from pairforge.trainer import loop
+from pairforge.trainer import ddp, loop
 from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.checkpoint import list_checkpoints
 from pairforge.trainer.config import AugmentConfig
@@ -171,3 +174,160 @@ def test_resume_is_exact_with_default_nondeterministic_kernels(edge_shards: Path
         actual = load_file(str(list_checkpoints(resumed.run_dir)[-1] / f"{name}.safetensors"))
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=f"{name}.{key}")
+
+
+def test_fcn_class_accuracy_is_not_pixel_accuracy_with_unequal_class_counts() -> None:
+    """10 pixels of class 0 (8 right), 2 of class 1 (1 right): the three FCN-scores all differ.
+
+    Catches class accuracy computed as pixel accuracy (equal counts hide it) and IoU as class accuracy."""
+    scores = segmentation_scores(np.array([[8, 2], [1, 1]]))
+    assert scores["pixel_accuracy"] == pytest.approx(9 / 12)  # 0.75
+    assert scores["class_accuracy"] == pytest.approx((8 / 10 + 1 / 2) / 2)  # 0.65
+    # IoU: class 0: 8 / (10 + 9 - 8) = 8/11; class 1: 1 / (2 + 3 - 1) = 1/4
+    assert scores["class_iou"] == pytest.approx((8 / 11 + 1 / 4) / 2)
+
+
+def test_every_dropout_layer_is_on_in_every_training_step(edge_shards: Path, tiny_config, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropout is pix2pix's noise: in each train_step every dropout layer of G is in training mode and
+    zeroes about half of its activations. The tiny 64-px U-Net has one (the 8x-wide middle level).
+
+    Catches dropout switched off during training (the layers put in eval mode, or p = 0)."""
+    in_step: list[bool] = [False]
+    modes: list[bool] = []
+    zeroed: list[float] = []
+    layers: list[nn.Dropout] = []
+    build, step = loop.build_generator, loop.train_step
+
+    def recording_build(config):  # type: ignore[no-untyped-def]
+        network: nn.Module = build(config)
+        for module in network.modules():
+            if isinstance(module, nn.Dropout):
+                layers.append(module)
+                module.register_forward_pre_hook(lambda m, args: modes.append(m.training) if in_step[0] else None)
+                module.register_forward_hook(
+                    lambda m, args, out: zeroed.append(float(((out == 0) & (args[0] != 0)).float().mean()))
+                    if in_step[0] else None)
+        return network
+
+    def recording_step(*args, **kwargs):  # type: ignore[no-untyped-def]
+        in_step[0] = True
+        try:
+            return step(*args, **kwargs)
+        finally:
+            in_step[0] = False
+
+    monkeypatch.setattr(loop, "build_generator", recording_build)
+    monkeypatch.setattr(loop, "train_step", recording_step)
+    train(tiny_config(edge_shards, tmp_path, steps=3))
+    assert len(layers) >= 1 and all(layer.p == 0.5 for layer in layers)  # the paper's rate
+    assert modes == [True] * (3 * len(layers))  # one G forward per step, every layer in training mode
+    assert all(0.3 < share < 0.7 for share in zeroed), zeroed
+
+
+PAPER = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "lambda_l1": 100.0, "load_size": 286, "crop_size": 256,
+         "augment": "pix2pix", "flip": True, "epochs": 100, "decay_epochs": 100, "batch_size": 1,
+         "generator": "unet_256", "discriminator": "patch", "n_layers": 3, "norm": "batch", "dropout": True,
+         "gan_mode": "vanilla", "use_gan": True, "conditional": True}
+"""The paper's recipe (Isola et al. 2017, sec. 3.3 and appendix 6.2; the reference's train defaults)."""
+
+
+def _recipe(config) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {"lr": config.optim.lr, "beta1": config.optim.beta1, "beta2": config.optim.beta2,
+            "lambda_l1": config.loss.lambda_l1, "load_size": config.augment.load_size,
+            "crop_size": config.augment.crop_size, "augment": config.augment.mode, "flip": config.augment.flip,
+            "epochs": config.optim.epochs, "decay_epochs": config.optim.decay_epochs,
+            "batch_size": config.data.batch_size, "generator": config.model.generator,
+            "discriminator": config.model.discriminator, "n_layers": config.model.n_layers,
+            "norm": config.model.norm, "dropout": config.model.dropout, "gan_mode": config.loss.gan_mode,
+            "use_gan": config.loss.use_gan, "conditional": config.model.conditional}
+
+
+def _cli_default_config():  # type: ignore[no-untyped-def]
+    """The TrainConfig `pairforge train shards/` builds with no options (as the command does)."""
+    from pairforge.commands.train import train_command
+    from pairforge.trainer.config import TrainConfig
+
+    options = train_command.make_context("train", ["shards"]).params
+    for name in ("resume", "dry_run", "verify"):
+        options.pop(name)
+    options["num_workers"] = 0 if options["num_workers"] is None else options["num_workers"]
+    return TrainConfig.from_options(**options)
+
+
+def test_the_papers_recipe_is_the_default_of_the_config_and_the_cli() -> None:
+    """Catches a changed default (beta1 0.9, lambda 10, load 256, ...) in the dataclasses or the CLI."""
+    from pairforge.trainer.config import TrainConfig
+
+    assert _recipe(TrainConfig()) == PAPER
+    assert _recipe(_cli_default_config()) == PAPER
+
+
+def test_build_models_gives_adam_with_the_papers_settings() -> None:
+    """The optimizers as built (not only the config): Adam, lr 2e-4, betas (0.5, 0.999), no weight decay,
+    each over all of its network's parameters. Catches betas or lr not passed from the config."""
+    config = _cli_default_config()
+    small = dataclasses.replace(config.model, generator="unet", crop_size=32, generator_channels=4,
+                                discriminator_channels=4)
+    models = loop.build_models(dataclasses.replace(config, model=small,
+                                                   augment=dataclasses.replace(config.augment, crop_size=32)),
+                               torch.device("cpu"))
+    for optimizer, network in ((models.optimizer_g, models.generator), (models.optimizer_d, models.discriminator)):
+        assert type(optimizer) is torch.optim.Adam
+        (group,) = optimizer.param_groups
+        assert group["lr"] == 2e-4 and group["betas"] == (0.5, 0.999)
+        assert group["weight_decay"] == 0 and group["eps"] == 1e-8 and not group["amsgrad"]
+        assert {id(p) for p in group["params"]} == {id(p) for p in network.parameters()}
+
+
+def test_the_default_schedule_is_constant_then_linear_to_zero() -> None:
+    """facades at the defaults (400 pairs, batch 1): 100 epochs at 2e-4, then 100 epochs falling linearly to 0
+    (the last step still learns at 1/(decay + 1), as the reference's last decay epoch). Catches a missing
+    constant phase, a decay that does not reach 0, or a non-linear one."""
+    from pairforge.trainer.config import OptimConfig
+    from pairforge.trainer.schedule import lr_factor, make_schedule
+
+    schedule = make_schedule(OptimConfig(), train_count=400, batch_size=1)
+    assert (schedule.constant_steps, schedule.decay_steps) == (40_000, 40_000)
+    assert lr_factor(0, schedule) == lr_factor(39_999, schedule) == 1.0
+    decay = [lr_factor(step, schedule) for step in range(40_000, 80_000)]
+    assert decay[0] == pytest.approx(1 - 1 / 40_001) and decay[-1] == pytest.approx(1 / 40_001)
+    assert np.allclose(np.diff(decay), -1 / 40_001)  # a straight line
+    assert lr_factor(80_000, schedule) == 0.0
+
+
+def test_the_d_step_leaves_the_generators_gradients_untouched(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
+    """D learns from G(A) detached: between D's first forward and D's optimizer step, G's gradients do not
+    change (None on the first step, the previous G step's values on the second).
+
+    Catches a D step whose loss reaches G (fake not detached), whether or not autograd crashes later."""
+    config = loop.resolve_config(tiny_config(edge_shards, tmp_path))[0]
+    torch.manual_seed(0)
+    models = loop.build_models(config, torch.device("cpu"))
+    assert models.discriminator is not None and models.optimizer_d is not None
+    handles = loop.training_handles(models, False, ddp.Distributed(), torch.device("cpu"))
+    latest: list[list[torch.Tensor | None]] = []
+    seen: list[tuple[list[torch.Tensor | None], list[str]]] = []
+
+    def grads() -> list[torch.Tensor | None]:
+        return [None if p.grad is None else p.grad.detach().clone() for p in models.generator.parameters()]
+
+    def snapshot(module: nn.Module, args: object) -> None:
+        if next(module.parameters()).requires_grad:  # D's own step (D is frozen while it judges for G)
+            latest[:] = [grads()]
+
+    def compare(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        before, names = latest[0], [name for name, _ in models.generator.named_parameters()]
+        touched = [name for name, old, new in zip(names, before, grads(), strict=True)
+                   if (old is None) != (new is None) or (old is not None and not torch.equal(old, new))]
+        seen.append((before, touched))
+        assert not touched, f"the D step changed G's gradients: {touched[:3]}..."
+
+    models.discriminator.register_forward_pre_hook(snapshot)
+    models.optimizer_d.register_step_post_hook(compare)
+    x = torch.rand(2, config.model.in_channels, 64, 64) * 2 - 1
+    y = torch.rand(2, 3, 64, 64) * 2 - 1
+    for _ in range(2):
+        loop.train_step(models, handles, x, y, config.loss, True, contextlib.nullcontext())
+    assert [touched for _, touched in seen] == [[], []]
+    assert all(g is None for g in seen[0][0]) and all(g is not None for g in seen[1][0])

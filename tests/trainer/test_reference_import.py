@@ -315,7 +315,7 @@ def test_imported_labels_model_is_judged_and_compared_like_a_trained_run(tmp_pat
     compared = [line.split(",")[0] for line in (report / "compare.csv").read_text().strip().splitlines()[1:]]
     assert compared == ["ref-like", "ref-palette", trained.name, "real photos (upper bound)"]
     # known answer: the reference network fed the colour label map, as the reference feeds it
-    _, pairs = load_split(str(shards), "val")
+    pairs = load_split(str(shards), "val").pairs
     assert pairs
     rows = {row["key"]: row["l1"] for row in scored["ref-like"]["rows"]}
     for key, a, b in pairs:
@@ -335,7 +335,7 @@ def test_onehot_reference_generator_is_fed_onehot(tmp_path: Path, shard_factory)
     run = import_reference(checkpoint, tmp_path / "run", ImportOptions(like=str(shards)))
     generator, config = load_checked_generator(run)
     assert config["data"]["label_input"] == "onehot" and config["dataset"]["palette"] == PALETTE
-    _, pairs = load_split(str(shards), "val")
+    pairs = load_split(str(shards), "val").pairs
     a = np.stack([a for _, a, _ in pairs])
     colors = np.array([c["color"] for c in PALETTE["classes"]] + [PALETTE["ignore"]["color"]])
     ids = np.argmin(((a[..., None, :].astype(int) - colors) ** 2).sum(-1), axis=-1)  # exact palette colours
