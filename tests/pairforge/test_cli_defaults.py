@@ -122,7 +122,9 @@ BINDINGS: dict[str, Binding | str] = {
     "predict": Binding((InferenceConfig,), values=ON_OFF, differs={"device": RESOLVED_DEVICE}),
     "evaluate": Binding((InferenceConfig,), values=ON_OFF, differs={"device": RESOLVED_DEVICE},
                         config_only={"max_side": "predict's tiling; evaluate scores at --scale",
-                                     "overlap": "predict's tiling"}),
+                                     "overlap": "predict's tiling",
+                                     "max_pixels": "evaluate reads shard samples, whose size the builders "
+                                                   "already limited (predict and serve read users' files)"}),
     "serve": Binding((ServeConfig,), config_only={
         "queue_size": "requests waiting before the server answers 503, a tuning knob",
         "max_upload_bytes": "a safety limit of the upload size (README: Try a model in the browser)"}),
