@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,38 @@ def _assert_same_weights(first: dict[str, torch.Tensor], second: dict[str, torch
         torch.testing.assert_close(second[key], first[key], rtol=0, atol=0, msg=key)
 
 
+@dataclass(frozen=True)
+class Runs:
+    """Trained once per module and never written to: copy a run before resuming it."""
+
+    shards: Path
+    straight: Path
+    """4 steps in one go."""
+    half: Path
+    """The same 4-step run stopped at step 2 (its checkpoint says step 2 of 4)."""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    from tests.trainer.conftest import make_tiny_config, write_shards
+
+    root = tmp_path_factory.mktemp("lifecycle")
+    shards = write_shards(root / "shards", kind="edges")
+    straight = train(make_tiny_config(shards, root / "straight", steps=4)).run_dir
+    half = train(make_tiny_config(shards, root / "half", steps=4), stop_at=2).run_dir
+    return Runs(shards, straight, half)
+
+
 @pytest.fixture()
-def half_run(edge_shards: Path, tmp_path: Path, tiny_config) -> Path:
-    """A 6-step run stopped at step 2 (its checkpoint says step 2 of 6)."""
-    return train(tiny_config(edge_shards, tmp_path / "runs", steps=6), stop_at=2).run_dir
+def half_run(runs: Runs, tmp_path: Path) -> Path:
+    """A copy of :attr:`Runs.half` to resume."""
+    return Path(shutil.copytree(runs.half, tmp_path / "runs" / runs.half.name))
+
+
+@pytest.fixture()
+def source_run(runs: Runs) -> Path:
+    """A finished 4-step run to start new runs from (read only)."""
+    return runs.straight
 
 
 # -- 1. resume continues exactly or refuses ------------------------------------------------------------------
@@ -100,12 +129,12 @@ def test_1_resume_refuses_other_shards(half_run: Path, shard_factory) -> None:
     assert document["history"][-1]["changed"] == {"shards": [recorded, str(moved)]}
 
 
-def test_1_resume_refuses_a_shard_set_rebuilt_in_place(half_run: Path) -> None:
+def test_1_resume_refuses_a_shard_set_rebuilt_in_place(edge_shards: Path, tmp_path: Path, tiny_config) -> None:
     from tests.trainer.conftest import write_shards
 
-    shards = Path(resume_config(half_run).data.shards)
-    shutil.rmtree(shards)
-    write_shards(shards, kind="edges", count=10, shards=2)
+    half_run = train(tiny_config(edge_shards, tmp_path / "runs", steps=4), stop_at=1).run_dir
+    shutil.rmtree(edge_shards)
+    write_shards(edge_shards, kind="edges", count=10, shards=2)
     code, output = _invoke("train", "--resume", half_run)
     assert code != 0 and "its dataset.json changed since the run started" in output, output
     assert "(train 8, val 2)" in output and "(train 10, val 2;" in output
@@ -113,25 +142,22 @@ def test_1_resume_refuses_a_shard_set_rebuilt_in_place(half_run: Path) -> None:
 
 def test_1_steps_below_the_plan_are_refused(half_run: Path) -> None:
     code, output = _invoke("train", "--resume", half_run, "--steps", "1")
-    assert code != 0 and "--steps 1 is below step 2" in output and "of 6 planned" in output, output
-    code, output = _invoke("train", "--resume", half_run, "--steps", "4")
-    assert code != 0 and "--steps 4 would shorten" in output and "above 6 to extend" in output, output
+    assert code != 0 and "--steps 1 is below step 2" in output and "of 4 planned" in output, output
+    code, output = _invoke("train", "--resume", half_run, "--steps", "3")
+    assert code != 0 and "--steps 3 would shorten" in output and "above 4 to extend" in output, output
     assert checkpoint.step_of(checkpoint.list_checkpoints(half_run)[-1]) == 2  # nothing ran
 
 
 def test_1_only_options_actually_given_count(half_run: Path) -> None:
     """The run has batch size 2 and lr 2e-4: the defaults (1, 2e-4) are not "given"; repeating a value is fine."""
-    code, output = _invoke("train", "--resume", half_run, "--lr", "0.0002", "--steps", "6")
+    code, output = _invoke("train", "--resume", half_run, "--lr", "0.0002", "--steps", "4")
     assert code == 0, output
-    assert "steps      6 / 6" in output
+    assert "steps      4 / 4" in output
 
 
-def test_1_allowed_options_are_applied_recorded_and_change_nothing(
-    edge_shards: Path, tmp_path: Path, tiny_config
-) -> None:
+def test_1_allowed_options_are_applied_recorded_and_change_nothing(runs: Runs, half_run: Path) -> None:
     """--device, --val-every, --log-every, ... on resume: recorded in history; the weights are the straight run's."""
-    straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=4))
-    split = train(tiny_config(edge_shards, tmp_path / "split", steps=4), stop_at=2).run_dir
+    split = half_run
     code, output = _invoke("train", "--resume", split, "--device", "cpu", "--val-every", "1", "--log-every", "2",
                            "--keep-checkpoints", "5", "--checkpoint-every", "1", "--deterministic")
     assert code == 0, output
@@ -143,27 +169,27 @@ def test_1_allowed_options_are_applied_recorded_and_change_nothing(
     assert [row["step"] for row in _train_rows(split)] == [1, 2, 4]  # logged every 2 after the resume
     assert any(row.get("split") == "val" and row["step"] == 3 for row in map(json.loads, (
         split / "metrics.jsonl").read_text().splitlines()))  # validated every step
-    _assert_same_weights(_weights(checkpoint.list_checkpoints(straight.run_dir)[-1]),
+    _assert_same_weights(_weights(checkpoint.list_checkpoints(runs.straight)[-1]),
                          _weights(checkpoint.list_checkpoints(split)[-1]))
     assert "resumed" in (split / "report.html").read_text()
 
 
-def test_1_library_resume_with_another_config_is_refused(half_run: Path, tiny_config, edge_shards: Path) -> None:
-    config = tiny_config(edge_shards, half_run.parent, steps=6, lr=0.01)
+def test_1_library_resume_with_another_config_is_refused(half_run: Path, runs: Runs, tiny_config) -> None:
+    config = tiny_config(runs.shards, half_run.parent, steps=4, lr=0.01)
     with pytest.raises(ResumeError, match=r"--lr \(recorded 0.0002, given 0.01\)"):
         train(config, resume=half_run)
 
 
 def test_1_resuming_an_extended_run_keeps_its_extension(edge_shards: Path, tmp_path: Path, tiny_config) -> None:
     """A run extended with --steps and interrupted resumes on the extended lr schedule (it was re-planned)."""
-    straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=4)).run_dir
-    train(resume_config(straight, steps=8), resume=straight)
-    split = train(tiny_config(edge_shards, tmp_path / "split", steps=4)).run_dir
-    train(resume_config(split, steps=8), resume=split, stop_at=6)
-    train(resume_config(split), resume=split)  # no --steps: the recorded 8, on the recorded plan
+    straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=2)).run_dir
+    train(resume_config(straight, steps=4), resume=straight)
+    split = train(tiny_config(edge_shards, tmp_path / "split", steps=2)).run_dir
+    train(resume_config(split, steps=4), resume=split, stop_at=3)
+    train(resume_config(split), resume=split)  # no --steps: the recorded 4, on the recorded plan
     lrs = {row["step"]: row["lr"] for row in _train_rows(split)}
     assert lrs == {row["step"]: row["lr"] for row in _train_rows(straight)}
-    assert json.loads((split / "config.json").read_text())["schedule"]["resume_step"] == 4
+    assert json.loads((split / "config.json").read_text())["schedule"]["resume_step"] == 2
 
 
 # -- 3. one process owns a run folder ------------------------------------------------------------------------
@@ -221,11 +247,6 @@ def test_3_run_numbers_are_taken_one_at_a_time(tmp_path: Path) -> None:
 # -- 2. --init-from ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def source_run(edge_shards: Path, tmp_path: Path, tiny_config) -> Path:
-    return train(tiny_config(edge_shards, tmp_path / "source", steps=3)).run_dir
-
-
 def test_2_init_from_starts_with_the_source_weights(source_run: Path, shard_factory, tmp_path: Path,
                                                      tiny_config) -> None:
     shards = shard_factory(kind="edges", count=6, shards=2)
@@ -236,7 +257,7 @@ def test_2_init_from_starts_with_the_source_weights(source_run: Path, shard_fact
     for name in ("generator", "discriminator"):  # known answer: step 0 is the source's weights
         _assert_same_weights(_weights(source, name), _weights(start, name))
     recorded = json.loads((result.run_dir / "config.json").read_text())["init_source"]
-    assert recorded["step"] == 3 and recorded["checkpoint"] == str(source)
+    assert recorded["step"] == 4 and recorded["checkpoint"] == str(source)
     assert recorded["generator"]["sha256"] == file_sha256(source / "generator.safetensors")
     assert recorded["discriminator"]["sha256"] == file_sha256(source / "discriminator.safetensors")
     assert "initialised from" in (result.run_dir / "report.html").read_text()
@@ -249,7 +270,7 @@ def test_2_init_from_uses_fresh_optimizers_and_the_new_options(source_run: Path,
     assert document["optim"]["lr"] == 1e-3 and document["schedule"]["constant_steps"] + document["schedule"][
         "decay_steps"] == 2
     state = checkpoint.load_state(checkpoint.list_checkpoints(result.run_dir)[-1])
-    for optimizer in ("optimizer_g", "optimizer_d"):  # Adam counts this run's 2 steps, not 3 + 2
+    for optimizer in ("optimizer_g", "optimizer_d"):  # Adam counts this run's 2 steps, not 4 + 2
         assert {float(s["step"]) for s in state[optimizer]["state"].values()} == {2.0}
         assert state[optimizer]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 2)  # the new run's own decay
     assert [row["step"] for row in _train_rows(result.run_dir)] == [1, 2]
@@ -337,7 +358,7 @@ class _FillingFile:
         self.handle.close()
 
 
-def test_10_disk_full_while_saving_a_checkpoint(edge_shards: Path, tmp_path: Path, monkeypatch) -> None:
+def test_10_disk_full_while_saving_a_checkpoint(runs: Runs, tmp_path: Path, monkeypatch) -> None:
     saves = []
 
     def filling_open(path, mode="r", *args, **kwargs):  # the second checkpoint finds the disk full
@@ -348,22 +369,24 @@ def test_10_disk_full_while_saving_a_checkpoint(edge_shards: Path, tmp_path: Pat
         return open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "open", filling_open, raising=False)
-    runs = tmp_path / "runs"
-    code, output = _invoke("train", edge_shards, "-o", runs, "--steps", "6", "--checkpoint-every", "2", *TINY)
-    run_dir = runs / "00001-pix2pix"
+    code, output = _invoke("train", runs.shards, "-o", tmp_path / "runs", "--steps", "4", "--checkpoint-every", "2",
+                           *TINY)
+    run_dir = tmp_path / "runs" / "00001-pix2pix"
     assert code != 0
     message = _error(output)
     assert f"no space left on the device while writing {run_dir}/checkpoints/step-000000004/state.pt" in message
     assert "needed for the checkpoint" in message and "free in" in message
     assert f"the last good checkpoint, {run_dir}/checkpoints/step-000000002 (step 2), is untouched" in message
-    assert f"pairforge train --resume {run_dir}" in message and "training stopped at step 4 of 6" in message
+    assert f"pairforge train --resume {run_dir}" in message and "training stopped at step 4 of 4" in message
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000002"]  # no temporaries
     assert checkpoint.damage(run_dir / "checkpoints" / "step-000000002", ["generator", "discriminator"]) is None
     monkeypatch.undo()
     code, output = _invoke("train", "--resume", run_dir)
     assert code == 0, output
     steps = [row["step"] for row in _train_rows(run_dir)]
-    assert steps == [1, 2, 3, 4, 5, 6], steps  # rows 3-4 of the failed attempt were set aside, then redone
+    assert steps == [1, 2, 3, 4], steps  # rows 3-4 of the failed attempt were set aside, then redone
+    _assert_same_weights(_weights(checkpoint.list_checkpoints(runs.straight)[-1]),  # the run it was meant to be
+                         _weights(checkpoint.list_checkpoints(run_dir)[-1]))
 
 
 def test_10_a_checkpoint_bigger_than_the_free_space_is_refused_before_writing(
@@ -413,26 +436,25 @@ def test_10_a_real_full_disk(edge_shards: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "missing state"])
-def test_10_resume_names_the_newest_intact_checkpoint(edge_shards: Path, tmp_path: Path, tiny_config,
-                                                      damage: str) -> None:
-    straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=6)).run_dir
-    run_dir = train(tiny_config(edge_shards, tmp_path / "runs", steps=6, checkpoint_every=2)).run_dir
-    newest = run_dir / "checkpoints" / "step-000000006"
+def test_10_resume_names_the_newest_intact_checkpoint(runs: Runs, tmp_path: Path, tiny_config, damage: str) -> None:
+    run_dir = train(tiny_config(runs.shards, tmp_path / "runs", steps=4, checkpoint_every=2)).run_dir
+    newest = run_dir / "checkpoints" / "step-000000004"
     if damage == "truncated weights":
         weights = newest / "generator.safetensors"
         weights.write_bytes(weights.read_bytes()[:1000])
     else:
         (newest / "state.pt").unlink()
-    code, output = _invoke("train", "--resume", run_dir, "--steps", "8")
+    code, output = _invoke("train", "--resume", run_dir, "--steps", "6")
     assert code != 0
     message = _error(output)
-    intact = run_dir / "checkpoints" / "step-000000004"
-    assert f"The newest intact checkpoint of {run_dir} is step-000000004 (step 4)" in message, message
+    intact = run_dir / "checkpoints" / "step-000000002"
+    assert f"The newest intact checkpoint of {run_dir} is step-000000002 (step 2)" in message, message
     assert f"pairforge train --resume {intact}" in message
     code, output = _invoke("train", "--resume", intact)  # the way out it names
     assert code == 0, output
-    assert (run_dir / "checkpoints" / "step-000000006.abandoned").is_dir()  # kept, but no longer the newest
-    assert [row["step"] for row in _train_rows(run_dir)] == [1, 2, 3, 4, 5, 6]
-    assert [row["step"] for row in _train_rows(run_dir, "metrics-abandoned.jsonl")] == [5, 6]
-    _assert_same_weights(_weights(checkpoint.list_checkpoints(straight)[-1]),
+    assert (run_dir / "checkpoints" / "step-000000004.abandoned").is_dir()  # kept, but no longer the newest
+    assert [row["step"] for row in _train_rows(run_dir)] == [1, 2, 3, 4]
+    assert [row["step"] for row in _train_rows(run_dir, "metrics-abandoned.jsonl")] == [3, 4]
+    # and it is the run it was: the weights of the run never interrupted
+    _assert_same_weights(_weights(checkpoint.list_checkpoints(runs.straight)[-1]),
                          _weights(checkpoint.list_checkpoints(run_dir)[-1]))
