@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from pairforge.cli import cli
 from pairforge.files import file_sha256
 from pairforge.locks import hold
-from pairforge.trainer import checkpoint
-from pairforge.trainer.loop import InitFromError, ResumeError, resume_config, train
+from pairforge.trainer import checkpoint, loop
+from pairforge.trainer.loop import resume_config, train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--crop-size", "64", "--load-size", "72", "--generator", "unet", "--generator-channels", "8",
@@ -176,7 +176,7 @@ def test_1_allowed_options_are_applied_recorded_and_change_nothing(runs: Runs, h
 
 def test_1_library_resume_with_another_config_is_refused(half_run: Path, runs: Runs, tiny_config) -> None:
     config = tiny_config(runs.shards, half_run.parent, steps=4, lr=0.01)
-    with pytest.raises(ResumeError, match=r"--lr \(recorded 0.0002, given 0.01\)"):
+    with pytest.raises(loop.ResumeError, match=r"--lr \(recorded 0.0002, given 0.01\)"):
         train(config, resume=half_run)
 
 
@@ -285,7 +285,7 @@ def test_2_init_from_refuses_another_architecture_in_one_line(source_run: Path, 
     assert "its generator does not fit" in message and "layer model.model.0.weight is (8, 1, 4, 4) in the source " \
            "and (16, 1, 4, 4) here" in message and "--generator-channels 8" in message, message
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())  # no run folder left behind
-    with pytest.raises(InitFromError, match="--norm batch"):
+    with pytest.raises(loop.InitFromError, match="--norm batch"):
         train(tiny_config(edge_shards, tmp_path / "new", steps=2, norm="instance", init_from=str(source_run)))
 
 
@@ -392,12 +392,10 @@ def test_10_disk_full_while_saving_a_checkpoint(runs: Runs, tmp_path: Path, monk
 def test_10_a_checkpoint_bigger_than_the_free_space_is_refused_before_writing(
     edge_shards: Path, tmp_path: Path, tiny_config, monkeypatch
 ) -> None:
-    from pairforge.trainer.loop import TrainingStopped
-
     monkeypatch.setattr(checkpoint, "free_bytes", lambda folder: 1000)
     expected = (r"step-000000002/generator.safetensors \(1000 B free in .*checkpoints, about 5\.8 MiB needed for the "
                 r"checkpoint\); nothing of this checkpoint was kept")
-    with pytest.raises(TrainingStopped, match=expected) as caught:
+    with pytest.raises(loop.TrainingStopped, match=expected) as caught:
         train(tiny_config(edge_shards, tmp_path / "runs", steps=2))
     assert "no checkpoint was saved yet" in str(caught.value)
     run_dir = next((tmp_path / "runs").iterdir())
