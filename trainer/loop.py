@@ -238,10 +238,16 @@ def resume_config(
     Raises:
         CheckpointError: no readable config.json in ``run_dir``.
         ResumeError: given options that differ from the recorded ones (all named in one message),
-            or ``steps`` below the run's planned end.
+            ``steps`` below the run's planned end, or a run made by ``pairforge import`` (nothing to
+            continue: ``--init-from`` starts from its weights).
     """
     run_dir, chosen = checkpoint.resume_target(run_dir)
     document = checkpoint.load_config(run_dir)
+    if document.get("reference"):  # made by `pairforge import`: weights, no training state
+        raise ResumeError(
+            f"{describe_path(run_dir)} was imported from {document['reference'].get('checkpoint')} and holds no "
+            f"training to continue; start a new run from its weights: pairforge train SHARDS --init-from "
+            f"{describe_path(run_dir)}")
     config = _recorded_config(run_dir, document)
     if given:
         config = _apply_given(run_dir, document, config, dict(given))
@@ -747,8 +753,9 @@ def _extend_schedule(state: TrainState, saved: dict[str, Any], lr: float) -> boo
 def initialize_from(source: str | Path, models: Models, config: TrainConfig) -> dict[str, Any]:
     """Start fresh ``models`` from the weights of a run or checkpoint folder (``train --init-from``).
 
-    The generator must fit; the discriminator is loaded when the source has one that fits, and
-    stays freshly initialised otherwise (the reason is recorded). Optimizers, schedule and data
+    The generator (its training weights, ``generator.safetensors``, not an EMA copy) must fit; the
+    discriminator is loaded when the source has one that fits, and stays freshly initialised
+    otherwise (the reason is recorded). Optimizers, schedule and data
     are the new run's own. The one difference bridged is a 3-channel input layer for a
     1-channel A (the reference's edges2shoes reads edge maps as RGB; pairforge stores them as
     one channel): its weights are summed over the three colour channels, which computes exactly

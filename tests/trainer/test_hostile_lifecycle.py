@@ -456,3 +456,25 @@ def test_10_resume_names_the_newest_intact_checkpoint(runs: Runs, tmp_path: Path
     # and it is the run it was: the weights of the run never interrupted
     _assert_same_weights(_weights(checkpoint.list_checkpoints(runs.straight)[-1]),
                          _weights(checkpoint.list_checkpoints(run_dir)[-1]))
+
+
+def test_2_resuming_an_imported_run_points_to_init_from(tmp_path: Path) -> None:
+    from pairforge.trainer.config import ModelConfig
+    from pairforge.trainer.networks import build_generator
+
+    weights = tmp_path / "latest_net_G.pth"
+    torch.save(build_generator(ModelConfig(generator="unet", generator_channels=8, crop_size=64)).state_dict(), weights)
+    assert _invoke("import", weights, "-o", tmp_path / "imported", "--kind", "edges")[0] == 0
+    code, output = _invoke("train", tmp_path, "--resume", tmp_path / "imported")
+    assert code != 0 and f"--init-from {tmp_path / 'imported'}" in _error(output) and "no training to continue" in output
+
+
+def test_1_a_run_resumes_with_the_process_count_it_was_trained_with(half_run: Path) -> None:
+    """A checkpoint of a 2-process (torchrun) run: one process would read another data order; refused."""
+    state_file = checkpoint.list_checkpoints(half_run)[-1] / "state.pt"
+    state = checkpoint.load_state(state_file.parent)
+    state["data"], state["rng"] = state["data"] * 2, state["rng"] * 2
+    torch.save(state, state_file)
+    code, output = _invoke("train", "--resume", half_run)
+    assert code != 0 and "trained by 2 process(es) and this resume has 1" in output
+    assert "torchrun --nproc_per_node 2" in _error(output)
