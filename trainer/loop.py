@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -21,7 +22,15 @@ from torch import nn
 from pairforge import __version__
 from pairforge.device import resolve_device as core_resolve_device
 from pairforge.errors import ConfigError, PairforgeError
-from pairforge.files import DiskFullError, file_sha256, is_disk_full, write_atomic
+from pairforge.files import (
+    LOCK_NAME,
+    DiskFullError,
+    file_sha256,
+    format_bytes,
+    free_bytes,
+    is_disk_full,
+    write_atomic,
+)
 from pairforge.locks import hold
 from pairforge.paths import absolute, describe_path, is_remote
 from pairforge.trainer import checkpoint, ddp, report
@@ -573,8 +582,9 @@ def _new_run_folder(config: TrainConfig, context: ddp.Distributed, owned: contex
     """A new numbered run folder, created and owned by rank 0 (see :func:`_own`)."""
     folder = None
     if context.is_main:
-        folder = checkpoint.new_run_folder(config.output, config.name)
-        owned.enter_context(hold(folder, "run folder"))
+        with _naming_a_full_disk(Path(config.output) / LOCK_NAME):
+            folder = checkpoint.new_run_folder(config.output, config.name)
+        _hold(folder, owned)
     return ddp.broadcast(folder, context)
 
 
@@ -582,8 +592,24 @@ def _own(run_dir: Path, context: ddp.Distributed, owned: contextlib.ExitStack) -
     """Rank 0 owns ``run_dir`` until the run ends (``owned`` closes): a second ``train --resume`` of it
     is refused, naming this process. The OS releases the lock however the process ends."""
     if context.is_main:
-        owned.enter_context(hold(run_dir, "run folder"))
+        _hold(run_dir, owned)
     ddp.barrier(context)
+
+
+def _hold(run_dir: Path, owned: contextlib.ExitStack) -> None:
+    with _naming_a_full_disk(run_dir / LOCK_NAME):
+        owned.enter_context(hold(run_dir, "run folder"))
+
+
+@contextlib.contextmanager
+def _naming_a_full_disk(path: Path) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` (an OSError that names no file) into a :class:`DiskFullError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(exc.filename or path, exc.errno) from None
+        raise
 
 
 def _write_config(run_dir: Path, document: dict[str, Any], context: ddp.Distributed) -> None:
@@ -730,8 +756,7 @@ def _set_aside_later(run_dir: Path, step: int) -> list[str]:
                 later = True  # a torn line (the disk filled up, or a kill mid-write)
             (moved if later else kept).append(line)
         if moved:
-            with open(run_dir / "metrics-abandoned.jsonl", "a", encoding="utf-8") as handle:
-                handle.writelines(line + "\n" for line in moved)
+            _append_lines(run_dir / "metrics-abandoned.jsonl", moved)
             write_atomic(metrics, "".join(line + "\n" for line in kept))
             aside.append(f"{len(moved)} metrics rows (to metrics-abandoned.jsonl)")
     if aside:
@@ -1241,7 +1266,15 @@ def _stopped(run: _Run, state: TrainState, error: DiskFullError) -> TrainingStop
                  f"untouched: free some space, then continue with: pairforge train --resume {where}")
     else:
         after = "no checkpoint was saved yet: free some space, then start the run again"
-    return TrainingStopped(f"{error}; training stopped at step {state.step} of {state.schedule.total_steps}, and "
+    if isinstance(error, checkpoint.CheckpointDiskFull):
+        head = str(error)
+    else:  # DiskFullError's own advice ("run the command again") is replaced by the way to continue
+        file = Path(error.filename)
+        free = free_bytes(file.parent)
+        head = (f"{'quota exceeded' if error.errno == errno.EDQUOT else 'no space left on the device'} while writing "
+                f"{describe_path(file)}" + (f" ({format_bytes(free)} free in {describe_path(file.parent)})"
+                                            if free is not None else ""))
+    return TrainingStopped(f"{head}; training stopped at step {state.step} of {state.schedule.total_steps}, and "
                            f"{after}")
 
 
@@ -1370,13 +1403,8 @@ def _finish(run: _Run, models: Models, state: TrainState, batches: _Batches, rec
 
 def _append_lines(path: Path, lines: list[str]) -> None:
     """Append ``lines`` to ``path``; a full disk is a :class:`DiskFullError` naming the file."""
-    try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(path, exc.errno) from None
-        raise
+    with _naming_a_full_disk(path), open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
 
 
 class _Writer:
@@ -1395,13 +1423,9 @@ class _Writer:
                 self.board = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
-        try:
+        with _naming_a_full_disk(self.path):
             self.handle.write(json.dumps({"time": time.time(), **row}) + "\n")
             self.handle.flush()
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise DiskFullError(self.path, exc.errno) from None
-            raise
         if self.board is not None:
             prefix = "val/" if row.get("split") == "val" else "train/"
             for name, value in row.items():

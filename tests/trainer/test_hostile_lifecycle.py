@@ -478,3 +478,32 @@ def test_1_a_run_resumes_with_the_process_count_it_was_trained_with(half_run: Pa
     code, output = _invoke("train", "--resume", half_run)
     assert code != 0 and "trained by 2 process(es) and this resume has 1" in output
     assert "torchrun --nproc_per_node 2" in _error(output)
+
+
+def test_10_disk_full_while_logging_names_metrics_jsonl(runs: Runs, tmp_path: Path, tiny_config, monkeypatch) -> None:
+    rows = []
+
+    class FullAfterTwoRows:
+        def __init__(self, handle) -> None:
+            self.handle = handle
+
+        def write(self, text: str) -> int:
+            rows.append(text)
+            if len(rows) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.handle.write(text)
+
+        def __getattr__(self, name: str):
+            return getattr(self.handle, name)
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        handle = open(path, mode, *args, **kwargs)
+        return FullAfterTwoRows(handle) if Path(path).name == "metrics.jsonl" and "a" in mode else handle
+
+    monkeypatch.setattr(loop, "open", filling_open, raising=False)
+    with pytest.raises(loop.TrainingStopped) as caught:
+        train(tiny_config(runs.shards, tmp_path / "runs", steps=4, checkpoint_every=1))
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert str(caught.value).startswith(f"no space left on the device while writing {run_dir}/metrics.jsonl (")
+    assert f"training stopped at step 3 of 4, and the last good checkpoint, {run_dir}/checkpoints/step-000000002 " \
+           "(step 2), is untouched" in str(caught.value)
