@@ -18,46 +18,99 @@ a damaged or refused file is one :class:`CheckpointError` naming the file and th
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
 import pickle
 import re
 import shutil
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from pairforge.errors import DatasetError, PairforgeError
+from pairforge.files import DiskFullError, format_bytes, free_bytes, is_disk_full
+from pairforge.locks import FolderBusyError, hold
+from pairforge.paths import describe_path
 
 logger = logging.getLogger(__name__)
-
 
 
 class CheckpointError(DatasetError):
     """A checkpoint that is missing, damaged, or refused because loading it could run code."""
 
 
+class CheckpointDiskFull(DiskFullError):
+    """The disk filled up while a checkpoint was written; nothing of it is kept, older checkpoints are untouched.
+
+    Args:
+        path: the checkpoint file being written (``checkpoints/step-<step>/<file>``).
+        code: ``errno.ENOSPC`` or ``errno.EDQUOT``.
+        needed: bytes the whole checkpoint needs.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], code: int = errno.ENOSPC, needed: int | None = None) -> None:
+        super().__init__(path, code, needed)
+        root = Path(path).parent.parent
+        free = free_bytes(root)
+        what = "quota exceeded" if code == errno.EDQUOT else "no space left on the device"
+        space = [f"{format_bytes(free)} free in {describe_path(root)}"] if free is not None else []
+        space += [f"about {format_bytes(needed)} needed for the checkpoint"] if needed else []
+        self.message = (f"{what} while writing {describe_path(path)}" + (f" ({', '.join(space)})" if space else "")
+                        + "; nothing of this checkpoint was kept")
+
+
 RUN_PATTERN = re.compile(r"^(\d{5})-")
 STEP_PATTERN = re.compile(r"^step-(\d{9})$")
+TEMPORARY_PATTERN = re.compile(r"^\.step-\d{9}\.(tmp|old)$")
+"""What an interrupted :func:`save_checkpoint` can leave in ``checkpoints/``."""
+NUMBERING_WAIT_S = 30.0
+"""How long a new run waits for another ``train`` that is picking its run number in the same folder."""
 
 
 def new_run_folder(output: str | Path, name: str) -> Path:
-    """Create ``output/<next number>-<name>/`` (numbers count up from 00001)."""
+    """Create ``output/<next number>-<name>/`` (numbers count up from 00001).
+
+    Two ``train`` commands starting at once in one output folder never get the same number:
+    the number is picked and its folder created while holding the output folder's lock (held
+    for milliseconds; the other waits its turn), and ``mkdir`` itself refuses an existing folder.
+    """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m.group(1)) for p in output.iterdir() if (m := RUN_PATTERN.match(p.name))]
-    number = max(numbers, default=0) + 1
+    with _numbering(output):
+        numbers = [int(m.group(1)) for p in output.iterdir() if (m := RUN_PATTERN.match(p.name))]
+        number = max(numbers, default=0) + 1
+        while True:
+            folder = output / f"{number:05d}-{name}"
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                number += 1
+
+
+@contextmanager
+def _numbering(output: Path) -> Iterator[None]:
+    """Hold ``output``'s lock while a run number is picked, waiting up to :data:`NUMBERING_WAIT_S` for it."""
+    deadline = time.monotonic() + NUMBERING_WAIT_S
     while True:
-        folder = output / f"{number:05d}-{name}"
         try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            number += 1
+            with hold(output, "runs folder"):
+                yield
+            return
+        except FolderBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -75,6 +128,32 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().contiguous().cpu() for name, tensor in unwrap(module).state_dict().items()}
 
 
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in ``value`` (a tensor or nested containers of them)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def checkpoint_size(networks: dict[str, nn.Module], state: dict[str, Any]) -> int:
+    """About the bytes a checkpoint of ``networks`` and ``state`` takes on disk (tensors plus 64 KiB)."""
+    return sum(_tensor_bytes(unwrap(m).state_dict()) for m in networks.values()) + _tensor_bytes(state) + (64 << 10)
+
+
+def _payloads(networks: dict[str, nn.Module], state: dict[str, Any], config: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """(file name, bytes) of each checkpoint file, one at a time (at most one file's bytes in memory)."""
+    for name, module in networks.items():
+        yield f"{name}.safetensors", safetensors_bytes(_tensors(module))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    yield "state.pt", buffer.getvalue()
+    yield "config.json", json.dumps(config, indent=2, sort_keys=True).encode("utf-8")
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -84,6 +163,12 @@ def save_checkpoint(
     keep: int = 3,
 ) -> Path:
     """Write ``checkpoints/step-<step>/`` atomically and drop all but the newest ``keep``.
+
+    The files are serialised in memory and written with plain file writes into
+    ``.step-<step>.tmp/``, which is renamed into place when complete. (torch's and
+    safetensors' own file writers lose the cause of a failed write: a full disk would surface as
+    ``enforce fail at inline_container.cc``.) Whatever goes wrong, the temporary folder is
+    removed and the existing checkpoints are untouched.
 
     Args:
         run_dir: the run folder.
@@ -95,17 +180,32 @@ def save_checkpoint(
 
     Returns:
         the checkpoint folder.
+
+    Raises:
+        CheckpointDiskFull: no space (or quota) for the checkpoint, found before writing (the free
+            space is below its size) or while writing; names the file, the free space and the size.
     """
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:09d}"
     temporary = root / f".step-{step:09d}.tmp"
+    needed = checkpoint_size(networks, state)
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    for name, module in networks.items():
-        save_file(_tensors(module), str(temporary / f"{name}.safetensors"))
-    torch.save(state, temporary / "state.pt")
-    (temporary / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    free = free_bytes(root)
+    file = final / (f"{next(iter(networks))}.safetensors" if networks else "state.pt")
+    if free is not None and free < needed:  # refused before writing a byte
+        raise CheckpointDiskFull(file, errno.ENOSPC, needed)
+    try:
+        temporary.mkdir()
+        for name, data in _payloads(networks, state, config):
+            file = final / name
+            with open(temporary / name, "wb") as stream:
+                stream.write(data)
+    except BaseException as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if is_disk_full(exc):
+            raise CheckpointDiskFull(file, exc.errno, needed) from None
+        raise
     if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
         previous = root / f".step-{step:09d}.old"
         shutil.rmtree(previous, ignore_errors=True)
@@ -119,6 +219,18 @@ def save_checkpoint(
     return final
 
 
+def remove_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove what interrupted saves left in ``checkpoints/`` (``.step-*.tmp``, ``.step-*.old``); the paths removed.
+
+    Only call this while owning the run folder (no save of another process can be under way).
+    """
+    root = Path(run_dir) / "checkpoints"
+    removed = [p for p in root.iterdir() if TEMPORARY_PATTERN.match(p.name)] if root.is_dir() else []
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoint folders of a run, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -126,6 +238,74 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if STEP_PATTERN.match(p.name) and (p / "state.pt").is_file()]
     return sorted(found, key=lambda p: p.name)
+
+
+def step_folders(run_dir: str | Path) -> list[Path]:
+    """Every ``checkpoints/step-*`` folder of a run, complete or not, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if STEP_PATTERN.match(p.name) and p.is_dir()), key=lambda p: p.name)
+
+
+def step_of(folder: str | Path) -> int:
+    """The step a ``step-<step>`` checkpoint folder holds."""
+    match = STEP_PATTERN.match(Path(folder).name)
+    if match is None:
+        raise CheckpointError(f"{folder}: not a checkpoint folder (expected checkpoints/step-NNNNNNNNN)")
+    return int(match.group(1))
+
+
+def resume_target(path: str | Path) -> tuple[Path, Path | None]:
+    """``(run folder, chosen checkpoint)`` of what ``--resume`` names: a run folder (None: its newest
+    checkpoint) or one of its ``checkpoints/step-*`` folders."""
+    path = Path(path)
+    if STEP_PATTERN.match(path.name) and path.parent.name == "checkpoints":
+        return path.parent.parent, path
+    return path, None
+
+
+def damage(folder: str | Path, names: Iterable[str]) -> str | None:
+    """Why the checkpoint ``folder`` cannot be resumed from (None when it is intact).
+
+    Reads ``state.pt`` (weights only) and every ``<name>.safetensors`` in full.
+    """
+    folder = Path(folder)
+    try:
+        load_state(folder)
+        for name in names:
+            file = folder / f"{name}.safetensors"
+            if not file.is_file():
+                raise CheckpointError(f"{file}: missing")
+            try:
+                load_file(str(file))
+            except Exception as exc:  # SafetensorError, OSError...
+                raise CheckpointError(f"{file}: damaged ({_first_line(exc)})") from None
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def newest_intact(run_dir: str | Path, names: Iterable[str], before: int | None = None) -> Path | None:
+    """The newest checkpoint of ``run_dir`` (below step ``before``, when given) that :func:`damage` finds intact."""
+    names = list(names)
+    for folder in reversed(step_folders(run_dir)):
+        if before is not None and step_of(folder) >= before:
+            continue
+        if damage(folder, names) is None:
+            return folder
+    return None
+
+
+def set_aside(folder: Path, label: str) -> Path:
+    """Rename ``folder`` to ``<name>.<label>`` (``.<label>-2`` ... when taken) so nothing reads it as current; the new path."""
+    target = folder.with_name(f"{folder.name}.{label}")
+    number = 2
+    while target.exists():
+        target = folder.with_name(f"{folder.name}.{label}-{number}")
+        number += 1
+    folder.rename(target)
+    return target
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -243,6 +243,9 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (0: only at the end).
         keep_checkpoints: how many step checkpoints to keep (the newest).
         tensorboard: also write TensorBoard events (needs tensorboard installed).
+        init_from: a run or checkpoint folder whose weights this new run starts from
+            (``--init-from``: fine-tuning; optimizers, schedule and data are the run's own); None
+            starts from random weights.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -263,6 +266,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     tensorboard: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         _choice("device", self.device, DEVICES)
@@ -304,21 +308,28 @@ class TrainConfig:
         Raises:
             ConfigError: a name that is no field, or an invalid value (naming the field).
         """
-        parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
-        top: dict[str, Any] = {}
-        for name, value in options.items():
-            if name == "augment":
-                name = "mode"
-            owners = [part for part, part_class in PARTS.items() if name in _field_names(part_class)]
-            if owners:
-                for part in owners:
-                    parts[part][name] = value
-            elif name in _field_names(cls) and name not in PARTS:
-                top[name] = value
-            else:
-                raise ConfigError("option", name, "a field of TrainConfig or of its data, augment, model, loss "
-                                  "or optim parts")
+        parts, top = _grouped(options)
         return cls(**{part: PARTS[part](**values) for part, values in parts.items()}, **top)
+
+    def replace_options(self, **options: Any) -> TrainConfig:
+        """This config with the flat options given (named as in :meth:`from_options`) replaced.
+
+        Raises:
+            ConfigError: a name that is no field, or an invalid value.
+        """
+        parts, top = _grouped(options)
+        replaced = {part: dataclasses.replace(getattr(self, part), **values) for part, values in parts.items() if values}
+        return dataclasses.replace(self, **replaced, **top)
+
+    def option(self, name: str) -> Any:
+        """The value of the flat option ``name`` (as :meth:`from_options` names it: ``lr``, ``augment``, ``flip``)."""
+        field_name = "mode" if name == "augment" else name
+        for part, part_class in PARTS.items():
+            if field_name in _field_names(part_class):
+                return getattr(getattr(self, part), field_name)
+        if name in _field_names(type(self)) and name not in PARTS:
+            return getattr(self, name)
+        raise ConfigError("option", name, "a field of TrainConfig or of its data, augment, model, loss or optim parts")
 
 
 PARTS: dict[str, type] = {
@@ -372,3 +383,63 @@ def judge_budget(name: str, device: str) -> tuple[str, JudgeBudget]:
     if name not in JUDGE_BUDGETS:
         raise ConfigError("budget", name, "auto, " + ", ".join(JUDGE_BUDGETS))
     return name, JUDGE_BUDGETS[name]
+
+def _grouped(options: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Flat options sorted into (part -> {field: value}, top-level {field: value})."""
+    parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
+    top: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "augment":
+            name = "mode"
+        owners = [part for part, part_class in PARTS.items() if name in _field_names(part_class)]
+        if owners:
+            for part in owners:
+                parts[part][name] = value
+        elif name in _field_names(TrainConfig) and name not in PARTS:
+            top[name] = value
+        else:
+            raise ConfigError("option", name, "a field of TrainConfig or of its data, augment, model, loss "
+                              "or optim parts")
+    return parts, top
+
+
+RESUME_SAFE_OPTIONS = (
+    "device", "compile", "deterministic", "log_every", "sample_every", "val_every", "checkpoint_every",
+    "keep_checkpoints", "max_val_samples", "tensorboard", "record_keys",
+)
+"""Options a resumed run may change (``train --resume RUN --device cpu``): they choose where and how the
+same computation runs (device, compiled or not, deterministic kernels; the arithmetic itself is
+``--precision`` and is not among them) and what is logged, validated and checkpointed along the way,
+never what a training step computes. Validation runs the generator without dropout noise and draws no
+random numbers, so its schedule leaves the training untouched. ``--num-workers`` is not among them:
+each DataLoader worker reads its own shards through its own shuffle buffer, so the worker count
+decides the order of the samples. Every other option is compared with the run's config.json."""
+
+PATH_OPTIONS = ("shards", "dataset_json", "val_shards", "output")
+"""Options naming files or folders: compared as resolved absolute paths."""
+
+DERIVED_FIELDS = ("in_channels", "out_channels")
+"""Model fields resolved from the dataset (not options)."""
+
+
+def option_names() -> list[str]:
+    """Every flat option of :meth:`TrainConfig.from_options` (``augment`` for the augment mode), in field order."""
+    names: list[str] = []
+    for part_class in PARTS.values():
+        for name in (f.name for f in dataclasses.fields(part_class)):
+            name = "augment" if name == "mode" else name
+            if name not in names and name not in DERIVED_FIELDS:
+                names.append(name)
+    names += [f.name for f in dataclasses.fields(TrainConfig) if f.name not in PARTS]
+    return names
+
+
+NEGATED_FLAGS = {"flip": "--no-flip", "use_gan": "--no-gan", "conditional": "--unconditional", "dropout": "--no-dropout"}
+"""Boolean options whose command-line flag turns them off."""
+
+
+def option_flag(name: str) -> str:
+    """How ``pairforge train`` spells the option ``name``: ``lr`` -> ``--lr``, ``flip`` -> ``--no-flip``."""
+    if name == "shards":
+        return "SHARDS"
+    return NEGATED_FLAGS.get(name, "--" + name.replace("_", "-"))

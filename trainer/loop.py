@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -20,11 +22,29 @@ from torch import nn
 from pairforge import __version__
 from pairforge.device import resolve_device as core_resolve_device
 from pairforge.errors import ConfigError, PairforgeError
-from pairforge.paths import absolute, is_remote
+from pairforge.files import (
+    LOCK_NAME,
+    DiskFullError,
+    file_sha256,
+    format_bytes,
+    free_bytes,
+    is_disk_full,
+    write_atomic,
+)
+from pairforge.locks import hold
+from pairforge.paths import absolute, describe_path, is_remote
 from pairforge.trainer import checkpoint, ddp, report
 from pairforge.trainer import metrics as quality
 from pairforge.trainer.augment import PairAugment
-from pairforge.trainer.config import LossConfig, TrainConfig, resolve_precision
+from pairforge.trainer.config import (
+    PATH_OPTIONS,
+    RESUME_SAFE_OPTIONS,
+    LossConfig,
+    TrainConfig,
+    option_flag,
+    option_names,
+    resolve_precision,
+)
 from pairforge.trainer.data import (
     DatasetInfo,
     PairStream,
@@ -81,6 +101,19 @@ class TrainResult:
 
 class TrainingInterrupted(PairforgeError):
     """SIGINT/SIGTERM stopped training; a checkpoint of the current step was saved."""
+
+
+class TrainingStopped(PairforgeError):
+    """Training could not go on (the disk filled up); the message names the file and the last good checkpoint."""
+
+
+class ResumeError(PairforgeError):
+    """``--resume`` that would not continue the run exactly: changed options or shards, fewer steps, another
+    process count. The message names each difference and the way out."""
+
+
+class InitFromError(PairforgeError):
+    """``--init-from`` weights that do not fit the new run's networks (the layer and the likely option named)."""
 
 
 class _StopRequest:
@@ -166,10 +199,23 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encod
 def config_document(config: TrainConfig, info: DatasetInfo, schedule: Schedule) -> dict[str, Any]:
     """The run's config.json: the resolved config, the dataset facts and the step counts."""
     document = config.to_dict()
-    document["dataset"] = info.to_dict()
+    document["dataset"] = {**info.to_dict(), "fingerprint": dataset_fingerprint(info)}
     document["schedule"] = dataclasses.asdict(schedule)
     document["created_by"] = f"pairforge {__version__}"
     return document
+
+
+def dataset_fingerprint(info: DatasetInfo) -> str:
+    """sha256 of what makes a shard set this dataset: kind, channels, palette, split counts and each
+    shard's name, count, size and checksum as dataset.json records them (not where it lies)."""
+    shards = sorted(
+        (str(entry.get("name", "")), str(entry.get("split", "")), entry.get("count"), entry.get("bytes"),
+         entry.get("sha256"))
+        for entry in info.raw.get("shards", []) if isinstance(entry, dict)
+    )
+    identity = {"kind": info.kind, "a_channels": info.a_channels, "b_channels": info.b_channels,
+                "palette": info.palette, "counts": info.counts, "shards": shards}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -178,27 +224,160 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
     return _map_paths(config, absolute)
 
 
-def resume_config(run_dir: str | Path, steps: int | None = None) -> TrainConfig:
-    """The config a run was started with, optionally with a new total step count.
+def resume_config(
+    run_dir: str | Path, steps: int | None = None, given: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The config a run was started with, checked against the options given again with ``--resume``.
 
     Runs written before paths were stored absolute hold paths relative to the folder training
     started in; that folder is recovered from the run folder's place under ``output``, so the
     run resumes from anywhere.
 
+    Args:
+        run_dir: the run folder, or one of its ``checkpoints/step-*`` folders (continue from that one).
+        steps: a new total step count (``--steps``): not below the run's planned end; above it
+            extends the run (see :func:`~pairforge.trainer.schedule.extend_schedule`).
+        given: the options the user gave (only those given, named as in
+            :meth:`TrainConfig.from_options`; ``shards`` for SHARDS). Those of
+            :data:`~pairforge.trainer.config.RESUME_SAFE_OPTIONS` replace the recorded values
+            (the change is kept in config.json's ``history`` when training resumes); every other one
+            must equal the recorded value. SHARDS elsewhere is accepted when it is the same dataset
+            (the fingerprint of its dataset.json matches the recorded one: a moved shard set).
+
     Raises:
         CheckpointError: no readable config.json in ``run_dir``.
+        ResumeError: given options that differ from the recorded ones (all named in one message),
+            ``steps`` below the run's planned end, or a run made by ``pairforge import`` (nothing to
+            continue: ``--init-from`` starts from its weights).
     """
+    run_dir, chosen = checkpoint.resume_target(run_dir)
     document = checkpoint.load_config(run_dir)
+    if document.get("reference"):  # made by `pairforge import`: weights, no training state
+        raise ResumeError(
+            f"{describe_path(run_dir)} was imported from {document['reference'].get('checkpoint')} and holds no "
+            f"training to continue; start a new run from its weights: pairforge train SHARDS --init-from "
+            f"{describe_path(run_dir)}")
+    config = _recorded_config(run_dir, document)
+    if given:
+        config = _apply_given(run_dir, document, config, dict(given))
+    if steps is not None:
+        _check_steps(run_dir, chosen, steps)
+        config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=steps))
+    return config
+
+
+def _recorded_config(run_dir: Path, document: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a run's config.json, its relative paths (older runs) made absolute."""
     try:
         config = TrainConfig.from_dict(document)
     except (TypeError, KeyError) as exc:
-        raise checkpoint.CheckpointError(f"{Path(run_dir) / 'config.json'}: not a pairforge run config ({exc})") from None
+        raise checkpoint.CheckpointError(f"{run_dir / 'config.json'}: not a pairforge run config ({exc})") from None
     started_in = _start_folder(Path(absolute(run_dir)), config.output)
-    if started_in is not None:
-        config = _rebase(config, started_in)
-    if steps is not None:
-        config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=steps))
-    return config
+    return _rebase(config, started_in) if started_in is not None else config
+
+
+def _apply_given(run_dir: Path, document: dict[str, Any], config: TrainConfig, given: dict[str, Any]) -> TrainConfig:
+    """``config`` with the safe options of ``given`` applied; :class:`ResumeError` for any other that differs."""
+    for name in PATH_OPTIONS:
+        if given.get(name) and not is_remote(given[name]):
+            given[name] = absolute(given[name])
+    shards = given.pop("shards", None)
+    safe = {name: given.pop(name) for name in list(given) if name in RESUME_SAFE_OPTIONS}
+    conflicts = [(name, config.option(name), value) for name, value in given.items()
+                 if not _same_value(name, config.option(name), value)]
+    if shards and not _same_path(shards, config.data.shards):
+        if _moved_dataset(document, shards, config):
+            safe["shards"] = shards
+        else:
+            conflicts.append(("shards", config.data.shards, shards))
+    if conflicts:
+        raise ResumeError(_conflict_message(run_dir, conflicts))
+    return config.replace_options(**safe)
+
+
+def option_conflicts(recorded: TrainConfig, config: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(option, recorded, given)`` for each option that would change what a resumed run computes.
+
+    Left out: :data:`~pairforge.trainer.config.RESUME_SAFE_OPTIONS`, ``steps`` (checked against
+    the run's step and schedule), ``init_from`` (only read when a run starts) and ``shards``
+    (a dataset is compared by identity, see :func:`dataset_fingerprint`).
+    """
+    conflicts = []
+    for name in option_names():
+        if name in RESUME_SAFE_OPTIONS or name in ("steps", "init_from", "shards"):
+            continue
+        before, after = recorded.option(name), config.option(name)
+        if not _same_value(name, before, after):
+            conflicts.append((name, before, after))
+    return conflicts
+
+
+def _same_value(name: str, recorded: Any, given: Any) -> bool:
+    return _same_path(recorded, given) if name in PATH_OPTIONS else recorded == given
+
+
+def _same_path(first: str | None, second: str | None) -> bool:
+    if not first or not second:
+        return not first and not second
+    if is_remote(first) or is_remote(second):
+        return first == second
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _moved_dataset(document: dict[str, Any], shards: str, config: TrainConfig) -> bool:
+    """Whether ``shards`` holds the dataset the run recorded (same fingerprint), e.g. the shard set moved."""
+    recorded = (document.get("dataset") or {}).get("fingerprint")
+    if not recorded:
+        return False
+    try:
+        info = load_dataset_info(shards, config.data.dataset_json, config.data.val_shards)
+    except (PairforgeError, OSError):
+        return False
+    return dataset_fingerprint(info) == recorded
+
+
+def _shown(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{name}={value}"
+    return "none" if value is None or value == "" else str(value)
+
+
+def _conflict_message(run_dir: Path, conflicts: list[tuple[str, Any, Any]]) -> str:
+    items = ", ".join(f"{option_flag(name)} (recorded {_shown(name, before)}, given {_shown(name, after)})"
+                      for name, before, after in conflicts)
+    many = len(conflicts) > 1
+    return (f"--resume continues {describe_path(run_dir)} exactly as recorded in its config.json, but "
+            f"{'these options differ' if many else 'this option differs'}: {items}. Drop {'them' if many else 'it'} "
+            f"to continue the run, or start a new run with the new values (pairforge train SHARDS ... --init-from "
+            f"{describe_path(run_dir)} starts it from this run's weights)")
+
+
+def _check_steps(run_dir: Path, chosen: Path | None, steps: int) -> None:
+    """Refuse ``--steps`` below the planned end of the run resumed (when its checkpoint state can be read)."""
+    try:
+        saved = checkpoint.load_state(chosen or checkpoint.resolve_checkpoint(run_dir))
+    except checkpoint.CheckpointError:
+        return  # the resume itself says what is wrong with the checkpoint
+    if saved.get("schedule"):
+        refuse_shorter(run_dir, int(saved["step"]), Schedule(**saved["schedule"]).total_steps, steps)
+
+
+def refuse_shorter(run_dir: Path, step: int, planned: int, steps: int) -> None:
+    """:class:`ResumeError` when a run at ``step`` of ``planned`` would be resumed for only ``steps`` in all.
+
+    A shorter run is not the run that was planned: its learning rate decays to 0 at ``planned``.
+    """
+    if steps >= planned:
+        return
+    finish = f"resume without --steps to finish it, or give --steps above {planned} to extend it"
+    if steps < step:
+        raise ResumeError(f"--steps {steps} is below step {step}, which {describe_path(run_dir)} has already reached "
+                          f"(of {planned} planned): a run cannot go back; {finish}. predict, evaluate and export "
+                          "take any of its checkpoints (checkpoints/step-*)")
+    raise ResumeError(f"--steps {steps} would shorten {describe_path(run_dir)} (at step {step} of {planned} planned): "
+                      f"its learning rate is planned to decay to 0 at step {planned}, so a shorter run is not the run "
+                      f"it was; {finish}, or start a new run (--init-from {describe_path(run_dir)} starts from its "
+                      "weights)")
 
 
 def _start_folder(run_dir: Path, output: str) -> Path | None:
@@ -229,7 +408,8 @@ def _map_paths(config: TrainConfig, local: Callable[[str], str]) -> TrainConfig:
         config.data, shards=fix(config.data.shards) or "", dataset_json=fix(config.data.dataset_json),
         val_shards=fix(config.data.val_shards),
     )
-    return dataclasses.replace(config, data=data, output=fix(config.output) or config.output)
+    return dataclasses.replace(config, data=data, output=fix(config.output) or config.output,
+                               init_from=fix(config.init_from))
 
 
 # -- the parts of a run ----------------------------------------------------------------------------
@@ -400,16 +580,80 @@ def _check_data(info: DatasetInfo, config: TrainConfig, verify: bool) -> list[Sh
     return problems
 
 
-def _run_folder(config: TrainConfig, resume: str | Path | None, context: ddp.Distributed) -> Path:
-    """``resume``, or a new numbered run folder (rank 0 creates it)."""
-    if resume is not None:
-        return Path(resume)
-    return ddp.broadcast(checkpoint.new_run_folder(config.output, config.name) if context.is_main else None, context)
+def _new_run_folder(config: TrainConfig, context: ddp.Distributed, owned: contextlib.ExitStack) -> Path:
+    """A new numbered run folder, created and owned by rank 0 (see :func:`_own`)."""
+    folder = None
+    if context.is_main:
+        with _naming_a_full_disk(Path(config.output) / LOCK_NAME):
+            folder = checkpoint.new_run_folder(config.output, config.name)
+        _hold(folder, owned)
+    return ddp.broadcast(folder, context)
+
+
+def _own(run_dir: Path, context: ddp.Distributed, owned: contextlib.ExitStack) -> None:
+    """Rank 0 owns ``run_dir`` until the run ends (``owned`` closes): a second ``train --resume`` of it
+    is refused, naming this process. The OS releases the lock however the process ends."""
+    if context.is_main:
+        _hold(run_dir, owned)
+    ddp.barrier(context)
+
+
+def _hold(run_dir: Path, owned: contextlib.ExitStack) -> None:
+    with _naming_a_full_disk(run_dir / LOCK_NAME):
+        owned.enter_context(hold(run_dir, "run folder"))
+
+
+@contextlib.contextmanager
+def _naming_a_full_disk(path: Path) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` (an OSError that names no file) into a :class:`DiskFullError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(exc.filename or path, exc.errno) from None
+        raise
 
 
 def _write_config(run_dir: Path, document: dict[str, Any], context: ddp.Distributed) -> None:
     if context.is_main:
-        (run_dir / "config.json").write_text(json.dumps(document, indent=2, sort_keys=True))
+        write_atomic(run_dir / "config.json", json.dumps(document, indent=2, sort_keys=True))
+
+
+def _resumed_document(
+    run_dir: Path, recorded: dict[str, Any], config: TrainConfig, info: DatasetInfo, document: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """config.json of a resumed run, and the recorded options it changes (:data:`RESUME_SAFE_OPTIONS`, a
+    moved shard set) as ``{option: [recorded, now]}``.
+
+    Whatever the run recorded beyond its config (``init_source``, ``reference``, ``history``,
+    ``created_by``) is kept.
+
+    Raises:
+        ResumeError: ``config`` would change what the run computes, or its shards are another dataset.
+    """
+    before = _recorded_config(run_dir, recorded)
+    conflicts = option_conflicts(before, config)
+    dataset = recorded.get("dataset") or {}
+    same_place = _same_path(before.data.shards, config.data.shards)
+    if dataset.get("fingerprint"):
+        same_data = dataset["fingerprint"] == dataset_fingerprint(info)
+    else:  # a run recorded before fingerprints: the same folder with the same counts
+        same_data = same_place and dataset.get("counts") == info.counts
+    if not same_data:
+        changed = "; its dataset.json changed since the run started" if same_place else ""
+        conflicts.append(("shards", f"{before.data.shards} ({_counts(dataset.get('counts') or {})})",
+                          f"{config.data.shards} ({_counts(info.counts)}{changed})"))
+    if conflicts:
+        raise ResumeError(_conflict_message(run_dir, conflicts))
+    changes = {name: [before.option(name), config.option(name)] for name in (*RESUME_SAFE_OPTIONS, "shards")
+               if not _same_value(name, before.option(name), config.option(name))}
+    merged = {**recorded, **document}
+    merged["created_by"] = recorded.get("created_by", document["created_by"])
+    return merged, changes
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{split} {count}" for split, count in sorted(counts.items())) or "no counts recorded"
 
 
 def build_models(config: TrainConfig, device: torch.device) -> Models:
@@ -433,41 +677,226 @@ def build_models(config: TrainConfig, device: torch.device) -> Models:
     return Models(generator, discriminator, ema, optimizer_g, optimizer_d)
 
 
-def restore(run_dir: Path, models: Models, state: TrainState, rank: int, device: torch.device) -> dict[str, Any]:
-    """Load the newest checkpoint of ``run_dir`` into ``models`` and ``state``.
+def restore(
+    run_dir: Path, models: Models, state: TrainState, context: ddp.Distributed, device: torch.device,
+    chosen: Path | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Load a checkpoint of ``run_dir`` (its newest, or ``chosen``) into ``models`` and ``state``.
 
     Weights, optimizers, this rank's RNG states and data position, and the step.
 
     Returns:
-        the checkpoint's state dict (its ``schedule`` is the run's plan).
+        the checkpoint's state dict (its ``schedule`` is the run's plan) and its folder.
+
+    Raises:
+        CheckpointError: no checkpoint, or a damaged one: the message names the newest intact
+            checkpoint and the ``--resume`` that continues from it.
+        ResumeError: the run was trained with another number of processes.
     """
-    found = checkpoint.resolve_checkpoint(run_dir)
-    saved = checkpoint.load_state(found)
-    for name, network in models.networks().items():
-        checkpoint.load_weights(network, found / f"{name}.safetensors")
+    folders = checkpoint.step_folders(run_dir)
+    found = chosen or (folders[-1] if folders else None)
+    if found is None:
+        raise checkpoint.CheckpointError(
+            f"{run_dir}: no checkpoint to resume from (checkpoints/step-* is empty or missing); start a new run")
+    try:
+        saved = checkpoint.load_state(found)
+        for name, network in models.networks().items():
+            checkpoint.load_weights(network, found / f"{name}.safetensors")
+    except checkpoint.CheckpointError as exc:
+        raise _damaged(run_dir, found, exc, list(models.networks())) from None
+    ranks = len(saved.get("data") or [])
+    if ranks != context.world_size:
+        raise ResumeError(
+            f"{run_dir} was trained by {ranks} process(es) and this resume has {context.world_size}: the data "
+            "order and the steps per epoch depend on it; resume with "
+            + (f"torchrun --nproc_per_node {ranks} (in all)" if ranks > 1 else "a single process (no torchrun)"))
     models.optimizer_g.load_state_dict(saved["optimizer_g"])
     if models.optimizer_d is not None:
         models.optimizer_d.load_state_dict(saved["optimizer_d"])
-    rng = saved["rng"][rank]
+    rng = saved["rng"][context.rank]
     torch.set_rng_state(rng["torch"])
     state.augment_rng.set_state(rng["augment"])
     if device.type == "cuda" and rng.get("cuda") is not None:
         torch.cuda.set_rng_state(rng["cuda"], device)
-    state.stream = StreamState(**saved["data"][rank])
+    state.stream = StreamState(**saved["data"][context.rank])
     state.step = int(saved["step"])
     logger.info("resumed %s at step %d", found, state.step)
-    return saved
+    return saved, found
+
+
+def _damaged(run_dir: Path, found: Path, error: Exception, names: list[str]) -> checkpoint.CheckpointError:
+    """The error for a checkpoint that cannot be resumed from, naming the newest intact one and how to use it."""
+    intact = checkpoint.newest_intact(run_dir, names, before=checkpoint.step_of(found))
+    if intact is None:
+        return checkpoint.CheckpointError(
+            f"{error}. {describe_path(run_dir)} has no intact checkpoint before {found.name} to resume from: start "
+            "a new run (--init-from takes the weights of a run or checkpoint)")
+    return checkpoint.CheckpointError(
+        f"{error}. The newest intact checkpoint of {describe_path(run_dir)} is {intact.name} (step "
+        f"{checkpoint.step_of(intact)}): continue from it with: pairforge train --resume "
+        f"{describe_path(absolute(intact))} (the steps after it are trained again; {found.name} is then set aside "
+        f"as {found.name}.abandoned)")
+
+
+def _set_aside_later(run_dir: Path, step: int) -> list[str]:
+    """Rank 0, resuming at ``step``: what came after it belongs to an abandoned continuation.
+
+    Checkpoints after ``step`` (a damaged newest one, or all those after an older checkpoint
+    chosen with ``--resume RUN/checkpoints/step-N``) are renamed ``step-N.abandoned``, and
+    metrics rows after ``step`` (and torn lines) move to ``metrics-abandoned.jsonl``: nothing is
+    deleted, and the run's files again describe one continuous run. Returns what was set aside.
+    """
+    aside = [checkpoint.set_aside(folder, "abandoned").name for folder in checkpoint.step_folders(run_dir)
+             if checkpoint.step_of(folder) > step]
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        kept, moved = [], []
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                later = int(json.loads(line).get("step", 0)) > step
+            except (ValueError, TypeError, AttributeError):
+                later = True  # a torn line (the disk filled up, or a kill mid-write)
+            (moved if later else kept).append(line)
+        if moved:
+            _append_lines(run_dir / "metrics-abandoned.jsonl", moved)
+            write_atomic(metrics, "".join(line + "\n" for line in kept))
+            aside.append(f"{len(moved)} metrics rows (to metrics-abandoned.jsonl)")
+    if aside:
+        logger.warning("resuming at step %d: set aside what came after it: %s", step, ", ".join(aside))
+    return aside
 
 
 def _extend_schedule(state: TrainState, saved: dict[str, Any], lr: float) -> bool:
-    """Stretch the checkpoint's schedule when ``--steps`` asks for more steps; whether it did."""
+    """Follow the checkpoint's schedule, stretched when ``--steps`` asks for more steps; whether it stretched."""
     extended = resumed_schedule(saved.get("schedule"), state.step, state.schedule)
-    if extended is state.schedule:
-        return False
     state.schedule = extended
+    if not saved.get("schedule") or extended.total_steps == Schedule(**saved["schedule"]).total_steps:
+        return False
     logger.warning("extending the run from %d to %d steps, lr continuous: %s", Schedule(**saved["schedule"]).total_steps,
                    extended.total_steps, describe_schedule(extended, lr))
     return True
+
+
+def initialize_from(source: str | Path, models: Models, config: TrainConfig) -> dict[str, Any]:
+    """Start fresh ``models`` from the weights of a run or checkpoint folder (``train --init-from``).
+
+    The generator (its training weights, ``generator.safetensors``, not an EMA copy) must fit; the
+    discriminator is loaded when the source has one that fits, and stays freshly initialised
+    otherwise (the reason is recorded). Optimizers, schedule and data
+    are the new run's own. The one difference bridged is a 3-channel input layer for a
+    1-channel A (the reference's edges2shoes reads edge maps as RGB; pairforge stores them as
+    one channel): its weights are summed over the three colour channels, which computes exactly
+    what the source computes on the gray image repeated as RGB.
+
+    Args:
+        source: a run folder (its newest checkpoint is used), a ``checkpoints/step-*`` folder, or a
+            run made by ``pairforge import``.
+        models: freshly built networks of the new run (the EMA generator, if any, gets the
+            generator's weights).
+        config: the new run's resolved config.
+
+    Returns:
+        what config.json records as ``init_source``: the checkpoint, its step, and per network the
+        file's sha256 (or why the network starts fresh), plus any adapted layer.
+
+    Raises:
+        CheckpointError: no checkpoint, or a damaged or refused one.
+        InitFromError: the generator does not fit (the layer, both shapes and the likely options named).
+    """
+    found = checkpoint.resolve_checkpoint(source)
+    saved = checkpoint.load_state(found)  # refuses a pickle that could run code, as every reader does
+    source_config = checkpoint.load_config(found)
+    record: dict[str, Any] = {"path": absolute(source), "checkpoint": absolute(found), "step": int(saved.get("step", 0))}
+    networks = {"generator": models.generator}
+    if models.discriminator is not None:
+        networks["discriminator"] = models.discriminator
+    for name, network in networks.items():
+        file = found / f"{name}.safetensors"
+        if not file.is_file():
+            if name == "generator":
+                raise checkpoint.CheckpointError(f"{file}: missing")
+            record[name] = {"fresh": "the source has no discriminator (an imported generator, or --no-gan)"}
+            continue
+        tensors = _read_tensors(file)
+        try:
+            tensors, adapted = _fit_weights(tensors, network, name, source_config, config, found)
+        except InitFromError as exc:
+            if name == "generator":
+                raise
+            logger.warning("--init-from: the discriminator starts fresh: %s", exc)
+            record[name] = {"fresh": str(exc)}
+            continue
+        checkpoint.unwrap(network).load_state_dict(tensors, strict=True)
+        record[name] = {"file": absolute(file), "sha256": file_sha256(file), **({"adapted": adapted} if adapted else {})}
+    if models.discriminator is None:
+        record["discriminator"] = {"fresh": "this run trains without a discriminator (--no-gan)"}
+    if models.ema is not None:
+        models.ema.load_state_dict(models.generator.state_dict())
+    logger.info("initialised from %s (step %d)", found, record["step"])
+    return record
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # SafetensorError, OSError: a damaged file
+        raise checkpoint.CheckpointError(f"{file}: cannot load this damaged safetensors file ({exc})") from None
+
+
+ARCHITECTURE_OPTIONS = {
+    "generator": ("generator", "generator_channels", "norm", "dropout", "crop_size"),
+    "discriminator": ("discriminator", "discriminator_channels", "n_layers", "norm", "conditional", "crop_size"),
+}
+"""The options that shape each network's weights (``crop_size``: the depth of ``unet`` and ``image``/``global``)."""
+
+
+def _fit_weights(
+    tensors: dict[str, torch.Tensor], network: nn.Module, name: str, source: dict[str, Any], config: TrainConfig,
+    found: Path,
+) -> tuple[dict[str, torch.Tensor], str]:
+    """``tensors`` shaped for ``network`` (and a note on the adapted layer, or ""), or :class:`InitFromError`."""
+    expected = checkpoint.unwrap(network).state_dict()
+    differing = [k for k in expected if k not in tensors or tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    extra = [k for k in tensors if k not in expected]
+    if not differing and not extra:
+        return tensors, ""
+    source_model = source.get("model") or {}
+    first = next(k for k, v in expected.items() if v.ndim == 4)  # the input layer
+    source_in, new_in = int(source_model.get("in_channels", 0)), config.model.in_channels
+    if differing == [first] and not extra and source_in == 3 and new_in == 1:
+        weight = tensors[first]
+        gray = weight[:, :3].sum(1, keepdim=True)
+        adapted = torch.cat([gray, weight[:, 3:]], 1)  # a conditional D also sees B after A
+        if tuple(adapted.shape) == tuple(expected[first].shape):
+            return {**tensors, first: adapted}, (f"{first}: the source's 3 input channels summed into 1 (this run's A "
+                                                  "is one gray channel; the source read it as RGB)")
+    if differing and differing[0] in tensors:
+        key = differing[0]
+        what = f"layer {key} is {tuple(tensors[key].shape)} in the source and {tuple(expected[key].shape)} here"
+    elif differing:
+        what = f"this run has {len(differing)} layers the source lacks (the first: {differing[0]})"
+    else:
+        what = f"the source has {len(extra)} layers this run lacks (the first: {extra[0]})"
+    hints = [_as_flag(option, source_model[option]) for option in ARCHITECTURE_OPTIONS[name]
+             if option in source_model and source_model[option] != config.option(option)]
+    source_out = int(source_model.get("out_channels", 0))
+    if source_out and source_out != config.model.out_channels:
+        hints.append(f"--colorspace {'lab' if source_out == 2 else 'rgb'} (the source predicts {source_out} channels)")
+    if source_in and source_in != new_in:
+        hints.append(f"data whose input has {source_in} channels as the source's (this run's has {new_in})")
+    advice = ("the source was trained with " + ", ".join(hints) + ": give the same" if hints
+              else "the source's config.json does not say how it differs")
+    raise InitFromError(f"--init-from {describe_path(found)}: its {name} does not fit this run's: {what}; {advice}")
+
+
+def _as_flag(option: str, value: Any) -> str:
+    """How to ask for ``option`` = ``value`` on the command line (``--norm instance``, ``--no-dropout``)."""
+    flag = option_flag(option)
+    if isinstance(value, bool):  # the boolean options are flags that turn something off
+        return f"without {flag}" if value else flag
+    return f"{flag} {value}"
 
 
 def training_handles(models: Models, compile: bool, context: ddp.Distributed, device: torch.device) -> Handles:
@@ -715,9 +1144,15 @@ def train(
 ) -> TrainResult:
     """Train pix2pix on a shard set (or continue ``resume`` exactly).
 
+    The process owns the run folder while it trains (rank 0 in a DDP run): a second ``train``
+    resuming it is refused with the holder named.
+
     Args:
-        config: the run config (for resume, :func:`resume_config` of the run).
-        resume: run folder to continue from its newest checkpoint.
+        config: the run config (for resume, :func:`resume_config` of the run); with
+            ``config.init_from`` a new run starts from those weights (:func:`initialize_from`).
+        resume: run folder to continue from its newest checkpoint, or one of its
+            ``checkpoints/step-*`` folders to continue from that one (later checkpoints and
+            metrics rows are set aside, see :func:`_set_aside_later`).
         progress: called after every step with (step, total_steps, latest logged row).
         stop_at: stop (with a checkpoint) after this many steps, as if interrupted; the
             schedule still spans the whole run, so ``--resume`` continues it exactly.
@@ -729,12 +1164,20 @@ def train(
 
     Raises:
         DatasetError: missing/unreadable dataset.json or shards (before the first step).
-        CheckpointError: ``resume`` holds a damaged or refused checkpoint.
+        CheckpointError: ``resume`` holds a damaged or refused checkpoint (the newest intact one
+            is named), or ``init_from`` does.
+        ResumeError: ``config`` differs from the resumed run's in an option that changes what it
+            computes, its shards are another dataset, fewer steps than planned, or another
+            process count.
+        InitFromError: ``init_from``'s generator does not fit the new run's.
+        FolderBusyError: another process owns the run folder.
+        TrainingStopped: the disk filled up (the file and the last good checkpoint are named;
+            temporaries are removed).
         ConfigError: invalid settings.
         TrainingInterrupted: SIGINT/SIGTERM; the checkpoint of the current step is saved.
     """
-    with _StopRequest() as stop:
-        return _train(config, resume, progress, stop_at, verify, stop)
+    with _StopRequest() as stop, contextlib.ExitStack() as owned:
+        return _train(config, resume, progress, stop_at, verify, stop, owned)
 
 
 def _train(
@@ -744,8 +1187,9 @@ def _train(
     stop_at: int | None,
     verify: bool,
     stop: _StopRequest,
+    owned: contextlib.ExitStack,
 ) -> TrainResult:
-    # -- config, device, process group, data checks, run folder ----------------------------------
+    # -- config, device, process group, data checks ---------------------------------------------------
     config, info, encoding = resolve_config(config)
     device = resolve_device(config.device)
     context = ddp.setup(device.type)
@@ -753,10 +1197,13 @@ def _train(
     problems = _check_data(info, config, verify)
     schedule = make_schedule(config.optim, info.counts.get("train", 0), config.data.batch_size, context.world_size)
     document = config_document(config, info, schedule)
-    run_dir = _run_folder(config, resume, context)
-    _write_config(run_dir, document, context)
+    changes: dict[str, list[Any]] = {}
+    if resume is not None:  # own the run, then check that this continues it exactly
+        run_dir, chosen = checkpoint.resume_target(resume)
+        _own(run_dir, context, owned)
+        document, changes = _resumed_document(run_dir, checkpoint.load_config(run_dir), config, info, document)
 
-    # -- models, random states, and the checkpoint to continue from --------------------------------
+    # -- models, random states, and the weights to start or continue from -------------------------------
     torch.manual_seed(config.seed)  # the initial weights
     models = build_models(config, device)
     torch.manual_seed(config.seed + 1 + context.rank)  # dropout noise differs per rank
@@ -766,11 +1213,28 @@ def _train(
         augment_rng=torch.Generator().manual_seed(config.seed * 1000 + context.rank),
         stream=StreamState.fresh(max(1, config.data.num_workers)),
     )
-    if resume is not None:
-        saved = restore(run_dir, models, state, context.rank, device)
-        if _extend_schedule(state, saved, config.optim.lr):  # --steps extends the run
-            document["schedule"] = dataclasses.asdict(state.schedule)
-            _write_config(run_dir, document, context)
+    if resume is None:
+        if config.init_from:  # before the run folder exists: a refused source leaves nothing behind
+            document["init_source"] = initialize_from(config.init_from, models, config)
+        run_dir = _new_run_folder(config, context, owned)
+    else:
+        saved, found = restore(run_dir, models, state, context, device, chosen)
+        planned = Schedule(**saved["schedule"]).total_steps if saved.get("schedule") else state.schedule.total_steps
+        refuse_shorter(run_dir, state.step, planned, state.schedule.total_steps)
+        _extend_schedule(state, saved, config.optim.lr)  # --steps beyond the planned end extends the run
+        document["schedule"] = dataclasses.asdict(state.schedule)
+        entry: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "step": state.step,
+                                 "checkpoint": found.name, "by": f"pairforge {__version__}"}
+        if changes:
+            entry["changed"] = changes
+        if state.schedule.total_steps != planned:
+            entry["total_steps"] = [planned, state.schedule.total_steps]
+        if context.is_main:
+            checkpoint.remove_temporaries(run_dir)
+            if aside := _set_aside_later(run_dir, state.step):
+                entry["set_aside"] = aside
+        document["history"] = [*document.get("history", []), entry]
+    _write_config(run_dir, document, context)
     handles = training_handles(models, config.compile, context, device)
 
     # -- data, then train ------------------------------------------------------------------------------
@@ -783,10 +1247,37 @@ def _train(
         writer=_Writer(run_dir, config.tensorboard) if context.is_main else None,
     )
     end = state.schedule.total_steps if stop_at is None else min(state.schedule.total_steps, stop_at)
-    record = _loop(run, models, handles, state, batches, end, progress, stop)
-    if stop.signal is not None:
-        raise _interrupted(run, models, state, stop.signal)
-    return _finish(run, models, state, batches, record)
+    try:
+        record = _loop(run, models, handles, state, batches, end, progress, stop)
+        if stop.signal is not None:
+            raise _interrupted(run, models, state, stop.signal)
+        return _finish(run, models, state, batches, record)
+    except DiskFullError as exc:
+        raise _stopped(run, state, exc) from None
+
+
+def _stopped(run: _Run, state: TrainState, error: DiskFullError) -> TrainingStopped:
+    """The one-line error for a run that cannot write (a full disk): the file, the step, the last good checkpoint."""
+    if run.writer is not None:
+        with contextlib.suppress(OSError):
+            run.writer.close()
+    intact = checkpoint.list_checkpoints(run.run_dir)
+    where = describe_path(absolute(run.run_dir))
+    if intact:
+        after = (f"the last good checkpoint, {describe_path(intact[-1])} (step {checkpoint.step_of(intact[-1])}), is "
+                 f"untouched: free some space, then continue with: pairforge train --resume {where}")
+    else:
+        after = "no checkpoint was saved yet: free some space, then start the run again"
+    if isinstance(error, checkpoint.CheckpointDiskFull):
+        head = str(error)
+    else:  # DiskFullError's own advice ("run the command again") is replaced by the way to continue
+        file = Path(error.filename)
+        free = free_bytes(file.parent)
+        head = (f"{'quota exceeded' if error.errno == errno.EDQUOT else 'no space left on the device'} while writing "
+                f"{describe_path(file)}" + (f" ({format_bytes(free)} free in {describe_path(file.parent)})"
+                                            if free is not None else ""))
+    return TrainingStopped(f"{head}; training stopped at step {state.step} of {state.schedule.total_steps}, and "
+                           f"{after}")
 
 
 def _loop(
@@ -883,10 +1374,8 @@ def _finish(run: _Run, models: Models, state: TrainState, batches: _Batches, rec
         record.validation = _validate(run, models, record, state.step) or record.validation
         _write_validation(run, state.step, record.validation)
         if run.config.data.record_keys:
-            with open(run.run_dir / "keys.jsonl", "a") as handle:
-                for rank, keys in enumerate(all_keys):
-                    for epoch, key in keys:
-                        handle.write(json.dumps({"rank": rank, "epoch": epoch, "key": key}) + "\n")
+            _append_lines(run.run_dir / "keys.jsonl", [json.dumps({"rank": rank, "epoch": epoch, "key": key})
+                                                       for rank, keys in enumerate(all_keys) for epoch, key in keys])
     images_per_step = run.config.data.batch_size * context.world_size
     result = TrainResult(
         run_dir=run.run_dir,
@@ -905,7 +1394,7 @@ def _finish(run: _Run, models: Models, state: TrainState, batches: _Batches, rec
     )
     if context.is_main:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
-        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(run.run_dir / "summary.json", json.dumps(summary, indent=2))
         report.write_report(run.run_dir)
         if run.writer is not None:
             run.writer.close()
@@ -914,11 +1403,18 @@ def _finish(run: _Run, models: Models, state: TrainState, batches: _Batches, rec
     return result
 
 
+def _append_lines(path: Path, lines: list[str]) -> None:
+    """Append ``lines`` to ``path``; a full disk is a :class:`DiskFullError` naming the file."""
+    with _naming_a_full_disk(path), open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+
+
 class _Writer:
     """Appends rows to metrics.jsonl (and TensorBoard when asked and installed)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool) -> None:
-        self.handle = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self.path = run_dir / "metrics.jsonl"
+        self.handle = open(self.path, "a")  # noqa: SIM115 - closed in close()
         self.board = None
         if tensorboard:
             try:
@@ -929,8 +1425,9 @@ class _Writer:
                 self.board = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
-        self.handle.write(json.dumps({"time": time.time(), **row}) + "\n")
-        self.handle.flush()
+        with _naming_a_full_disk(self.path):
+            self.handle.write(json.dumps({"time": time.time(), **row}) + "\n")
+            self.handle.flush()
         if self.board is not None:
             prefix = "val/" if row.get("split") == "val" else "train/"
             for name, value in row.items():

@@ -55,7 +55,8 @@ def write_sample_grid(path: Path, rows: list[torch.Tensor]) -> None:
     for index, title in enumerate(GRID_COLUMNS):
         cv2.putText(header, title, (index * tile_width * scale + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([header, array]), cv2.COLOR_RGB2BGR))
+    encoded = cv2.imencode(".png", cv2.cvtColor(np.concatenate([header, array]), cv2.COLOR_RGB2BGR))[1]
+    write_atomic(path, encoded.tobytes())  # a full disk names this file
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -151,6 +152,7 @@ def summary_rows(summary: dict[str, Any], config: dict[str, Any], run_dir: Path)
         rows.append(("loss", " + ".join(terms) or "none"))
     if data:
         rows.append(("batch size", str(data.get("batch_size"))))
+    rows += _lineage_rows(config)
     if "steps" in summary:
         rows.append(("steps", f"{summary['steps']:,} of {summary.get('total_steps', summary['steps']):,}"))
     if isinstance(summary.get("elapsed_s"), (int, float)):
@@ -172,6 +174,34 @@ def summary_rows(summary: dict[str, Any], config: dict[str, Any], run_dir: Path)
         except ValueError:
             pass
         rows.append(("checkpoint", checkpoint.as_posix()))
+    return rows
+
+
+def _lineage_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the weights started (``--init-from``) and each resume, with the options it changed."""
+    rows: list[tuple[str, str]] = []
+    source = config.get("init_source")
+    if isinstance(source, dict):
+        parts = [f"{source.get('checkpoint')} (step {source.get('step')})"]
+        for name in ("generator", "discriminator"):
+            network = source.get(name) or {}
+            if network.get("sha256"):
+                parts.append(f"{name} sha256 {network['sha256'][:16]}" + (", adapted" if network.get("adapted") else ""))
+            elif network.get("fresh"):
+                parts.append(f"{name} fresh ({network['fresh']})")
+        rows.append(("initialised from", "; ".join(parts)))
+    for entry in config.get("history") or []:
+        if not isinstance(entry, dict):
+            continue
+        text = f"at step {entry.get('step')} from {entry.get('checkpoint')}, {entry.get('time', '')}"
+        changed = entry.get("changed") or {}
+        if changed:
+            text += "; changed " + ", ".join(f"{name} {values[0]} -> {values[1]}" for name, values in changed.items())
+        if entry.get("total_steps"):
+            text += f"; extended from {entry['total_steps'][0]} to {entry['total_steps'][1]} steps"
+        if entry.get("set_aside"):
+            text += "; set aside " + ", ".join(map(str, entry["set_aside"]))
+        rows.append(("resumed", text))
     return rows
 
 

@@ -69,12 +69,16 @@ def lr_factor(step: int, schedule: Schedule) -> float:
 
 def resumed_schedule(saved: dict[str, Any] | None, step: int, schedule: Schedule) -> Schedule:
     """The schedule a run resumed at ``step`` follows when its config now plans ``schedule``: the
-    checkpoint's own (``saved``, as stored in its state) extended by :func:`extend_schedule`
-    when ``schedule`` has more steps (``--steps``), else ``schedule`` itself.
+    checkpoint's own (``saved``, as stored in its state, with any earlier extension) when
+    ``schedule`` has as many steps, extended by :func:`extend_schedule` when it has more
+    (``--steps``). Fewer steps is ``schedule`` itself (``train --resume`` refuses it:
+    :func:`pairforge.trainer.loop.refuse_shorter`).
     """
     planned = Schedule(**saved) if saved else None
-    if planned is None or schedule.total_steps <= planned.total_steps:
+    if planned is None or schedule.total_steps < planned.total_steps:
         return schedule
+    if schedule.total_steps == planned.total_steps:
+        return planned
     return extend_schedule(planned, step, schedule.total_steps)
 
 

@@ -19,9 +19,19 @@ from pairforge.trainer.config import (  # torch-free: --help stays fast
     LABEL_INPUTS,
     NORMS,
     PRECISIONS,
+    RESUME_SAFE_OPTIONS,
+    option_flag,
 )
 
 COMMANDS: list[click.Command] = []
+
+RESUME_HELP = (
+    "Continue this run folder exactly, from its newest checkpoint (or from one of its checkpoints/step-* folders). "
+    "An option given with it must equal the run's recorded value, except "
+    + ", ".join(option_flag(name) for name in RESUME_SAFE_OPTIONS if name != "record_keys")
+    + ", -q, -v (they change how it runs, not what it computes; recorded in config.json's history); --steps may only "
+    "extend it."
+)
 
 
 def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,7 +49,11 @@ def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("shards", required=False)
 @click.option("-o", "--output", default="runs", show_default=True, help="Parent folder of the numbered run folders.")
 @click.option("--name", default="pix2pix", show_default=True, help="Run name (folder <00001>-<name>).")
-@click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), help="Continue this run folder exactly.")
+@click.option("--resume", "resume", type=click.Path(exists=True, file_okay=False), help=RESUME_HELP)
+@click.option("--init-from", "init_from", type=click.Path(exists=True, file_okay=False),
+              help="Start a new run from the weights of this run or checkpoint folder (fine-tuning; also a run made by "
+                   "`pairforge import`): the generator must fit, the discriminator is taken when it fits; optimizers, "
+                   "schedule and data are the new run's. Recorded in config.json and the report.")
 @click.option("--dataset-json", help="dataset.json for SHARDS given as a pattern or URL (pipe:, http://).")
 @click.option("--val-shards", help="Validation shards (pattern/URL); default: the val split of dataset.json.")
 @click.option("--label-input", type=click.Choice(LABEL_INPUTS), default="onehot", show_default=True,
@@ -90,7 +104,8 @@ def _interval_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pairs per step per GPU/process (the paper: 1, with batch norm acting as instance norm).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
-              help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU].")
+              help="DataLoader decoding processes [default: 0 on the CPU, up to 8 with a GPU]. Fixed for a run: each "
+                   "reads its own shards, so their number sets the order of the samples.")
 @click.option("--shuffle-buffer", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples each reader (process x DataLoader worker) holds to shuffle. A split whose share "
                    "fits (the paper's small sets) is shuffled uniformly each epoch, reproducibly from --seed; a "
@@ -129,6 +144,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
       pairforge train shards/
       pairforge train shards/ --generator resnet_9blocks --gan-mode lsgan --ema 0.999
       pairforge train --resume runs/00001-pix2pix --steps 20000
+      pairforge train my_edges/ --init-from runs/edges2shoes --epochs 5 --decay-epochs 5
       torchrun --nproc_per_node 4 -m pairforge train shards/
     """
     import dataclasses
@@ -140,7 +156,13 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     from pairforge.trainer.loop import resume_config, train
 
     if resume is not None:
-        config = resume_config(resume, steps)
+        if options["init_from"] is not None:
+            raise click.UsageError("--resume continues a run and --init-from starts a new one from a run's weights: "
+                                   "give one of them")
+        given = {name: value for name, value in options.items() if _given(name)}
+        if shards:
+            given["shards"] = shards
+        config = resume_config(resume, steps, given)
     else:
         if not shards:
             raise click.UsageError("give SHARDS (a shard folder) or --resume RUN_DIR")
@@ -155,6 +177,14 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
         result = train(config, resume=resume, progress=progress, verify=verify)
     if os.environ.get("RANK", "0") == "0":
         _summary(result, dataclasses.asdict(result))
+
+
+def _given(name: str) -> bool:
+    """Whether the user gave the option ``name`` (on the command line or in its environment variable), not its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def _summary(result: object, values: dict[str, object]) -> None:

@@ -235,7 +235,7 @@ def test_14_signal_saves_a_checkpoint_and_says_how_to_resume(edge_shards: Path, 
     assert [p.name for p in checkpoint.list_checkpoints(run_dir)] == ["step-000000002"]
     assert "at step 2 of 50" in str(caught.value) and signal.Signals(number).name in str(caught.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
-    assert train(resume_config(run_dir, steps=3), resume=run_dir).steps == 3
+    assert train(resume_config(run_dir), resume=run_dir, stop_at=3).steps == 3
 
 
 def test_5_end_of_run_summary_names_damaged_shards(shard_factory, tmp_path: Path) -> None:
