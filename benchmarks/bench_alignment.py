@@ -141,7 +141,7 @@ def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels", j
     detector = detector if kind == "edges" else "canny"
     root = work_dir / f"{name}-{maps}-{kind}-{detector}-q{jpeg_a}-{int(palette)}" / "pairs"
     shutil.rmtree(root.parent, ignore_errors=True)
-    write_info(root, kind)
+    write_info(root, "generic" if kind == "generic-labels" else kind)
     info = json.loads((root / "pairs.json").read_text())
     if not palette:
         info["palette"] = None
@@ -158,7 +158,7 @@ def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels", j
             seed = (tile.photo * 100_003 + tile.top) * 10_007 + tile.left
             a = sketch_edges(b_window(corpus, tile.photo, tile.top, tile.left), seed=seed)
         else:
-            a = make_a(kind, corpus, tile.photo, tile.top, tile.left)
+            a = make_a("labels" if kind == "generic-labels" else kind, corpus, tile.photo, tile.top, tile.left)
         return jpeg(a, jpeg_a) if jpeg_a else a  # A saved as JPEG, like pix2pix's facades archive
     shifted: dict[int, list[str]] = {seed: [] for seed in seeds}
     for index, tile in enumerate(corpus.tiles):
@@ -180,7 +180,9 @@ def measure_corpus(name: str, maps: str, work_dir: Path, kind: str = "labels", j
     clean = len(corpus.tiles)
     clean_keys = [f"clean-{index:04d}" for index in range(clean)]
     per_seed = {seed: sum(1 for key in keys if key in flagged) for seed, keys in shifted.items()}
-    if kind != "labels":
+    if kind == "generic-labels":
+        maps = "label maps as A, checked as generic" + (" (facades)" if name.startswith("facades") else "")
+    elif kind != "labels":
         maps = "-" if detector == "canny" else detector
     elif name.startswith("facades"):
         maps = "facades"
@@ -270,11 +272,12 @@ def print_clean(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--corpora", default=",".join(name for name in CORPORA if name != "facades"),
+    parser.add_argument("--corpora", default=",".join(name for name in CORPORA if name[0].isdigit()),
                         help="comma-separated names of " + ", ".join(CORPORA))
     parser.add_argument("--maps", default="felzenszwalb", choices=sorted(MAPS), help="label maps of the photos")
-    parser.add_argument("--kind", default="labels", choices=("labels", "edges", "gray", "generic"),
-                        help="A made from B's tile by the test fixtures' recipe for this kind (labels: the map)")
+    parser.add_argument("--kind", default="labels", choices=("labels", "edges", "gray", "generic", "generic-labels"),
+                        help="A made from B's tile by the test fixtures' recipe for this kind (labels: the map; "
+                             "generic-labels: the map, checked as generic, as the reference's AB archives are)")
     parser.add_argument("--jpeg-a", type=int, default=0, metavar="QUALITY", help="save A as JPEG at this quality")
     parser.add_argument("--no-palette", action="store_true", help="labels: pairs.json without the palette")
     parser.add_argument("--edges-detector", default="canny", choices=("canny", "hed", "sketch"),

@@ -73,9 +73,11 @@ class CheckConfig:
             least this share of the structure disagreement left at no shift and its 1-px
             neighbours (:func:`~pairforge.measures.shift_evidence`; on periodic scenes phase
             correlation can lock onto a period of the pattern, which explains B no better).
-        uncertain_share: a shift above ``max_shift`` whose evidence reaches this share of the
-            needed gain (``label_min_gain`` or ``min_evidence``) but not all of it is reported as
-            ``alignment uncertain``; below it, the estimate is no evidence of a shift at all.
+        uncertain_evidence: edges, gray, generic: a shift above ``max_shift`` whose evidence
+            reaches this but not ``min_evidence`` is reported as ``alignment uncertain``; below
+            it, the estimate is no evidence of a shift at all. Labels have no such band: the
+            labels search's gain on clean facades reaches just under ``label_min_gain``
+            (benchmarks/RESULTS.md), so a band there would report clean pairs.
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -94,7 +96,7 @@ class CheckConfig:
     min_pairs_for_outliers: int = 10
     label_min_gain: float = 0.9
     min_evidence: float = 0.2
-    uncertain_share: float = 0.5
+    uncertain_evidence: float = 0.1
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500
@@ -110,8 +112,8 @@ class CheckConfig:
             raise ConfigError("outlier_z", self.outlier_z, "a positive number")
         if not 0 < self.min_evidence < 1:
             raise ConfigError("min_evidence", self.min_evidence, "a share in (0, 1)")
-        if not 0 < self.uncertain_share <= 1:
-            raise ConfigError("uncertain_share", self.uncertain_share, "a share in (0, 1]")
+        if not 0 < self.uncertain_evidence <= self.min_evidence:
+            raise ConfigError("uncertain_evidence", self.uncertain_evidence, f"a share in (0, {self.min_evidence}]")
         if self.gallery < 0:
             raise ConfigError("gallery", self.gallery, "0 or more pairs")
         for name in ("val_fraction", "test_fraction"):
@@ -425,11 +427,14 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     fences["agreement"] = agreement_fence
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
-    needed = config.label_min_gain if measured_kind(source.kind) == "labels" else config.min_evidence
-    fences["shift_evidence"] = needed
+    if measured_kind(source.kind) == "labels":
+        needed = uncertain = config.label_min_gain
+    else:
+        needed, uncertain = config.min_evidence, config.uncertain_evidence
+    fences.update(shift_evidence=needed, uncertain_evidence=uncertain)
     for row in rows:
         if row["shift"] > config.max_shift:
-            alignment = _alignment_problem(row["evidence"], needed, config.uncertain_share)
+            alignment = _alignment_problem(row["evidence"], needed, uncertain)
             if alignment:
                 flag(row, alignment, round(row["shift"], 2), config.max_shift, shift=[row["shift_x"], row["shift_y"]],
                      confidence=row["confidence"], evidence=row["evidence"], evidence_needed=needed)
@@ -471,13 +476,13 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     return CheckResult(source, config, rows, unreadable, flagged, clusters, fences, class_stats)
 
 
-def _alignment_problem(evidence: float, needed: float, uncertain_share: float) -> str | None:
+def _alignment_problem(evidence: float, needed: float, uncertain: float) -> str | None:
     """``misaligned`` when a shift explains B better than no shift by the needed margin; ``alignment
-    uncertain`` when it does by at least ``uncertain_share`` of it; else no problem (no shift does
-    about as well, e.g. a period of a facade's window grid)."""
+    uncertain`` when it does by at least ``uncertain``; else no problem (no shift does about as well,
+    e.g. a period of a facade's window grid)."""
     if evidence >= needed:
         return "misaligned"
-    if evidence >= uncertain_share * needed:
+    if evidence >= uncertain:
         return "alignment uncertain"
     return None
 

@@ -82,7 +82,7 @@ def test_shift_evidence_known_answers():
 
 
 def test_judge_tells_misaligned_from_uncertain_and_reports_it(tmp_path):
-    """The shift's evidence decides: >= the margin misaligned, >= half of it uncertain, below nothing."""
+    """The shift's evidence decides: >= 0.2 misaligned, >= 0.1 uncertain, below nothing (labels: no band)."""
     from pairforge.check import check_json, write_outputs
     from pairforge.checkreport import render_report
 
@@ -106,12 +106,19 @@ def test_judge_tells_misaligned_from_uncertain_and_reports_it(tmp_path):
     assert uncertain["shift"] == [4.0, 0.0]
     summary = check_json(result)
     assert summary["problems"] == {"alignment uncertain": 1, "misaligned": 1}
-    assert summary["fences"]["shift_evidence"] == 0.2 and summary["thresholds"]["uncertain_share"] == 0.5
+    assert summary["fences"]["shift_evidence"] == 0.2 and summary["fences"]["uncertain_evidence"] == 0.1
+    assert summary["thresholds"]["min_evidence"] == 0.2
     assert ("  alignment uncertain", 1) in result.summary_rows()
     paths = write_outputs(result)
     assert any(json.loads(line)["problem"] == "alignment uncertain" for line in paths["flagged"].open())
     page = render_report(result, {})
     assert "alignment uncertain" in page and "shift evidence" in page
+    # labels: evidence is the search's z-unit gain, 0.9 needed, and no uncertain band
+    write_info(tmp_path / "labels", "labels")
+    rows = [row(0, "strong", 4.0, 1.2), row(1, "weak", 4.0, 0.6)]
+    labels = judge(open_source(tmp_path / "labels", config), config, rows, [])
+    assert {row["key"]: row["problem"] for row in labels.flagged} == {"strong": "misaligned"}
+    assert labels.fences["shift_evidence"] == config.label_min_gain == 0.9
 
 
 # ---------------------------------------------------------------- periodic corpora
