@@ -3,7 +3,8 @@
 Every pair is read once, on the Dask runner, by :class:`MeasurePartition`
 (decode -> :class:`~pairforge.measures.PairMeasurer`); partitions return small
 rows, never pixels. The main process then judges the rows as a dataset:
-shift above the limit, agreement outliers (robust fence below the median),
+shift above the limit that explains B better than no shift (clearly:
+misaligned; a little: alignment uncertain), agreement outliers (robust fence below the median),
 content problems, exact and near-duplicate clusters (multi-index hashing, see
 :mod:`pairforge.neardup`) and clusters spanning splits (leakage).
 """
