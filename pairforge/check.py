@@ -3,7 +3,8 @@
 Every pair is read once, on the Dask runner, by :class:`MeasurePartition`
 (decode -> :class:`~pairforge.measures.PairMeasurer`); partitions return small
 rows, never pixels. The main process then judges the rows as a dataset:
-shift above the limit, agreement outliers (robust fence below the median),
+shift above the limit that explains B better than no shift (clearly:
+misaligned; a little: alignment uncertain), agreement outliers (robust fence below the median),
 content problems, exact and near-duplicate clusters (multi-index hashing, see
 :mod:`pairforge.neardup`) and clusters spanning splits (leakage).
 """
@@ -24,7 +25,7 @@ import numpy as np
 from pairforge.errors import ConfigError, DatasetError, SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image
 from pairforge.keys import assign_split, chunk, unique_keys_per_split
-from pairforge.measures import MeasureConfig, PairMeasurer
+from pairforge.measures import DHASH_WORDS, MeasureConfig, PairMeasurer, hash_words
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
 from pairforge.pairs import KINDS, PairsInfo, discover, split_ab, write_json, write_jsonl
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 CHECK_FORMAT = "pairforge.check/1"
 PROBLEMS = (
     "unreadable", "misaligned", "low agreement", "leakage", "exact duplicate", "near duplicate",
-    "near-empty A", "near-constant A", "near-constant B", "outside palette", "class missing from val",
-    "size outlier", "aspect outlier",
+    "alignment uncertain", "near-empty A", "near-constant A", "near-constant B", "outside palette",
+    "class missing from val", "size outlier", "aspect outlier",
 )
 """Every problem the check reports, most serious first (the report's default order)."""
 
@@ -60,7 +61,9 @@ class CheckConfig:
         outlier_z: agreement below ``median - outlier_z * 1.4826 * MAD`` is an outlier.
         min_margin: ... and at least this far below the median (datasets with a tiny spread).
         near_distance: largest pHash Hamming distance (of 64 bits) between near-duplicates.
-        verify_distance: ... whose dHash (of the matched view) must also be within this distance.
+        verify_distance: ... whose 256-bit dHash (of the matched view) must also be within this
+            distance (chosen on distinct images of one domain and on re-encodes, resizes and crops,
+            benchmarks/RESULTS.md).
         near_constant_std: A or B with a gray-level standard deviation below this is near-constant.
         hash_min_std: B's below this standard deviation are left out of near-duplicate search
             (a flat image's pHash is noise); exact duplicates still count.
@@ -73,6 +76,15 @@ class CheckConfig:
             this much over the best score within 1 px of no shift (label maps of texture or
             shading match B loosely everywhere, so a shift that explains B no better is not
             evidence).
+        min_evidence: edges, gray, generic: likewise, a shift counts only when it removes at
+            least this share of the structure disagreement left at no shift and its 1-px
+            neighbours (:func:`~pairforge.measures.shift_evidence`; on periodic scenes phase
+            correlation can lock onto a period of the pattern, which explains B no better).
+        uncertain_evidence: edges, gray, generic: a shift above ``max_shift`` whose evidence
+            reaches this but not ``min_evidence`` is reported as ``alignment uncertain``; below
+            it, the estimate is no evidence of a shift at all. Labels have no such band: the
+            labels search's gain on clean facades reaches just under ``label_min_gain``
+            (benchmarks/RESULTS.md), so a band there would report clean pairs.
         val_fraction / test_fraction: the splits ``shard`` would give a flat pair folder.
         gallery: flagged pairs drawn in the report (A | B | overlay thumbnails).
     """
@@ -82,7 +94,7 @@ class CheckConfig:
     outlier_z: float = 3.5
     min_margin: float = 0.05
     near_distance: int = 10
-    verify_distance: int = 24
+    verify_distance: int = 64
     near_constant_std: float = 2.0
     hash_min_std: float = 8.0
     min_edge_density: float = 0.002
@@ -90,6 +102,8 @@ class CheckConfig:
     area_factor: float = 4.0
     min_pairs_for_outliers: int = 10
     label_min_gain: float = 0.9
+    min_evidence: float = 0.2
+    uncertain_evidence: float = 0.1
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     gallery: int = 500
@@ -99,8 +113,14 @@ class CheckConfig:
             raise ConfigError("max_shift", self.max_shift, "pixels in (0, 100]")
         if not 0 <= self.near_distance <= 24:
             raise ConfigError("near_distance", self.near_distance, "an integer from 0 to 24 (of 64 bits)")
+        if not 0 <= self.verify_distance <= 256:
+            raise ConfigError("verify_distance", self.verify_distance, "an integer from 0 to 256 (of 256 bits)")
         if self.outlier_z <= 0:
             raise ConfigError("outlier_z", self.outlier_z, "a positive number")
+        if not 0 < self.min_evidence < 1:
+            raise ConfigError("min_evidence", self.min_evidence, "a share in (0, 1)")
+        if not 0 < self.uncertain_evidence <= self.min_evidence:
+            raise ConfigError("uncertain_evidence", self.uncertain_evidence, f"a share in (0, {self.min_evidence}]")
         if self.gallery < 0:
             raise ConfigError("gallery", self.gallery, "0 or more pairs")
         for name in ("val_fraction", "test_fraction"):
@@ -244,7 +264,7 @@ class MeasurePartition:
                    "shift": round(measured.shift, 3),
                    # 17 + 17 hashes as packed bytes: a tenth of the memory of Python int lists
                    "phashes": np.array(measured.phashes, dtype=np.uint64).tobytes(),
-                   "dhashes": np.array(measured.dhashes, dtype=np.uint64).tobytes()}
+                   "dhashes": hash_words(measured.dhashes, DHASH_WORDS).tobytes()}
             result.rows.append(row)
         return result
 
@@ -349,9 +369,12 @@ def measure_config_for(source: DatasetSource, edge_recipe: Any = None) -> Measur
     from pairforge.measures import EdgeRecipe
 
     space = str(source.stage.get("space", "luma")) if source.kind == "gray" else "luma"
+    if edge_recipe is None:
+        # Canny checking a dataset made by another recorded detector (HED) is a proxy
+        edge_recipe = EdgeRecipe(proxy=source.kind == "edges" and source.stage.get("detector") not in (None, "canny"))
     return MeasureConfig(kind=measured_kind(source.kind), gray_space=space if space in ("luma", "lab") else "luma",
                          palette_colors=source.class_colors if source.kind == "labels" else (),
-                         edge_recipe=edge_recipe or EdgeRecipe())
+                         edge_recipe=edge_recipe)
 
 
 def run_check(
@@ -399,11 +422,17 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     fences["agreement"] = agreement_fence
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
+    if measured_kind(source.kind) == "labels":
+        needed = uncertain = config.label_min_gain
+    else:
+        needed, uncertain = config.min_evidence, config.uncertain_evidence
+    fences.update(shift_evidence=needed, uncertain_evidence=uncertain)
     for row in rows:
-        weak = source.kind == "labels" and row["confidence"] - row["aligned_confidence"] < config.label_min_gain
-        if row["shift"] > config.max_shift and not weak:
-            flag(row, "misaligned", round(row["shift"], 2), config.max_shift,
-                 shift=[row["shift_x"], row["shift_y"]], confidence=row["confidence"])
+        if row["shift"] > config.max_shift:
+            alignment = _alignment_problem(row["evidence"], needed, uncertain)
+            if alignment:
+                flag(row, alignment, round(row["shift"], 2), config.max_shift, shift=[row["shift_x"], row["shift_y"]],
+                     confidence=row["confidence"], evidence=row["evidence"], evidence_needed=needed)
         if agreement_fence is not None and row["agreement"] is not None and row["agreement"] < agreement_fence["fence"]:
             flag(row, "low agreement", row["agreement"], round(agreement_fence["fence"], 4))
         if source.kind == "edges" and row["edge_density"] < config.min_edge_density:
@@ -442,6 +471,17 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     return CheckResult(source, config, rows, unreadable, flagged, clusters, fences, class_stats)
 
 
+def _alignment_problem(evidence: float, needed: float, uncertain: float) -> str | None:
+    """``misaligned`` when a shift explains B better than no shift by the needed margin; ``alignment
+    uncertain`` when it does by at least ``uncertain``; else no problem (no shift does about as well,
+    e.g. a period of a facade's window grid)."""
+    if evidence >= needed:
+        return "misaligned"
+    if evidence >= uncertain:
+        return "alignment uncertain"
+    return None
+
+
 def _agreement_fence(rows: list[dict[str, Any]], config: CheckConfig) -> dict[str, float] | None:
     values = np.array([row["agreement"] for row in rows if row["agreement"] is not None], dtype=np.float64)
     if len(values) < config.min_pairs_for_outliers:
@@ -473,12 +513,13 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
         exact_second += members[1:]
     hashed = [index for index, row in enumerate(rows) if row["std_b"] >= config.hash_min_std]
     phashes = [_hashes(rows[index]["phashes"]) for index in hashed]
-    dhashes = [_hashes(rows[index]["dhashes"]) for index in hashed]
+    dhashes = [_hashes(rows[index]["dhashes"], DHASH_WORDS) for index in hashed]
     queries = np.array([values[0] for values in phashes], dtype=np.uint64)
     views = np.concatenate(phashes) if phashes else np.zeros(0, dtype=np.uint64)
     owners = np.repeat(np.arange(len(hashed)), [len(values) for values in phashes])
-    verify = (np.array([values[0] for values in dhashes], dtype=np.uint64),
-              np.concatenate(dhashes) if dhashes else np.zeros(0, dtype=np.uint64), config.verify_distance)
+    verify = (np.array([values[0] for values in dhashes], dtype=np.uint64).reshape(-1, DHASH_WORDS),
+              np.concatenate(dhashes) if dhashes else np.zeros((0, DHASH_WORDS), dtype=np.uint64),
+              config.verify_distance)
     near_first, near_second, near_distance = near_pairs(queries, views, owners, config.near_distance, verify=verify)
     lookup = np.array(hashed, dtype=np.int64)
     first = np.concatenate([np.array(exact_first, dtype=np.int64), lookup[near_first]])
@@ -501,11 +542,12 @@ def _duplicate_clusters(rows: list[dict[str, Any]], config: CheckConfig) -> list
     return found
 
 
-def _hashes(value: bytes | Sequence[int]) -> np.ndarray:
-    """View hashes of one row as uint64 (rows carry them packed as bytes)."""
+def _hashes(value: bytes | Sequence[int], words: int = 1) -> np.ndarray:
+    """View hashes of one row as uint64, ``(views,)`` or ``(views, words)`` (rows carry them packed as bytes)."""
     if isinstance(value, bytes):
-        return np.frombuffer(value, dtype=np.uint64)
-    return np.asarray(value, dtype=np.uint64)
+        array = np.frombuffer(value, dtype=np.uint64)
+        return array if words == 1 else array.reshape(-1, words)
+    return np.asarray(value, dtype=np.uint64) if words == 1 else hash_words(value, words)
 
 
 def _class_stats(source: DatasetSource, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -554,7 +596,7 @@ def check_json(result: CheckResult) -> dict[str, Any]:
 
     source = result.source
     measured = {name: _distribution([row[name] for row in result.rows if row[name] is not None])
-                for name in ("shift", "confidence", "agreement", "edge_density", "std_a", "std_b")}
+                for name in ("shift", "confidence", "evidence", "agreement", "edge_density", "std_a", "std_b")}
     return {
         "format": CHECK_FORMAT,
         "created_by": f"pairforge {__version__}",

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pairforge.check import PROBLEMS, CheckResult, PairRef, ShardRef, iter_pairs
+from pairforge.check import PROBLEMS, CheckResult, PairRef, ShardRef, iter_pairs, measured_kind
 from pairforge.files import write_atomic
 from pairforge.imageio import encode_jpeg
 from pairforge.measures import gradient_magnitude, label_boundaries, to_gray
@@ -226,6 +226,7 @@ def _cards_html(result: CheckResult, counts: Counter, leaking: list[dict[str, An
              ("unreadable", result.unreadable_count, "bad" if result.unreadable_count else ""),
              ("pairs flagged", result.flagged_pairs(), "bad" if result.flagged_pairs() else "good"),
              ("misaligned", counts.get("misaligned", 0), "bad" if counts.get("misaligned") else ""),
+             ("alignment uncertain", counts.get("alignment uncertain", 0), ""),
              ("low agreement", counts.get("low agreement", 0), "bad" if counts.get("low agreement") else ""),
              ("duplicate clusters", len(result.clusters), ""),
              ("leaking clusters", len(leaking), "bad" if leaking else "good")]
@@ -234,18 +235,19 @@ def _cards_html(result: CheckResult, counts: Counter, leaking: list[dict[str, An
 
 
 def _histograms(result: CheckResult) -> list[str]:
-    """SVG histograms of shift, agreement, shift confidence and edge density, with their thresholds marked."""
+    """SVG histograms of shift, agreement, shift evidence and edge density, with their thresholds marked."""
     source, config, rows = result.source, result.config, result.rows
     fence = (result.fences.get("agreement") or {}).get("fence")
     agreement_name = {"edges": "edge F1 (A vs the edge recipe on B)", "gray": "correlation of A with B's lightness",
                       "labels": "F1 of label boundaries vs B's edges"}.get(source.kind)
     density_name = "edge density of A" if source.kind == "edges" else "edge density of B (Canny)"
-    if source.kind == "labels":
-        confidence = svg_histogram([row["confidence"] - row["aligned_confidence"] for row in rows],
-                                   "shift evidence (score gain over no shift and its 1-px neighbours, z units)",
-                                   marker=config.label_min_gain, marker_label="needed to flag", log_counts=True)
-    else:
-        confidence = svg_histogram([row["confidence"] for row in rows], "shift confidence (structure correlation)")
+    needed = result.fences.get("shift_evidence")
+    unit = ("score gain over no shift and its 1-px neighbours, z units" if measured_kind(source.kind) == "labels"
+            else "share of the structure disagreement near no shift that the shift removes")
+    # pairs within the shift limit need no evidence: only the shifts that were judged
+    confidence = svg_histogram([row["evidence"] for row in rows if row["shift"] > config.max_shift],
+                               f"shift evidence of shifts over {config.max_shift} px ({unit})",
+                               marker=needed, marker_label="needed to flag", log_counts=True)
     histograms = [
         svg_histogram([row["shift"] for row in rows], "estimated shift (px)", marker=config.max_shift,
                       marker_label=f"{config.max_shift} px", log_counts=True),

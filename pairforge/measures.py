@@ -4,9 +4,11 @@ Everything here is a pure function of decoded pixels (no I/O, no Dask): the
 check's partition function calls :meth:`PairMeasurer.measure` once per pair.
 
 * **Shift**: phase correlation (Hann window) between a structure map of A and
-  one of B, with the correlation peak as confidence. A's structure depends on
-  the kind (edge ink, gradient magnitude); B's is its gradient magnitude, or the
-  dataset's edge recipe for edge datasets, so both maps show the same kind of
+  one of B, then :func:`shift_evidence`: how much better the found shift makes
+  A's structure match B's than no shift (and its 1-px neighbours) does, on the
+  same pixels. A's structure depends on the kind (edge ink, gradient
+  magnitude); B's is its gradient magnitude, or, for edge datasets checked with
+  their own recipe, that recipe's edges, so both maps show the same kind of
   lines. Labels use :func:`label_alignment` instead: an exhaustive search over
   integer shifts of how well the label map explains B (mutual information
   between label regions and B's lightness, colour homogeneity of B per label
@@ -61,6 +63,9 @@ LABEL_NEAR_RADIUS = 1.0
 pixels of no shift (no shift and its four neighbours)."""
 LIGHTNESS_BINS = 16
 """Labels: B's lightness is quantised into this many equal bins for the mutual information."""
+DHASH_SIZE = 16
+"""Side of the dHash grid: 256 bits (``DHASH_WORDS`` words of 64) that verify a pHash match."""
+DHASH_WORDS = DHASH_SIZE * DHASH_SIZE // 64
 INFORMATION_MAX_SAMPLES = 8000
 """Labels: with more of B's centre pixels than this, the mutual information uses every other row and
 column (a 256 px pair: 13,456 of its 53,824 centre pixels), which halves the search's time there."""
@@ -78,6 +83,11 @@ class EdgeRecipe:
 
     name: str = "canny"
     stage: StageSpec | None = None
+    proxy: bool = False
+    """The recipe stands in for the dataset's own detector (Canny checking a HED dataset): HED draws object
+    contours where Canny also marks texture and misses soft contours, so the shift is measured against B's
+    gradient magnitude, which every detector's lines follow (:meth:`PairMeasurer._structures`); the
+    agreement still uses the recipe. Measured on HED facades in benchmarks/RESULTS.md (issue 20)."""
 
     def __post_init__(self) -> None:
         if self.name not in ("canny", "dataset"):
@@ -132,10 +142,16 @@ class PairMeasures:
     shift_x: float
     shift_y: float
     confidence: float
-    """Structure correlation at the estimated shift (0..1); labels: alignment score at the shift
-    (robust z units, see :func:`label_alignment`)."""
+    """Structure correlation at the estimated (integer) shift, :func:`shift_evidence`; labels: alignment
+    score at the shift (robust z units, see :func:`label_alignment`)."""
     aligned_confidence: float
-    """The same with no shift (labels: within 1.5 px of none): close to ``confidence`` when the shift buys little."""
+    """The best of the same at no shift and its four 1-px neighbours, on the same pixels: close to
+    ``confidence`` when the shift buys little."""
+    evidence: float
+    """How much better the shift explains B than no shift: labels ``confidence - aligned_confidence``
+    (z units); the other kinds the share of the disagreement left at no shift that the shift removes,
+    ``(confidence - aligned_confidence) / (1 - aligned_confidence)`` (1: the shift explains all of it;
+    0 or less: no shift does as well)."""
     agreement: float | None
     edge_density: float
     std_a: float
@@ -144,7 +160,7 @@ class PairMeasures:
     phashes: list[int]
     """64-bit pHash of B, then of its cropped views (near-duplicate search)."""
     dhashes: list[int]
-    """64-bit dHash of the same views (verifies pHash matches)."""
+    """256-bit dHash of the same views (verifies pHash matches, see :func:`view_hashes`)."""
     class_pixels: dict[int, int] | None = None
     """Pixels per palette class index; index ``-1`` counts colours outside the palette (labels)."""
 
@@ -192,8 +208,10 @@ class PairMeasurer:
         if config.kind == "labels":
             (shift_x, shift_y), confidence, aligned_confidence = label_alignment(
                 a, b, structure_b, boundaries=structure_a, lightness=gray_b)
+            evidence = confidence - aligned_confidence
         else:
-            (shift_x, shift_y), confidence, aligned_confidence = phase_shift(structure_a, structure_b)
+            (shift_x, shift_y), _, _ = phase_shift(structure_a, structure_b)
+            confidence, aligned_confidence, evidence = shift_evidence(structure_a, structure_b, shift_x, shift_y)
         return PairMeasures(
             height=int(height),
             width=int(width),
@@ -201,6 +219,7 @@ class PairMeasurer:
             shift_y=round(shift_y / scale, 3),
             confidence=round(confidence, 4),
             aligned_confidence=round(aligned_confidence, 4),
+            evidence=round(evidence, 4),
             agreement=None if agreement is None else round(agreement, 4),
             edge_density=round(edge_density, 5),
             std_a=round(float(gray_a.std()), 3),
@@ -218,8 +237,12 @@ class PairMeasurer:
         kind, tolerance = self.config.kind, self.config.tolerance
         if kind == "edges":
             ink_a = gray_a < 128
-            edges_b = self.config.edge_recipe.edges(b)
-            return (ink_a.astype(np.float32), edges_b.astype(np.float32),
+            recipe = self.config.edge_recipe
+            edges_b = recipe.edges(b)
+            # another detector's binary edges are not A's lines (texture edges, missed contours): on
+            # periodic scenes their mismatch let a period's shift match about as well as none (issue 20)
+            structure_b = gradient_magnitude(gray_b) if recipe.proxy else edges_b.astype(np.float32)
+            return (ink_a.astype(np.float32), structure_b,
                     edge_f1(ink_a, edges_b, tolerance), float(ink_a.mean()))
         edges_b = canny_edges(b)
         if kind == "labels":
@@ -257,17 +280,27 @@ def pixel_digest(image: np.ndarray) -> str:
 
 
 def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float = 0.9) -> tuple[list[int], list[int]]:
-    """64-bit perceptual hashes (imagehash pHash, and dHash) of an image and of ``views x views`` crops of it.
+    """Perceptual hashes of an image and of ``views x views`` crops of it: 64-bit pHash and 256-bit dHash.
 
     The first hash is of the whole image; the others are of ``crop``-sized
     windows at evenly spaced offsets, so that a cropped copy of this image
     hashes close to one of them (pHash alone tolerates re-encoding and resizing,
     not crops). The image is first shrunk to ``side x side`` (pHash looks at
-    32x32 anyway).
+    32x32 anyway). pHash (imagehash, 8x8 low frequencies) finds candidates; the
+    dHash (``DHASH_SIZE`` x ``DHASH_SIZE`` gradient signs) verifies them at a finer
+    scale: distinct images of one domain (facades, brick, coins) share their low
+    frequencies, not their details (benchmarks/RESULTS.md, issue 20).
     """
     import imagehash
     from PIL import Image
 
+    pillow = [Image.fromarray(window) for window in view_windows(image, views, side, crop)]
+    return ([_hash_int(imagehash.phash(window)) for window in pillow],
+            [_hash_int(imagehash.dhash(window, hash_size=DHASH_SIZE)) for window in pillow])
+
+
+def view_windows(image: np.ndarray, views: int = 4, side: int = 80, crop: float = 0.9) -> list[np.ndarray]:
+    """The gray ``side x side`` thumbnail of an image and its ``views x views`` crop windows (:func:`view_hashes`)."""
     small = cv2.resize(to_gray(image).astype(np.uint8), (side, side), interpolation=cv2.INTER_AREA)
     windows = [small]
     inner = round(side * crop)
@@ -275,9 +308,14 @@ def view_hashes(image: np.ndarray, views: int = 4, side: int = 80, crop: float =
     for top in steps:
         for left in steps:
             windows.append(small[top : top + inner, left : left + inner])
-    pillow = [Image.fromarray(window) for window in windows]
-    return ([_hash_int(imagehash.phash(window)) for window in pillow],
-            [_hash_int(imagehash.dhash(window)) for window in pillow])
+    return windows
+
+
+def hash_words(values: Sequence[int], words: int) -> np.ndarray:
+    """Hashes of ``64 words`` bits as a ``(len(values), words)`` uint64 array, most significant word first."""
+    mask = (1 << 64) - 1
+    return np.array([[(value >> (64 * (words - 1 - word))) & mask for word in range(words)] for value in values],
+                    dtype=np.uint64).reshape(-1, words)
 
 
 def _hash_int(image_hash: Any) -> int:
@@ -370,6 +408,49 @@ def phase_shift(
     confidence = _windowed_correlation(windowed_a, np.roll(maps[1], (-round(dy), -round(dx)), axis=(0, 1)) * window)
     aligned = _windowed_correlation(windowed_a, maps[1] * window)
     return (float(dx), float(dy)), max(0.0, confidence), max(0.0, aligned)
+
+
+def shift_evidence(structure_a: np.ndarray, structure_b: np.ndarray, dx: float,
+                   dy: float) -> tuple[float, float, float]:
+    """How much better B's structure matches A's at the shift ``(dx, dy)`` than at no shift.
+
+    Both maps are blurred as in :func:`phase_shift` (sigma 1.5 px). On A's pixels whose
+    counterparts stay inside B at the integer shift and at every 1-px neighbour of no shift
+    (a margin of ``|dx| + 1`` columns and ``|dy| + 1`` rows), the Pearson correlation with B
+    moved by the shift is compared with the best correlation at no shift and its four 1-px
+    neighbours (as the labels search does: a sub-pixel offset between A's and B's lines must
+    not count as a shift). Phase correlation picks the sharpest peak of a whitened spectrum,
+    which on periodic scenes (facades, street grids, brick) may be a period of the pattern
+    rather than a shift; such a peak explains B no better than no shift.
+
+    Returns:
+        ``(score, aligned, evidence)``: the correlation at the shift, the best one near no shift,
+        and ``(score - aligned) / (1 - aligned)``: the share of the disagreement left near no
+        shift that the shift removes (1: all of it; 0 or less: none; at least -1, as a shift that
+        breaks a perfect match would give minus infinity). A shift whose overlap is under 8 px,
+        or a flat map, gives ``(0, 0, 0)``.
+    """
+    column, row = round(dx), round(dy)
+    margin_x, margin_y = abs(column) + 1, abs(row) + 1
+    height, width = structure_a.shape
+    if min(height - 2 * margin_y, width - 2 * margin_x) < 8:
+        return 0.0, 0.0, 0.0
+    smooth_a = cv2.GaussianBlur(structure_a.astype(np.float32), (0, 0), 1.5)
+    smooth_b = cv2.GaussianBlur(structure_b.astype(np.float32), (0, 0), 1.5)
+    inner = _centred(smooth_a[margin_y : height - margin_y, margin_x : width - margin_x])
+
+    def score(sx: int, sy: int) -> float:
+        moved = smooth_b[margin_y + sy : height - margin_y + sy, margin_x + sx : width - margin_x + sx]
+        return _windowed_correlation(inner, _centred(moved))
+
+    shifted = score(column, row)
+    aligned = max(score(sx, sy) for sx, sy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)))
+    evidence = (shifted - aligned) / max(1.0 - aligned, 1e-6)
+    return shifted, aligned, float(max(-1.0, evidence))
+
+
+def _centred(values: np.ndarray) -> np.ndarray:
+    return values - float(values.mean())
 
 
 def label_alignment(

@@ -6,8 +6,9 @@ Every image contributes one *query* hash (pHash of the whole image) and several
 the query hash of one lies within Hamming distance ``t`` of any view of the
 other.
 
-Candidates are then verified with a second hash of the same views (dHash), which
-removes look-alike textures that pHash alone lets through.
+Candidates are then verified with a second, finer hash of the same views (a 256-bit
+dHash), which removes look-alike images that pHash alone lets through (distinct facades,
+tiles of one brick wall: their low frequencies agree, their details do not).
 
 Multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012): the 64 bits are cut
 into ``m`` chunks; if two codes differ in at most ``t`` bits, at least one chunk
@@ -89,8 +90,8 @@ def popcount(values: np.ndarray) -> np.ndarray:
     """Set bits of each uint64."""
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(values).astype(np.int64)
-    as_bytes = values.view(np.uint8).reshape(-1, 8)  # pragma: no cover - numpy < 2
-    return np.unpackbits(as_bytes, axis=1).sum(axis=1).astype(np.int64)
+    as_bytes = np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape, 8)  # pragma: no cover - numpy < 2
+    return np.unpackbits(as_bytes, axis=-1).sum(axis=-1).astype(np.int64)  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,9 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
             arrays stay small enough to be reused, 2.7x faster for 20,000 images at distance 10).
         stats: if given, receives ``candidates`` (full distances computed) and ``chunks``.
         verify: ``(queries2, views2, threshold2)``: a second, independent hash of the same
-            images and views; a match must also be within ``threshold2`` bits there
-            (pHash alone lets some look-alike textures through).
+            images and views, ``(N,)`` and ``(M,)`` uint64 or ``(N, W)`` and ``(M, W)`` for hashes
+            of ``64 W`` bits; a match must also be within ``threshold2`` bits there (pHash alone
+            lets look-alike images through).
 
     Returns:
         ``(i, j, distance)`` arrays with ``i < j``, one row per pair (smallest distance).
@@ -194,8 +196,9 @@ def near_pairs(queries: np.ndarray, views: np.ndarray, owners: np.ndarray, thres
         keep = (distance <= threshold) & (other != query_index)
         if verify is not None:
             second_queries, second_views, second_threshold = verify
-            keep &= popcount(np.asarray(second_queries, np.uint64)[query_index]
-                             ^ np.asarray(second_views, np.uint64)[view_index]) <= second_threshold
+            second = popcount(np.asarray(second_queries, np.uint64)[query_index]
+                              ^ np.asarray(second_views, np.uint64)[view_index])
+            keep &= (second.sum(axis=1) if second.ndim > 1 else second) <= second_threshold
         found_i.append(query_index[keep])
         found_j.append(other[keep])
         found_d.append(distance[keep])

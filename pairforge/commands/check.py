@@ -55,9 +55,12 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
       alignment   shift between A's and B's structure (phase correlation; labels:
                   a search over shifts of how well the label map explains B), and an
                   agreement score fit to the kind (edge F1, lightness correlation,
-                  label boundaries vs B's edges); flags shift > --max-shift and outliers
-      duplicates  exact (decoded pixels) and near (pHash of B and of crops of it);
-                  a cluster spanning train and val/test is leakage
+                  label boundaries vs B's edges); flags shift > --max-shift when the
+                  shift explains B clearly better than no shift (misaligned) or only
+                  a little (alignment uncertain), and agreement outliers
+      duplicates  exact (decoded pixels) and near (pHash of B and of crops of it,
+                  verified by a finer dHash); a cluster spanning train and val/test
+                  is leakage
       content     near-constant or empty A/B, colours outside the palette, classes
                   never in val, size and aspect outliers
     Writes OUTPUT/report.html, check.json and flagged.jsonl, prints a summary.

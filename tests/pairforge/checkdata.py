@@ -4,6 +4,10 @@ Clean pairs are non-overlapping tiles of the photos (so no two clean B's are nea
 repeated objects or patterns, like ``coins`` and ``brick``, are left out: their tiles look alike to pHash);
 A is made from B's tile by the kind's recipe. A shifted pair takes B from a window displaced by
 ``(dx, dy)`` pixels from A's; a swapped pair takes B from another photo.
+
+Periodic scenes, where phase correlation can lock onto a period of the pattern instead of a shift, have
+corpora of their own: :func:`load_facades` (``synth facades``: window grids, brick courses, louvres) and
+:func:`load_periodic` (tiles of scikit-image's brick wall and checkerboard).
 """
 
 from __future__ import annotations
@@ -68,6 +72,42 @@ def load_corpus(size: int = 96, short_side: int = 384, margin: int = 12) -> Corp
     return Corpus(images, tiles, size)
 
 
+def load_facades(size: int = 128, count: int = 40, margin: int = 12, seed: int = 0) -> Corpus:
+    """``synth facades`` rendered at ``size + 2 margin`` px, one ``size`` px window each (labels: their own maps)."""
+    from pairforge.pipelines.synthetic.facades import FacadesConfig, render_facade
+
+    config = FacadesConfig(count=count, size=size + 2 * margin, seed=seed)
+    rendered = [render_facade(index, config) for index in range(count)]
+    corpus = Corpus([photo for photo, _ in rendered], [Tile(index, margin, margin) for index in range(count)], size)
+    corpus._labels.update({index: (ids % len(PALETTE)).astype(np.uint8) for index, (_, ids) in enumerate(rendered)})
+    return corpus
+
+
+PERIODIC = {"brick": 512, "checkerboard": 400}
+"""scikit-image's periodic photos and the short side they are scaled to (brick: 512 px, courses ~20 px apart;
+checkerboard: 400 px, squares of 50 px, a period of 100 px)."""
+
+
+def load_periodic(size: int = 96, margin: int = 12, names: tuple[str, ...] = tuple(PERIODIC),
+                  step: int | None = None) -> Corpus:
+    """Tiles of periodic photos, ``step`` px apart (default: ``size + margin``, no overlap).
+
+    Their tiles look alike to pHash: not for near-duplicate tests.
+    """
+    from skimage import data
+
+    images, tiles = [], []
+    for index, name in enumerate(names):
+        photo = getattr(data, name)()
+        scale = PERIODIC[name] / min(photo.shape[:2])
+        photo = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        images.append(np.repeat(photo[..., None], 3, axis=2))
+        stride = step or size + margin
+        tiles += [Tile(index, top, left) for top in range(margin, photo.shape[0] - size - margin + 1, stride)
+                  for left in range(margin, photo.shape[1] - size - margin + 1, stride)]
+    return Corpus(images, tiles, size)
+
+
 def _label_map(photo: np.ndarray, classes: int = len(PALETTE)) -> np.ndarray:
     """Felzenszwalb segments (their boundaries follow the photo's edges), each given one of the classes."""
     from skimage.segmentation import felzenszwalb
@@ -87,6 +127,19 @@ def make_a(kind: str, corpus: Corpus, photo: int, top: int, left: int) -> np.nda
         ids = corpus.labels(photo)[top : top + size, left : left + size]
         return np.array(PALETTE, np.uint8)[ids]
     return cv2.applyColorMap(np.clip(to_gray(window), 0, 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[..., ::-1].copy()
+
+
+def sketch_edges(window: np.ndarray, keep: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Edges of another hand than the check's Canny: ``keep`` of Canny's connected contours, the rest dropped.
+
+    Like a sketch or another detector (HED keeps object contours and drops texture), A's lines are then a
+    subset of B's Canny edges: on periodic scenes the lines left can match B about as well one period away.
+    """
+    edges = canny_edges(window)
+    count, components = cv2.connectedComponents(edges.astype(np.uint8), connectivity=8)
+    kept = np.random.default_rng(seed).random(count) < keep
+    kept[0] = False
+    return np.where(kept[components], 0, 255).astype(np.uint8)
 
 
 def b_window(corpus: Corpus, photo: int, top: int, left: int) -> np.ndarray:

@@ -434,7 +434,7 @@ def test_judge_size_outliers_and_fix_splits_rule(tmp_path):
         height = 256 if index != 7 else 32
         rows.append({"key": f"k{index}", "split": "val" if index in (1, 2) else "train", "path": f"k{index}.png",
                      "height": height, "width": width, "shift_x": 0.0, "shift_y": 0.0, "shift": 0.0, "confidence": 1.0,
-                     "aligned_confidence": 1.0, "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 5.0,
+                     "aligned_confidence": 1.0, "evidence": 0.0, "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 5.0,
                      "pixel_hash": "same" if index in (1, 5) else f"h{index}", "phashes": [index * 2**40],
                      "dhashes": [index], "class_pixels": None})
     (tmp_path / "pairs").mkdir()
@@ -454,7 +454,7 @@ def test_exact_duplicate_means_same_pixels_not_phash_distance_zero(tmp_path):
 
     def row(index: int, pixel_hash: str) -> dict:
         return {"key": f"k{index}", "split": "train", "path": f"k{index}.png", "height": 256, "width": 256,
-                "shift_x": 0.0, "shift_y": 0.0, "shift": 0.0, "confidence": 1.0, "aligned_confidence": 1.0,
+                "shift_x": 0.0, "shift_y": 0.0, "shift": 0.0, "confidence": 1.0, "aligned_confidence": 1.0, "evidence": 0.0,
                 "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 30.0, "pixel_hash": pixel_hash,
                 "phashes": [2**40 if index < 3 else int(far[index])], "dhashes": [7 if index < 3 else int(far[index])],
                 "class_pixels": None}
@@ -473,7 +473,7 @@ def test_report_with_thousands_of_rows_stays_small(tmp_path):
 
     rows = [{"key": f"k{index:05d}", "split": "train", "path": f"k{index}.png", "height": 64, "width": 64,
              "shift_x": 3.0, "shift_y": 0.0, "shift": 3.0, "confidence": 0.9, "aligned_confidence": 0.5,
-             "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 5.0, "pixel_hash": f"h{index}",
+             "evidence": 0.8, "agreement": None, "edge_density": 0.1, "std_a": 30.0, "std_b": 5.0, "pixel_hash": f"h{index}",
              "phashes": [0], "dhashes": [0], "class_pixels": None} for index in range(5000)]
     (tmp_path / "pairs").mkdir()
     result = judge(open_source(tmp_path / "pairs", CheckConfig()), CheckConfig(), rows, [])
