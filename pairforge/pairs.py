@@ -118,7 +118,7 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
         if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
             continue
         if hidden:
-            rejects.append(reject_row(str(path), f"hidden {hidden}", "name starts with '.'"))
+            rejects.append(_not_input(path, hidden))
             continue
         if has_splits:
             if len(relative.parts) == 1:
@@ -154,7 +154,7 @@ def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tup
     if root.is_dir():
         entries: Iterable[tuple[Path, str]] = _walk(root)
     elif os.path.lexists(root):
-        entries = [(root, "file" if root.name.startswith(".") else "")]
+        entries = [(root, "hidden file" if root.name.startswith(".") else "")]
     else:
         raise DatasetError(f"{root} does not exist")
     found: list[Path] = []
@@ -163,7 +163,7 @@ def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tup
         if skip_metadata and path.parent == root and path.name in METADATA_NAMES:
             continue
         if hidden:
-            rejects.append(reject_row(str(path), f"hidden {hidden}", "name starts with '.'"))
+            rejects.append(_not_input(path, hidden))
         elif not is_image_path(path):
             rejects.append(reject_row(str(path), "unsupported file type", repr(path.suffix or "(none)")))
         else:
@@ -172,18 +172,40 @@ def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tup
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, str]]:
-    """Files under ``root`` in sorted order, with ``"file"``/``"folder"`` when hidden (else ``""``).
+    """Files under ``root`` in sorted order, each with ``""`` or why it is not an input.
 
-    A hidden folder is yielded once (not entered); pairforge's own files
-    (temporaries ``.<name>.tmp...``, ``.pairforge-...``, the folder's lock) are not inputs and are left out.
+    The reason is ``"hidden file"``/``"hidden folder"`` (a hidden folder is yielded once, not
+    entered) or ``"folder visited already"`` (a symbolic link to a folder this walk has entered, or
+    will: a link loop, or two links to one folder, whose files would be read twice). Other links to
+    folders are followed, so a folder of links to the real data is read as it looks. pairforge's own
+    files (temporaries ``.<name>.tmp...``, ``.pairforge-...``, the folder's lock) are not inputs and
+    are left out.
     """
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
-        hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        entries = [(name, "folder") for name in hidden_dirs]
-        entries += [(name, "file" if name.startswith(".") else "") for name in filenames if not is_own_file(name)]
-        for name, hidden in sorted(entries):
-            yield Path(directory) / name, hidden
+    entered = {os.path.realpath(root)}
+    for directory, dirnames, filenames in os.walk(root, followlinks=True):
+        entries = [(name, "hidden folder") for name in dirnames if name.startswith(".")]
+        visible = sorted(name for name in dirnames if not name.startswith("."))
+        real = {name: os.path.realpath(os.path.join(directory, name)) for name in visible}
+        dirnames[:] = []
+        for name in visible:
+            if real[name] in entered or os.path.islink(os.path.join(directory, name)) and any(
+                    real[name] == real[other] for other in visible if other != name
+                    and not os.path.islink(os.path.join(directory, other))):
+                entries.append((name, "folder visited already"))
+            else:
+                entered.add(real[name])
+                dirnames.append(name)
+        entries += [(name, "hidden file" if name.startswith(".") else "")
+                    for name in filenames if not is_own_file(name)]
+        for name, reason in sorted(entries):
+            yield Path(directory) / name, reason
+
+
+def _not_input(path: Path, reason: str) -> dict[str, str]:
+    """The reject row of a file or folder :func:`_walk` does not read."""
+    if reason.startswith("hidden"):
+        return reject_row(str(path), reason, "name starts with '.'")
+    return reject_row(str(path), reason, f"{os.path.realpath(path)} is read once, through another path")
 
 
 def split_ab(ab: np.ndarray, a_channels: int = 3) -> tuple[np.ndarray, np.ndarray]:

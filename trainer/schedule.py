@@ -53,8 +53,10 @@ def make_schedule(config: OptimConfig, train_count: int, batch_size: int, world_
 def lr_factor(step: int, schedule: Schedule) -> float:
     """Multiplier of the initial learning rate for optimizer step ``step`` (0-based).
 
-    1 for the first ``constant_steps``; then falls linearly so that the last step still
-    learns (1 / (decay_steps + 1)), as in the official implementation's per-epoch rule.
+    1 for the first ``constant_steps``; then decay step *k* (1-based) is 1 - k / (decay_steps + 1),
+    so the last step still learns (1 / (decay_steps + 1)). The official implementation applies the
+    same kind of rule once per epoch, and its last epoch runs at lr 0 (README, "where pairforge
+    differs from the reference"): per step, pairforge is never below it and every step learns.
     An extended schedule (see :func:`extend_schedule`) continues from ``resume_factor``
     at ``resume_step`` linearly to zero instead.
     """

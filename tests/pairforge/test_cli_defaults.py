@@ -88,7 +88,7 @@ BINDINGS: dict[str, Binding | str] = {
         (CheckConfig, RunnerConfig), renames={"output": "out_dir"}, differs={"workers": RESOLVED_WORKERS},
         config_only={**RUNNER_ONLY, **dict.fromkeys(
             ("outlier_z", "min_margin", "verify_distance", "near_constant_std", "hash_min_std", "min_edge_density",
-             "aspect_tolerance", "area_factor", "min_pairs_for_outliers", "label_min_gain"),
+             "aspect_tolerance", "area_factor", "min_pairs_for_outliers", "label_min_gain", "min_evidence", "uncertain_evidence"),
             "a measuring threshold documented in CheckConfig, not a command-line option")},
     ),
     "shard": Binding((ShardConfig, RunnerConfig), renames={"output": "out_dir"}, differs={"workers": RESOLVED_WORKERS},

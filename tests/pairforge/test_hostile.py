@@ -299,6 +299,25 @@ def test_hidden_files_are_counted_as_rejects(photos: Path, tmp_path: Path) -> No
     assert "seen" in output and "hidden" in output
 
 
+def test_linked_folders_are_read_once_and_loops_are_rejects(photos: Path, tmp_path: Path) -> None:
+    """A folder of links to the data is read as it looks; a link loop or a second way into one folder
+    is one reject row (before: os.walk left every linked folder out without a word)."""
+    seen = len(list(photos.glob("*.png")))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.move(str(photos / "p00.png"), outside / "p00.png")
+    (photos / "linked").symlink_to(outside)
+    (photos / "sub").mkdir()
+    shutil.move(str(photos / "p01.png"), photos / "sub" / "p01.png")
+    (photos / "sub" / "loop").symlink_to(photos)
+    (photos / "again").symlink_to(photos / "sub")
+    _, output = run("make-gray", str(photos), "-o", str(tmp_path / "pairs"), "-j", "1")
+    manifest = [row["key"] for row in read_jsonl(tmp_path / "pairs" / "manifest.jsonl")]
+    rejects = {Path(row["path"]).name: row["reason"] for row in read_jsonl(tmp_path / "pairs" / "rejects.jsonl")}
+    assert "linked__p00" in manifest and "sub__p01" in manifest and len(manifest) == seen, manifest
+    assert rejects == {"loop": "folder visited already", "again": "folder visited already"}, rejects
+
+
 # -- 7 (and 8, 10 on a cluster): relative paths with --scheduler --------------------------------------
 
 
