@@ -405,7 +405,7 @@ def _grouped(options: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
 
 RESUME_SAFE_OPTIONS = (
     "device", "compile", "deterministic", "log_every", "sample_every", "val_every", "checkpoint_every",
-    "keep_checkpoints", "max_val_samples", "tensorboard", "record_keys",
+    "keep_checkpoints", "max_val_samples", "tensorboard", "record_keys", "allow_modified_shards",
 )
 """Options a resumed run may change (``train --resume RUN --device cpu``): they choose where and how the
 same computation runs (device, compiled or not, deterministic kernels; the arithmetic itself is
@@ -413,7 +413,9 @@ same computation runs (device, compiled or not, deterministic kernels; the arith
 never what a training step computes. Validation runs the generator without dropout noise and draws no
 random numbers, so its schedule leaves the training untouched. ``--num-workers`` is not among them:
 each DataLoader worker reads its own shards through its own shuffle buffer, so the worker count
-decides the order of the samples. Every other option is compared with the run's config.json."""
+decides the order of the samples. ``--allow-modified-shards`` is the user's answer to a shard set
+that changed after the run began (the refusal names it): allowed, and recorded in the run's history.
+Every other option is compared with the run's config.json."""
 
 PATH_OPTIONS = ("shards", "dataset_json", "val_shards", "output")
 """Options naming files or folders: compared as resolved absolute paths."""

@@ -140,6 +140,21 @@ def test_1_resume_refuses_a_shard_set_rebuilt_in_place(edge_shards: Path, tmp_pa
     assert "(train 8, val 2)" in output and "(train 10, val 2;" in output
 
 
+def test_1_resume_on_a_modified_shard_set_follows_the_refusal_s_own_advice(half_run: Path) -> None:
+    """The refusal names --allow-modified-shards; given on resume, it is accepted and recorded, not refused."""
+    shards = Path(resume_config(half_run).data.shards)
+    modified = shards.parent / "modified"
+    shutil.copytree(shards, modified)
+    tar = sorted(modified.glob("train-*.tar"))[0]
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    code, output = _invoke("train", modified, "--resume", half_run)
+    assert code != 0 and "--allow-modified-shards" in _error(output), output
+    code, output = _invoke("train", modified, "--resume", half_run, "--allow-modified-shards")
+    assert code == 0, output
+    changed = json.loads((half_run / "config.json").read_text())["history"][-1]["changed"]
+    assert changed["allow_modified_shards"] == [False, True], changed
+
+
 def test_1_steps_below_the_plan_are_refused(half_run: Path) -> None:
     code, output = _invoke("train", "--resume", half_run, "--steps", "1")
     assert code != 0 and "--steps 1 is below step 2" in output and "of 4 planned" in output, output
