@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def shard_pair_folder(
         reader, dataset_info = _reading(pairs_dir, info, reading)
         result = shard_with_card(items, reader, dataset_info, config, runner or RunnerConfig(), rejects,
                                  [c for c in (info.command, command) if c], card, progress=progress)
-    return ShardSetResult(result.config, result.summary, result.dataset, result.card_path, len(collisions))
+    return replace(result, collisions=len(collisions))
 
 
 def _reading(pairs_dir: Path, info: PairsInfo, reading: PairFolderInput) -> tuple[PairFileReader, DatasetInfo]:
