@@ -233,27 +233,24 @@ ProgressFactory = Callable[[int, str], AbstractContextManager[Callable[[int], An
 """``progress(total, label)``: a context manager yielding ``advance(n)`` (the CLI's bar)."""
 
 
-def _no_progress(total: int, label: str) -> AbstractContextManager[Callable[[int], Any]]:
+def no_progress(total: int, label: str) -> AbstractContextManager[Callable[[int], Any]]:
+    """A :data:`ProgressFactory` that shows nothing (callers from Python)."""
     return nullcontext(lambda n: None)
 
 
 @dataclass
 class BuilderResult:
-    """What a builder run made, for the CLI's closing lines.
+    """What a builder made in a pair folder, for the CLI's closing lines.
 
     Attributes:
         kind: the stage's kind.
-        out_dir: the pair folder or shard folder written.
-        summary: :class:`BuildSummary` (pair folder) or :class:`pairforge.shards.ShardSummary` (shards).
-        dataset: the shard set's dataset.json contents (shards only).
-        card_path: the data card written next to the shards (shards only).
+        out_dir: the pair folder written.
+        summary: its totals.
     """
 
     kind: str
     out_dir: Path
-    summary: Any
-    dataset: dict[str, Any] | None = None
-    card_path: Path | None = None
+    summary: BuildSummary
 
     def as_rows(self) -> list[tuple[str, int]]:
         return self.summary.as_rows()
@@ -273,98 +270,82 @@ def builder_runner(spec: StageSpec, workers: int | None, scheduler: str | None) 
     return RunnerConfig(workers=chosen, scheduler=scheduler), reason if uses_hint else ""
 
 
-def run_builder(
-    spec: StageSpec,
-    items: Sequence[SourceItem],
-    output: PairFolderConfig,
-    shards: Any = None,
-    runner: RunnerConfig | None = None,
-    *,
-    photos: str,
-    command: str,
-    rejects: Sequence[dict[str, str]] = (),
-    max_pixels: int | None = None,
-    workers_reason: str = "",
-    card_license: str | None = None,
-    card_source: str | None = None,
-    progress: ProgressFactory = _no_progress,
-) -> BuilderResult:
-    """Run one builder stage over ``items``: a pair folder, or with ``shards`` a shard set and its data card.
+@dataclass(frozen=True)
+class PreparedStage:
+    """A builder stage built and ready to run: what pairs.json / dataset.json record of it, and its reader.
 
-    The output folder is checked writable first, then the stage is built (its config
-    validated, weights loaded) before any image is decoded; its ``describe()`` (plus
-    ``builder``: the stage's ``module:Class``) is recorded in pairs.json / dataset.json.
+    Attributes:
+        kind, a_channels: the stage's.
+        palette: its label palette as JSON (labels stages), else None.
+        description: its ``describe()`` plus ``builder`` (its ``module:Class``).
+        reader: the picklable reader that runs it on each input item.
+    """
 
-    Args:
-        spec: the stage (``module:Class`` and its config).
-        items: the photos (with extras such as label maps), keys unique.
-        output: the pair folder and its format (unused with ``shards``).
-        shards: a :class:`pairforge.shards.ShardConfig` for fused mode (no pair files).
-        runner: where partitions run (default: :func:`builder_runner` with no ``-j``).
-        photos: the input folder (recorded as the shard set's root).
-        command: the command line, recorded in pairs.json / dataset.json and the card.
-        rejects: inputs rejected before the run (unmatched, unsupported...).
-        max_pixels: decoding limit per photo (default: :data:`pairforge.imageio.DEFAULT_MAX_PIXELS`).
-        workers_reason: why the runner uses fewer processes (shown on the progress label).
-        card_license, card_source: data-card fields the user gave.
-        progress: opens the progress bar (the CLI's; none by default).
+    kind: str
+    a_channels: int
+    palette: dict[str, Any] | None
+    description: dict[str, Any]
+    reader: Callable[[SourceItem], PairSample]
+
+
+def prepare_stage(spec: StageSpec, max_pixels: int | None = None) -> PreparedStage:
+    """Build the stage of ``spec`` (validating its config, loading weights) before any image is decoded.
 
     Raises:
-        OutputError, DatasetError, NothingUsableError: as :func:`build_pairs` / ``write_shard_set``.
-        ConfigError: the stage's config is invalid (before any work).
+        ConfigError: the stage's config is invalid.
     """
     from pairforge.sources import StageReader, cached_stage
 
-    if runner is None:
-        runner, workers_reason = builder_runner(spec, None, None)
-    where = runner.describe()
-    ensure_output_dir(shards.out_dir if shards is not None else output.out_dir,
-                      "shard folder" if shards is not None else "pair folder")
     # validates the config (and loads weights) before any work starts; an in-process run reuses it
     stage = cached_stage(spec)
     palette = stage.palette.to_json() if hasattr(stage, "palette") else None
     description = {**stage.describe(), "builder": spec.target}
     reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
-    if shards is not None:
-        from pairforge.shards import DatasetInfo
+    return PreparedStage(stage.kind, stage.a_channels, palette, description, reader)
 
-        info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette,
-                           source={"kind": stage.kind, "stage": description, "command": command}, root=photos)
-        summary, dataset, card_path = shard_with_card(items, reader, info, shards, runner, rejects, [command],
-                                                      card_license, card_source, workers_reason, progress)
-        return BuilderResult(stage.kind, Path(shards.out_dir), summary, dataset, card_path)
-    info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=palette, stage=description, command=command)
+
+def build_pair_folder(
+    spec: StageSpec,
+    items: Sequence[SourceItem],
+    output: PairFolderConfig,
+    runner: RunnerConfig | None = None,
+    *,
+    command: str,
+    rejects: Sequence[dict[str, str]] = (),
+    max_pixels: int | None = None,
+    workers_reason: str = "",
+    progress: ProgressFactory = no_progress,
+) -> BuilderResult:
+    """Run one builder stage over ``items`` into a pair folder (the fused ``--shards`` mode:
+    :func:`pairforge.packing.build_shard_set`).
+
+    The output folder is checked writable first, then the stage is built (its config
+    validated, weights loaded) before any image is decoded; its ``describe()`` (plus
+    ``builder``: the stage's ``module:Class``) is recorded in pairs.json.
+
+    Args:
+        spec: the stage (``module:Class`` and its config).
+        items: the photos (with extras such as label maps), keys unique.
+        output: the pair folder and its format.
+        runner: where partitions run (default: :func:`builder_runner` with no ``-j``).
+        command: the command line, recorded in pairs.json.
+        rejects: inputs rejected before the run (unmatched, unsupported...).
+        max_pixels: decoding limit per photo (default: :data:`pairforge.imageio.DEFAULT_MAX_PIXELS`).
+        workers_reason: why the runner uses fewer processes (shown on the progress label).
+        progress: opens the progress bar (the CLI's; none by default).
+
+    Raises:
+        OutputError, DatasetError, NothingUsableError: as :func:`build_pairs`.
+        ConfigError: the stage's config is invalid (before any work).
+    """
+    if runner is None:
+        runner, workers_reason = builder_runner(spec, None, None)
+    where = runner.describe()
+    ensure_output_dir(output.out_dir, "pair folder")
+    stage = prepare_stage(spec, max_pixels)
+    info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=stage.palette, stage=stage.description,
+                     command=command)
     label = f"{stage.kind} pairs ({where}{'; ' + workers_reason if workers_reason else ''})"
     with progress(len(items), label) as advance:
-        summary = build_pairs(items, reader, info, output, runner, early_rejects=rejects, on_progress=advance)
+        summary = build_pairs(items, stage.reader, info, output, runner, early_rejects=rejects, on_progress=advance)
     return BuilderResult(stage.kind, Path(output.out_dir), summary)
-
-
-def shard_with_card(
-    items: Sequence[SourceItem],
-    reader: Callable[[SourceItem], PairSample],
-    info: Any,
-    config: Any,
-    runner: RunnerConfig,
-    rejects: Sequence[dict[str, str]],
-    commands: list[str],
-    card_license: str | None = None,
-    card_source: str | None = None,
-    workers_reason: str = "",
-    progress: ProgressFactory = _no_progress,
-) -> tuple[Any, dict[str, Any], Path]:
-    """Write a shard set (``write_shard_set``), then its data card; for ``shard`` and the builders' ``--shards``.
-
-    Returns:
-        ``(summary, dataset.json contents, card path)``.
-    """
-    from pairforge.datacard import render_card, write_card
-    from pairforge.shards import read_dataset, write_shard_set
-
-    label = f"shard ({runner.describe()}{': ' + workers_reason if workers_reason else ''})"
-    with progress(len(items), label) as advance:
-        summary = write_shard_set(items, reader, info, config, runner, early_rejects=rejects, on_progress=advance)
-    dataset = read_dataset(config.out_dir)
-    card = render_card(dataset, summary.seen, dict(summary.rejected), commands, license=card_license,
-                       source=card_source)
-    return summary, dataset, write_card(config.out_dir, card)

@@ -13,6 +13,7 @@ from string import Template
 from typing import Any
 
 from pairforge import __version__
+from pairforge.files import write_atomic
 
 TO_FILL = "TO BE FILLED (unknown to pairforge; edit this card)"
 
@@ -81,6 +82,7 @@ def render_card(
 
 
 def write_card(out_dir: str | Path, text: str) -> Path:
+    """Write ``DATA_CARD.md`` into ``out_dir`` atomically (UTF-8); returns its path."""
     path = Path(out_dir) / "DATA_CARD.md"
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
     return path

@@ -121,6 +121,15 @@ def source_items(
     return items, collisions
 
 
+def collision_lines(collisions: dict[str, list[str]]) -> list[str]:
+    """One warning line per key collision of :func:`source_items`: ``key collision: a b, a.b -> a_b, a_b-2, ...``."""
+    lines = []
+    for key, names in sorted(collisions.items()):
+        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
+        lines.append(f"key collision: {shown} -> {key}, {key}-2, ...")
+    return lines
+
+
 def paired_items(
     pairs: Sequence[MatchedPair], extra: str, how: str = "image"
 ) -> tuple[list[SourceItem], dict[str, list[str]]]:

@@ -319,6 +319,8 @@ class ShardResult:
 
 @dataclass
 class ShardSummary:
+    """Totals of a shard run, and the dataset.json it wrote (for the data card and the CLI)."""
+
     seen: int
     written: int
     reused_shards: int
@@ -326,6 +328,7 @@ class ShardSummary:
     rejected: Counter
     counts: dict[str, int]
     out_dir: str
+    dataset: dict[str, Any] = field(default_factory=dict)
 
     def as_rows(self) -> list[tuple[str, int]]:
         rows = summary_rows(self.seen, self.written, self.rejected)
@@ -393,6 +396,7 @@ def write_shard_set(
         rejected=tally.rejected,
         counts={split: entry["count"] for split, entry in dataset["splits"].items()},
         out_dir=str(out_dir),
+        dataset=dataset,
     )
     tally.require_some(out_dir)
     return summary

@@ -14,11 +14,13 @@ import click
 
 from pairforge.commands.common import (
     command_line,
+    echo_collisions,
+    print_shard_result,
     print_table,
     progress,
     runner_options,
+    shard_options,
 )
-from pairforge.commands.data import echo_collisions, print_shard_result, shard_options
 from pairforge.device import DEVICES
 from pairforge.pairs import IMAGE_FORMATS
 from pairforge.pipelines.edges import DETECTORS, HED_INPUTS
@@ -73,7 +75,8 @@ def builder(name: str) -> type:
 def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejects: list[dict[str, str]],
                    options: dict[str, Any], title: str = "", unmatched_hint: Callable[[], str] | None = None,
                    inputs: dict[Path, str] | None = None) -> None:
-    """Build pairs (or shards) with one stage (:func:`pairforge.build.run_builder`); print the summary.
+    """Build pairs (:func:`pairforge.build.build_pair_folder`) or, with ``--shards``, a shard set
+    (:func:`pairforge.packing.build_shard_set`) with one stage; print the summary.
 
     The output folder is claimed first (:func:`pairforge.outputs.own_output`: not inside an
     input, not another command's output, writable, owned by this process until the end).
@@ -86,39 +89,45 @@ def run_and_report(stage_class: type, stage_config: Any, items: list[Any], rejec
         unmatched_hint: what to check when inputs were ``unmatched`` (printed after the table).
         inputs: every input folder with how messages name it [default: ``photos`` as the photo folder].
     """
-    from pairforge.build import PairFolderConfig, builder_runner, run_builder
+    from pairforge.build import PairFolderConfig, build_pair_folder, builder_runner
     from pairforge.outputs import PAIR_FOLDER, SHARD_FOLDER, own_output
+    from pairforge.packing import CardFields, build_shard_set
     from pairforge.registry import target
     from pairforge.shards import ShardConfig
     from pairforge.sources import StageSpec
 
     shards_dir = options["shards_dir"]
-    out_dir = shards_dir if shards_dir is not None else options["output"]
     spec = StageSpec(target(stage_class), stage_config)
     runner, reason = builder_runner(spec, options["workers"], options["scheduler"])
-    shards = None
+    inputs = inputs or {options["photos"]: "photo folder"}
     if shards_dir is not None:
         shards = ShardConfig(str(shards_dir), options["samples_per_shard"], options["max_shard_bytes"],
                              options["lossless"], options["quality"], options["val_fraction"], options["test_fraction"])
+        with own_output(shards_dir, SHARD_FOLDER, inputs):
+            shard_result = build_shard_set(spec, items, shards, runner, photos=str(options["photos"]),
+                                           command=command_line(), rejects=rejects, max_pixels=options["max_pixels"],
+                                           workers_reason=reason, card=CardFields(options["license_"], options["source"]),
+                                           progress=progress)
+        print_shard_result(shard_result)
+        _unmatched_hint(shard_result.summary.rejected, unmatched_hint)
+        return
     output = PairFolderConfig(str(options["output"]), options["image_format"], options["quality"],
                               overwrite=options["overwrite"])
-    with own_output(out_dir, SHARD_FOLDER if shards is not None else PAIR_FOLDER,
-                    inputs or {options["photos"]: "photo folder"}):
-        result = run_builder(spec, items, output, shards, runner, photos=str(options["photos"]),
-                             command=command_line(), rejects=rejects, max_pixels=options["max_pixels"],
-                             workers_reason=reason, card_license=options["license_"], card_source=options["source"],
-                             progress=progress)
-    if shards is not None:
-        print_shard_result(result.summary, result.dataset, result.card_path, shards)
-    else:
-        print_table(f"{title or 'make-' + result.kind} -> {options['output']}", result.as_rows())
-        if sum(result.summary.rejected.values()):
-            click.echo(f"rejected inputs and reasons: {options['output'] / 'rejects.jsonl'}")
-    unmatched = result.summary.rejected.get("unmatched", 0)
-    if unmatched and unmatched_hint is not None:
-        click.echo(f"{unmatched} unmatched: {unmatched_hint()}")
-    if shards is None:
-        click.echo(f"next: pairforge shard {options['output']}")
+    with own_output(options["output"], PAIR_FOLDER, inputs):
+        result = build_pair_folder(spec, items, output, runner, command=command_line(), rejects=rejects,
+                                   max_pixels=options["max_pixels"], workers_reason=reason, progress=progress)
+    print_table(f"{title or 'make-' + result.kind} -> {options['output']}", result.as_rows())
+    if sum(result.summary.rejected.values()):
+        click.echo(f"rejected inputs and reasons: {options['output'] / 'rejects.jsonl'}")
+    _unmatched_hint(result.summary.rejected, unmatched_hint)
+    click.echo(f"next: pairforge shard {options['output']}")
+
+
+def _unmatched_hint(rejected: dict[str, int], hint: Callable[[], str] | None) -> None:
+    """``N unmatched: <what to check>`` after the table, when inputs found no partner."""
+    unmatched = rejected.get("unmatched", 0)
+    if unmatched and hint is not None:
+        click.echo(f"{unmatched} unmatched: {hint()}")
 
 
 def _fit(options: dict[str, Any]) -> Any:

@@ -6,11 +6,15 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from pairforge.imageio import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from pairforge.packing import ShardSetResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +42,28 @@ def runner_options(function: F) -> F:
         help="Local worker processes [default: all cores; 1 for make-edges with HED, which uses every core "
              "through torch].",
     )(function)
+    return function
+
+
+def shard_options(function: F) -> F:
+    """Options of the shard layout, shared by ``shard`` and the fused ``make-* --shards`` mode."""
+    options = [
+        click.option("--samples-per-shard", type=click.IntRange(min=1), default=1000, show_default=True,
+                     help="Samples per tar; each shard is one Dask task."),
+        click.option("--max-shard-bytes", type=click.IntRange(min=1024), default=None,
+                     help="Also cut a shard before its inputs exceed this many bytes."),
+        click.option("--lossless", is_flag=True, help="Store B as PNG instead of JPEG quality --quality."),
+        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+                     help="JPEG quality of B in shards (and of AB files written with --format jpg)."),
+        click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+                     help="Share of samples sent to val (by hash of the key) when the input has no split folders."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                     help="Share of samples sent to test, likewise."),
+        click.option("--license", "license_", default=None, help="Licence of the source images, for DATA_CARD.md."),
+        click.option("--source", default=None, help="Where the source images come from, for DATA_CARD.md."),
+    ]
+    for option in reversed(options):
+        function = option(function)
     return function
 
 
@@ -193,3 +219,43 @@ def command_line() -> str:
     if argv is None:
         argv = sys.argv[1:]
     return " ".join(["pairforge", *(shlex.quote(arg) for arg in argv)])
+
+
+def warn(line: str) -> None:
+    """A warning line on stderr (the ``warn`` callback of core functions)."""
+    click.echo(line, err=True)
+
+
+def echo_collisions(collisions: dict[str, list[str]]) -> None:
+    """Warn on stderr about stems renamed ``key-2``, ``key-3``... because they sanitise to one key."""
+    from pairforge.matching import collision_lines
+
+    for line in collision_lines(collisions):
+        warn(line)
+
+
+def print_shard_result(result: ShardSetResult) -> None:
+    """The closing table and lines of a shard run (``shard`` and the builders' fused ``--shards`` mode)."""
+    config, summary, dataset = result.config, result.summary, result.dataset
+    rows = summary.as_rows()
+    if result.collisions:
+        rows.append(("key collisions renamed", result.collisions))
+    print_table(f"shard -> {config.out_dir}", rows)
+    warn_empty_splits(summary.counts, config.val_fraction, config.test_fraction)
+    click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {result.card_path}")
+    if dataset.get("split_assignment"):
+        click.echo("split file {file}: {moved} pairs moved, {not_listed} not listed".format(**dataset["split_assignment"]))
+    if sum(summary.rejected.values()):
+        click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
+
+
+def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None, test_fraction: float = 0.0) -> None:
+    """Warn on stderr when a split that training or evaluation reads is empty."""
+    if not counts.get("train"):
+        click.echo("warning: the train split is empty: `pairforge train` needs train samples", err=True)
+    if not counts.get("val"):
+        asked = f" (--val-fraction {val_fraction} gave none)" if val_fraction else ""
+        click.echo(f"warning: the val split is empty{asked}: training skips validation and `evaluate --split val` "
+                   "has nothing to read; add a val/ folder or more samples", err=True)
+    if test_fraction and not counts.get("test"):
+        click.echo(f"warning: the test split is empty (--test-fraction {test_fraction} gave none)", err=True)

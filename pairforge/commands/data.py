@@ -9,40 +9,23 @@ from typing import Any
 
 import click
 
+from pairforge.commands.build import run_and_report
 from pairforge.commands.common import (
     command_line,
+    print_shard_result,
     print_table,
     progress,
     resolve_workers,
     runner_options,
+    shard_options,
+    warn,
+    warn_empty_splits,
 )
 from pairforge.pairs import IMAGE_FORMATS
 from pairforge.pipelines.combine import SIZE_POLICIES
 from pairforge.pipelines.geometry import FIT_MODES
 
 log = logging.getLogger(__name__)
-
-
-def shard_options(function):  # type: ignore[no-untyped-def]
-    """Options of the shard layout, shared by ``shard`` and the fused ``make-* --shards`` mode."""
-    options = [
-        click.option("--samples-per-shard", type=click.IntRange(min=1), default=1000, show_default=True,
-                     help="Samples per tar; each shard is one Dask task."),
-        click.option("--max-shard-bytes", type=click.IntRange(min=1024), default=None,
-                     help="Also cut a shard before its inputs exceed this many bytes."),
-        click.option("--lossless", is_flag=True, help="Store B as PNG instead of JPEG quality --quality."),
-        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-                     help="JPEG quality of B in shards (and of AB files written with --format jpg)."),
-        click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
-                     help="Share of samples sent to val (by hash of the key) when the input has no split folders."),
-        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-                     help="Share of samples sent to test, likewise."),
-        click.option("--license", "license_", default=None, help="Licence of the source images, for DATA_CARD.md."),
-        click.option("--source", default=None, help="Where the source images come from, for DATA_CARD.md."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 def _suffix_pair(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, str] | None:
@@ -87,7 +70,6 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
     matches, nothing is written: the error suggests the --suffix the file names
     point to.
     """
-    from pairforge.commands.build import run_and_report
     from pairforge.errors import DatasetError, PairforgeError
     from pairforge.outputs import PAIR_FOLDER, SHARD_FOLDER, check_output
     from pairforge.paths import ensure_output_dir
@@ -143,150 +125,16 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
     listed as rejects). A folder without pairs.json is taken as AB pairs only
     when its images look like pairs (width = 2 x height); --force-ab overrides.
     """
-    from pairforge.matching import source_items
-    from pairforge.outputs import SHARD_FOLDER, own_output
-    from pairforge.pairs import PairsInfo, discover
-    from pairforge.shards import DatasetInfo, ShardConfig
-    from pairforge.sources import PairFileReader
-
-    if not pairs_dir.exists():
-        raise click.ClickException(
-            f"pair folder {pairs_dir} not found: make one with `pairforge make-edges PHOTOS` or "
-            "`pairforge combine A_DIR B_DIR`, or pass an existing pix2pix dataset folder"
-        )
-    with own_output(output, SHARD_FOLDER, {pairs_dir: "pair folder"}):  # before any work; one writer
-        read_info = PairsInfo.read(pairs_dir)
-        info = read_info or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
-        found, rejects = discover(pairs_dir)
-        if read_info is not None:
-            found, unlisted = _manifest_listed(pairs_dir, found)
-            rejects += unlisted
-            if unlisted:
-                click.echo(f"warning: {len(unlisted)} files in {pairs_dir} are not in its manifest.jsonl (left from an "
-                           "earlier build?); not packed, listed in rejects.jsonl", err=True)
-        elif not force_ab:
-            _require_ab_layout(pairs_dir, [entry.path for entry in found])
-        items, collisions = source_items(found)
-        echo_collisions(collisions)
-        reader = PairFileReader(a_channels=info.a_channels, kind=info.kind, max_pixels=max_pixels)
-        config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
-                             str(splits_file) if splits_file else None)
-        dataset_info = DatasetInfo(
-            kind=info.kind,
-            a_channels=info.a_channels,
-            palette=info.palette,
-            source={"kind": info.kind, "stage": info.stage, "command": info.command},
-            root=str(pairs_dir),
-        )
-        if direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
-            reader = PairFileReader(a_channels=3, kind="generic", max_pixels=max_pixels, swap=True)
-            dataset_info = DatasetInfo(kind="generic", a_channels=3, palette=None, source={
-                "kind": "generic", "stage": {}, "command": info.command, "pairs_dir": str(pairs_dir),
-                "direction": "BtoA", "swapped_from_kind": info.kind})
-        write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects,
-                      commands=[c for c in (info.command, command_line()) if c], license_=license_, source=source,
-                      collisions=len(collisions))
-
-
-def echo_collisions(collisions: dict[str, list[str]]) -> None:
-    """Warn on stderr about stems renamed ``key-2``, ``key-3``... because they sanitise to one key."""
-    from pairforge.paths import describe_path
-
-    for key, names in sorted(collisions.items()):
-        shown = ", ".join(describe_path(name) for name in names)  # names may not be valid UTF-8
-        click.echo(f"key collision: {shown} -> {key}, {key}-2, ...", err=True)
-
-
-def _manifest_listed(pairs_dir: Path, found: list[Any]) -> tuple[list[Any], list[dict[str, str]]]:
-    """Split found files into those manifest.jsonl lists and reject rows for the rest."""
-    from pairforge.errors import reject_row
-    from pairforge.pairs import MANIFEST_NAME, read_jsonl
-    from pairforge.paths import absolute
-
-    manifest = pairs_dir / MANIFEST_NAME
-    if not manifest.exists():
-        return found, []
-    listed = {row["path"] for row in read_jsonl(manifest) if "path" in row}
-    root = Path(absolute(pairs_dir))
-    kept, rejects = [], []
-    for entry in found:
-        if Path(entry.path).relative_to(root).as_posix() in listed:
-            kept.append(entry)
-        else:
-            rejects.append(reject_row(entry.path, "not in manifest",
-                                      f"not listed in {MANIFEST_NAME}: not made by the build that wrote it"))
-    return kept, rejects
-
-
-def _require_ab_layout(folder: Path, paths: list[str]) -> None:
-    """Refuse a folder whose images mostly do not look like AB pairs (width = 2 x height), saying what to run instead.
-
-    Every reference pix2pix dataset (facades, edges2shoes, maps...) is 2:1; ordinary photos
-    and label maps are not, and cutting them in two makes nonsense pairs.
-    """
-    from pairforge.errors import SampleError
-    from pairforge.imageio import read_image_size
-
-    sizes = []
-    for path in paths:
-        try:
-            sizes.append(read_image_size(path))  # header only; a FIFO or device is never opened for reading
-        except SampleError:  # rejected with its reason during the run
-            continue
-    odd = [size for size in sizes if size[0] != 2 * size[1]]
-    if 2 * len(odd) <= len(sizes):  # mostly pairs: the odd ones are rejected one by one with their reason
-        return
-    children = {p.name for p in folder.iterdir() if p.is_dir()}
-    if {"photos", "labels"} <= children:
-        instead = f"`pairforge make-labels {folder / 'photos'} --labels {folder / 'labels'}`"
-        if (folder / "palette.json").exists():
-            instead += f" --palette {folder / 'palette.json'}"
-    else:
-        instead = f"`pairforge make-edges {folder}`, `pairforge make-gray {folder}`, or `pairforge combine A_DIR B_DIR`"
-    width, height = odd[0]
-    raise click.ClickException(
-        f"{folder} has no pairs.json and {len(odd)} of its {len(sizes)} images do not look like AB pairs "
-        f"(width = 2 x height; e.g. {width}x{height}): they look like photos or label maps, and packing them would cut "
-        f"each in two. To make pairs from them run {instead}; to pack them as AB pairs anyway pass --force-ab."
-    )
-
-
-def write_shards_with_card(items, reader, dataset_info, config, workers, scheduler, rejects, commands, license_, source,  # type: ignore[no-untyped-def]
-                  collisions: int = 0) -> None:
-    """Run the shard writer with a progress bar, then write the data card and print the summary."""
-    from pairforge.build import shard_with_card
+    from pairforge.packing import CardFields, PairFolderInput, shard_pair_folder
     from pairforge.runner import RunnerConfig
+    from pairforge.shards import ShardConfig
 
-    runner = RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler)
-    summary, dataset, card_path = shard_with_card(items, reader, dataset_info, config, runner, rejects, commands,
-                                                  license_, source, "", progress)
-    print_shard_result(summary, dataset, card_path, config, collisions)
-
-
-def print_shard_result(summary, dataset, card_path, config, collisions: int = 0) -> None:  # type: ignore[no-untyped-def]
-    """The closing table and lines of a shard run (``shard`` and the builders' fused ``--shards`` mode)."""
-    rows = summary.as_rows()
-    if collisions:
-        rows.append(("key collisions renamed", collisions))
-    print_table(f"shard -> {config.out_dir}", rows)
-    warn_empty_splits(summary.counts, config.val_fraction, config.test_fraction)
-    click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {card_path}")
-    if dataset.get("split_assignment"):
-        click.echo("split file {file}: {moved} pairs moved, {not_listed} not listed".format(**dataset["split_assignment"]))
-    if sum(summary.rejected.values()):
-        click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
-
-
-def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None, test_fraction: float = 0.0) -> None:
-    """Warn on stderr when a split that training or evaluation reads is empty."""
-    if not counts.get("train"):
-        click.echo("warning: the train split is empty: `pairforge train` needs train samples", err=True)
-    if not counts.get("val"):
-        asked = f" (--val-fraction {val_fraction} gave none)" if val_fraction else ""
-        click.echo(f"warning: the val split is empty{asked}: training skips validation and `evaluate --split val` "
-                   "has nothing to read; add a val/ folder or more samples", err=True)
-    if test_fraction and not counts.get("test"):
-        click.echo(f"warning: the test split is empty (--test-fraction {test_fraction} gave none)", err=True)
+    config = ShardConfig(str(output), samples_per_shard, max_shard_bytes, lossless, quality, val_fraction, test_fraction,
+                         str(splits_file) if splits_file else None)
+    result = shard_pair_folder(pairs_dir, config, PairFolderInput(direction, force_ab, max_pixels),
+                               RunnerConfig(workers=resolve_workers(workers), scheduler=scheduler),
+                               card=CardFields(license_, source), command=command_line(), progress=progress, warn=warn)
+    print_shard_result(result)
 
 
 @click.command("inspect")

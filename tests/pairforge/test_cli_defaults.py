@@ -15,6 +15,7 @@ import pytest
 from pairforge.build import PairFolderConfig
 from pairforge.check import CheckConfig
 from pairforge.cli import cli
+from pairforge.packing import CardFields, PairFolderInput
 from pairforge.pipelines.combine import CombineConfig
 from pairforge.pipelines.edges import EdgesConfig
 from pairforge.pipelines.gray import GrayConfig
@@ -91,7 +92,8 @@ BINDINGS: dict[str, Binding | str] = {
              "aspect_tolerance", "area_factor", "min_pairs_for_outliers", "label_min_gain", "min_evidence", "uncertain_evidence"),
             "a measuring threshold documented in CheckConfig, not a command-line option")},
     ),
-    "shard": Binding((ShardConfig, RunnerConfig), renames={"output": "out_dir"}, differs={"workers": RESOLVED_WORKERS},
+    "shard": Binding((ShardConfig, RunnerConfig, PairFolderInput, CardFields),
+                     renames={"output": "out_dir", "license_": "license"}, differs={"workers": RESOLVED_WORKERS},
                      config_only=RUNNER_ONLY),
     "combine": Binding(
         (CombineConfig, CombineConfig().fit, PairFolderConfig, ShardConfig, RunnerConfig), renames=PAIR_FOLDER,
