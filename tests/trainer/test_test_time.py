@@ -20,8 +20,9 @@ from pairforge.trainer.inference import (
     load_checked_generator,
     model_scale_size,
 )
-from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.loop import train
 from pairforge.trainer.networks import PerImageNorm, build_generator, inference_generator
+from pairforge.trainer.run import resume_config
 from pairforge.trainer.transforms import Encoding, encode_input, encode_target
 from tests.trainer.conftest import make_tiny_config, write_shards
 
