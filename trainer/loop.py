@@ -35,7 +35,7 @@ from pairforge.trainer.data import (
     make_loader,
     recorded_shards,
 )
-from pairforge.trainer.networks import inference_generator
+from pairforge.trainer.inference import InferenceConfig, Predictor
 from pairforge.trainer.run import (
     MetricsWindow,
     MetricsWriter,
@@ -59,6 +59,9 @@ from pairforge.trainer.step import Handles, Models, train_step, update_ema
 from pairforge.trainer.transforms import Encoding, decode_output, encode_pair, visualize_input
 
 Progress = Callable[[int, int, dict[str, Any]], None]
+
+VAL_BATCH = 8
+"""Pairs per validation forward pass."""
 
 
 def train(
@@ -283,23 +286,29 @@ def _finish(run: _Run, models: Models, state: TrainState, batches: _Batches, rec
 
 def _validate(run: _Run, models: Models, record: _Record, step: int) -> dict[str, float]:
     """:func:`validate` on the run's val split with the test-time generator (the EMA one if any), rank 0."""
-    # the test-time generator (per-image batch-norm statistics, dropout off), as predict runs it
-    model = inference_generator(models.ema if models.ema is not None else models.generator)
+    generator = models.ema if models.ema is not None else models.generator
+    predictor = Predictor(generator, run.document, InferenceConfig(
+        batch_size=VAL_BATCH, max_side=max(run.config.augment.crop_size, 8), device=str(run.device), scale="native"))
     val_urls, limit = run.info.splits.get("val", ()), run.config.data.max_val_samples
-    source = iterate_split(val_urls, run.inputs.encoding, 8, limit) if val_urls and limit else iter([])
-    return validate(model, source, run.inputs, run.autocast, record.samples,
+    source = iterate_split(val_urls, run.inputs.encoding, VAL_BATCH, limit) if val_urls and limit else iter([])
+    return validate(predictor, source, run.inputs, run.autocast, record.samples,
                     run.run_dir / "samples" / f"step-{step:09d}.png")
 
 
 def validate(
-    model: nn.Module, batches: Iterator[dict[str, Any]], inputs: Inputs,
+    predictor: Predictor, batches: Iterator[dict[str, Any]], inputs: Inputs,
     autocast: contextlib.AbstractContextManager[Any], fallback: tuple[torch.Tensor, torch.Tensor] | None,
     grid_path: Path,
 ) -> dict[str, float]:
-    """Scores of the test-time ``model`` over validation ``batches``, and a sample grid of four pairs.
+    """Scores of ``predictor``'s generator over validation ``batches``, and a sample grid of four pairs.
 
-    The scores compare decoded [0, 1] RGB, as ``pairforge evaluate`` does. Without validation
-    pairs the grid shows ``fallback`` (encoded training pairs) and there are no scores.
+    Validation runs the generator as ``predict`` does, through the same :class:`Predictor`: the
+    paper's test time, dropout on and batch norm with each image's statistics, the dropout noise
+    seeded by the predictor's seed (predict's default, 0) afresh for each batch. So two passes
+    over the same weights give the same numbers, and successive validation scores compare the
+    model, not the dropout draw. The training RNG is set aside meanwhile: validating never changes
+    what training computes. The scores compare decoded [0, 1] RGB, as ``pairforge evaluate`` does.
+    Without validation pairs the grid shows ``fallback`` (encoded training pairs) and there are no scores.
 
     Returns:
         mean ``val_l1``, ``val_psnr``, ``val_ssim`` (empty without validation pairs).
@@ -307,11 +316,12 @@ def validate(
     encoding = inputs.encoding
     scores: dict[str, list[torch.Tensor]] = {"val_l1": [], "val_psnr": [], "val_ssim": []}
     grid: list[torch.Tensor] = []
-    with torch.no_grad():
+    cuda = [predictor.device] if predictor.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         for batch in batches:
             x, y = inputs.for_testing(batch["a"], batch["b"], batch["sizes"])
             with autocast:
-                out = model(x)
+                out = predictor.generate(x)
             out = out.float()
             predicted, target = decode_output(out, encoding, x), decode_output(y, encoding, x)
             scores["val_l1"].append(quality.l1(predicted, target))  # [0, 1] RGB, as `evaluate`'s l1
@@ -319,11 +329,11 @@ def validate(
             scores["val_ssim"].append(quality.ssim(predicted, target))
             if len(grid) < 4:
                 grid.extend(_grid_rows(x, predicted, target, encoding))
-    if not grid and fallback is not None:
-        x, y = fallback
-        with torch.no_grad(), autocast:
-            out = model(x).float()
-        grid = _grid_rows(x, decode_output(out, encoding, x), decode_output(y, encoding, x), encoding)
+        if not grid and fallback is not None:
+            x, y = fallback
+            with autocast:
+                out = predictor.generate(x).float()
+            grid = _grid_rows(x, decode_output(out, encoding, x), decode_output(y, encoding, x), encoding)
     if grid:
         report.write_sample_grid(grid_path, grid[:4])
     return {name: float(torch.cat(values).mean()) for name, values in scores.items() if values}

@@ -13,8 +13,8 @@ from pairforge.trainer import ddp, loop, run
 from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.checkpoint import list_checkpoints, load_state
 from pairforge.trainer.data import iterate_split
+from pairforge.trainer.inference import InferenceConfig, Predictor
 from pairforge.trainer.loop import train
-from pairforge.trainer.networks import inference_generator
 from pairforge.trainer.run import resume_config
 
 
@@ -67,8 +67,10 @@ def test_ema_is_the_known_moving_average(edge_shards: Path, tiny_config, tmp_pat
     network.load_state_dict(ema)
     inputs = loop.Inputs(PairAugment(config.augment, nearest_a=encoding.label_a), encoding, torch.device("cpu"))
     source = iterate_split(info.splits["val"], encoding, 8, config.data.max_val_samples)
-    scores = loop.validate(inference_generator(network), source, inputs, contextlib.nullcontext(), None,
-                           tmp_path / "grid.png")
+    document = json.loads((Path(result.run_dir) / "config.json").read_text())
+    predictor = Predictor(network, document, InferenceConfig(batch_size=8, max_side=config.augment.crop_size,
+                                                             scale="native"))
+    scores = loop.validate(predictor, source, inputs, contextlib.nullcontext(), None, tmp_path / "grid.png")
     assert scores and scores == result.validation
 
 
