@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pairforge.files import atomic_path
 from pairforge.trainer.gallery import save_display_image
 
 # name -> (paper-style label, +1 higher is better / -1 lower is better / 0 no direction)
@@ -118,7 +119,7 @@ def write_comparison(
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"csv": folder / "compare.csv", "html": folder / "compare.html"}
     header, rows = table_rows(summaries)
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(paths["csv"]) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)

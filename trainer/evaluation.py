@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from pairforge.files import atomic_path, write_atomic
 from pairforge.lab import rgb_to_lab
 from pairforge.trainer import metrics
 from pairforge.trainer.compare import header_label
@@ -254,9 +255,9 @@ def write_report(report: EvaluationReport, folder: str | Path, title: str = "pai
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "metrics.json", "csv": folder / "metrics.csv", "html": folder / "metrics.html"}
-    paths["json"].write_text(json.dumps(report.to_json(), indent=2))
+    write_atomic(paths["json"], json.dumps(report.to_json(), indent=2))
     columns = ["key"] + [c for c in (report.rows[0] if report.rows else {}) if c != "key"]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(paths["csv"]) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(report.rows)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.files import write_atomic
 from pairforge.trainer.checkpoint import unwrap
 from pairforge.trainer.networks import inference_generator
 
@@ -131,8 +132,8 @@ def export_generator(
     max_error, verified_with = _compare_with_pytorch(model, path, fmt, in_channels, sizes)
     sidecar = path.with_suffix(path.suffix + ".json")
     facts = _sidecar_facts(model, run_config, fmt, norm_stats, multiple)
-    sidecar.write_text(json.dumps({**facts, "max_abs_error": max_error, "verified_with": verified_with},
-                                  indent=2, sort_keys=True))
+    write_atomic(sidecar, json.dumps({**facts, "max_abs_error": max_error, "verified_with": verified_with},
+                                     indent=2, sort_keys=True))
     return ExportResult(path, sidecar, max_error, tuple(sizes), verified_with)
 
 

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pairforge.errors import ConfigError, DatasetError
+from pairforge.files import write_atomic
 from pairforge.trainer.inference import reflect_pad
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def save_judge(judge: Judge, folder: str | Path, facts: dict[str, Any], config: 
     save_file(tensors, str(folder / WEIGHTS_NAME))
     document = {"format": JUDGE_FORMAT, "num_classes": judge.num_classes, "base_channels": config.base_channels,
                 "training": asdict(config), **facts}
-    (folder / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True))
+    write_atomic(folder / CONFIG_NAME, json.dumps(document, indent=2, sort_keys=True))
     return folder
 
 

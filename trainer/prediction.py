@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pairforge.errors import PairforgeError, SampleError
+from pairforge.files import write_atomic
 from pairforge.imageio import read_image, write_image
 from pairforge.keys import sanitize_key, unique_keys
 from pairforge.pairs import DRAWN_KINDS, NothingUsableError, list_images, reason_class
@@ -243,15 +244,13 @@ def _facts(predictor: Predictor, run_config: dict[str, Any], job: PredictJob,
 
 def _write_records(predictor: Predictor, job: PredictJob, summary: PredictSummary) -> None:
     """predict.json, and rejects.jsonl when inputs were skipped (a previous run's is removed)."""
-    (job.output / "predict.json").write_text(json.dumps({
+    write_atomic(job.output / "predict.json", json.dumps({
         "run": str(job.run), "inputs": str(job.inputs), "from_photos": job.stage is not None,
         "samples": job.samples, "predicted": summary.predicted, "skipped": len(summary.rejects),
         **predictor.describe()}, indent=2))
     rejects = job.output / "rejects.jsonl"
     if summary.rejects:
-        with open(rejects, "w", encoding="utf-8") as handle:
-            for row in summary.rejects:
-                handle.write(json.dumps(row) + "\n")
+        write_atomic(rejects, "".join(json.dumps(row) + "\n" for row in summary.rejects))
     else:
         rejects.unlink(missing_ok=True)
     logger.info("predicted %d of %d inputs -> %s", summary.predicted, summary.inputs, job.output)

@@ -36,6 +36,7 @@ import torch
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, PairforgeError
+from pairforge.files import write_atomic
 from pairforge.pairs import KINDS
 from pairforge.palettes import Palette, palette_colors
 from pairforge.shards import read_dataset_file
@@ -427,7 +428,7 @@ def import_reference(path: str | Path, output: str | Path, options: ImportOption
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         save_checkpoint(temporary, 0, {"generator": generator}, {"step": 0, "imported_from": str(path)}, document, keep=1)
-        (temporary / "config.json").write_text(json.dumps(document, indent=2, sort_keys=True))
+        write_atomic(temporary / "config.json", json.dumps(document, indent=2, sort_keys=True))
         if output.exists():
             output.rmdir()
         temporary.rename(output)

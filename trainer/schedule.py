@@ -74,7 +74,7 @@ def resumed_schedule(saved: dict[str, Any] | None, step: int, schedule: Schedule
     checkpoint's own (``saved``, as stored in its state, with any earlier extension) when
     ``schedule`` has as many steps, extended by :func:`extend_schedule` when it has more
     (``--steps``). Fewer steps is ``schedule`` itself (``train --resume`` refuses it:
-    :func:`pairforge.trainer.loop.refuse_shorter`).
+    :func:`pairforge.trainer.run.refuse_shorter`).
     """
     planned = Schedule(**saved) if saved else None
     if planned is None or schedule.total_steps < planned.total_steps:

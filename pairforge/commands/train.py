@@ -153,7 +153,8 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     from pairforge.commands.common import train_progress
     from pairforge.trainer.config import TrainConfig
     from pairforge.trainer.data import default_num_workers
-    from pairforge.trainer.loop import resume_config, train
+    from pairforge.trainer.loop import train
+    from pairforge.trainer.run import resume_config
 
     if resume is not None:
         if options["init_from"] is not None:

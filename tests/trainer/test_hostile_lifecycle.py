@@ -26,8 +26,9 @@ from safetensors.torch import load_file
 from pairforge.cli import cli
 from pairforge.files import file_sha256
 from pairforge.locks import hold
-from pairforge.trainer import checkpoint, loop
-from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer import checkpoint, run
+from pairforge.trainer.loop import train
+from pairforge.trainer.run import resume_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--crop-size", "64", "--load-size", "72", "--generator", "unet", "--generator-channels", "8",
@@ -191,7 +192,7 @@ def test_1_allowed_options_are_applied_recorded_and_change_nothing(runs: Runs, h
 
 def test_1_library_resume_with_another_config_is_refused(half_run: Path, runs: Runs, tiny_config) -> None:
     config = tiny_config(runs.shards, half_run.parent, steps=4, lr=0.01)
-    with pytest.raises(loop.ResumeError, match=r"--lr \(recorded 0.0002, given 0.01\)"):
+    with pytest.raises(run.ResumeError, match=r"--lr \(recorded 0.0002, given 0.01\)"):
         train(config, resume=half_run)
 
 
@@ -300,7 +301,7 @@ def test_2_init_from_refuses_another_architecture_in_one_line(source_run: Path, 
     assert "its generator does not fit" in message and "layer model.model.0.weight is (8, 1, 4, 4) in the source " \
            "and (16, 1, 4, 4) here" in message and "--generator-channels 8" in message, message
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())  # no run folder left behind
-    with pytest.raises(loop.InitFromError, match="--norm batch"):
+    with pytest.raises(run.InitFromError, match="--norm batch"):
         train(tiny_config(edge_shards, tmp_path / "new", steps=2, norm="instance", init_from=str(source_run)))
 
 
@@ -410,7 +411,7 @@ def test_10_a_checkpoint_bigger_than_the_free_space_is_refused_before_writing(
     monkeypatch.setattr(checkpoint, "free_bytes", lambda folder: 1000)
     expected = (r"step-000000002/generator.safetensors \(1000 B free in .*checkpoints, about 5\.8 MiB needed for the "
                 r"checkpoint\); nothing of this checkpoint was kept")
-    with pytest.raises(loop.TrainingStopped, match=expected) as caught:
+    with pytest.raises(run.TrainingStopped, match=expected) as caught:
         train(tiny_config(edge_shards, tmp_path / "runs", steps=2))
     assert "no checkpoint was saved yet" in str(caught.value)
     run_dir = next((tmp_path / "runs").iterdir())
@@ -515,8 +516,8 @@ def test_10_disk_full_while_logging_names_metrics_jsonl(runs: Runs, tmp_path: Pa
         handle = open(path, mode, *args, **kwargs)
         return FullAfterTwoRows(handle) if Path(path).name == "metrics.jsonl" and "a" in mode else handle
 
-    monkeypatch.setattr(loop, "open", filling_open, raising=False)
-    with pytest.raises(loop.TrainingStopped) as caught:
+    monkeypatch.setattr(run, "open", filling_open, raising=False)
+    with pytest.raises(run.TrainingStopped) as caught:
         train(tiny_config(runs.shards, tmp_path / "runs", steps=4, checkpoint_every=1))
     run_dir = next((tmp_path / "runs").iterdir())
     assert str(caught.value).startswith(f"no space left on the device while writing {run_dir}/metrics.jsonl (")

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 from pairforge.errors import ConfigError
 from pairforge.trainer import checkpoint
-from pairforge.trainer.loop import resolve_config, resume_config, train
+from pairforge.trainer.loop import resolve_config, train
+from pairforge.trainer.run import resume_config
 
 
 class _Evil:
@@ -222,7 +223,7 @@ def test_13_training_warns_without_val_split(shard_factory, tmp_path: Path, tiny
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
 def test_14_signal_saves_a_checkpoint_and_says_how_to_resume(edge_shards: Path, tmp_path: Path, tiny_config,
                                                              number: int) -> None:
-    from pairforge.trainer.loop import TrainingInterrupted
+    from pairforge.trainer.run import TrainingInterrupted
 
     def interrupt(step: int, total: int, row: dict) -> None:
         if step == 2:

@@ -116,19 +116,19 @@ def test_training_input_is_the_photos_l(tmp_path, monkeypatch: pytest.MonkeyPatc
 
     import cv2
 
-    from pairforge.trainer import loop
+    from pairforge.trainer import loop, run
     from tests.trainer.conftest import make_tiny_config, write_shards
 
     shards = write_shards(tmp_path / "shards", kind="gray", count=2, size=64, shards=1, val=0)
     seen: list[torch.Tensor] = []
-    build = loop.build_generator
+    build = run.build_generator
 
     def recording_build(config):  # type: ignore[no-untyped-def]
         network = build(config)
         network.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
         return network
 
-    monkeypatch.setattr(loop, "build_generator", recording_build)
+    monkeypatch.setattr(run, "build_generator", recording_build)
     loop.train(make_tiny_config(shards, tmp_path / "runs", steps=1, data__colorspace="lab", augment__mode="none",
                                 augment__load_size=64))
     dataset = json.loads((shards / "dataset.json").read_text())

@@ -9,25 +9,26 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from pairforge.trainer import ddp, loop
+from pairforge.trainer import ddp, loop, run
 from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.checkpoint import list_checkpoints, load_state
 from pairforge.trainer.data import iterate_split
-from pairforge.trainer.loop import resume_config, train
-from pairforge.trainer.networks import inference_generator
+from pairforge.trainer.inference import InferenceConfig, Predictor
+from pairforge.trainer.loop import train
+from pairforge.trainer.run import resume_config
 
 
 def _resolved(config):  # type: ignore[no-untyped-def]
-    return loop.resolve_config(config)[0]
+    return run.resolve_config(config)[0]
 
 
 def test_the_step_updates_d_first_and_g_meets_the_updated_d(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
     """pix2pix's order: G(A) once; D on real then fake, D updated; then G judged by that updated D."""
     config = _resolved(tiny_config(edge_shards, tmp_path))
     torch.manual_seed(0)
-    models = loop.build_models(config, torch.device("cpu"))
+    models = run.build_models(config, torch.device("cpu"))
     assert models.discriminator is not None
-    handles = loop.training_handles(models, False, ddp.Distributed(), torch.device("cpu"))
+    handles = run.training_handles(models, False, ddp.Distributed(), torch.device("cpu"))
     first = next(models.discriminator.parameters())
     seen: list[tuple[str, torch.Tensor]] = []
     models.generator.register_forward_hook(lambda module, args, out: seen.append(("G", first.detach().clone())))
@@ -49,11 +50,11 @@ def test_ema_is_the_known_moving_average(edge_shards: Path, tiny_config, tmp_pat
     config = tiny_config(edge_shards, tmp_path, steps=1, optim__ema=0.75)
     result = train(config)
     torch.manual_seed(config.seed)  # the loop's initial weights
-    initial = loop.build_models(_resolved(config), torch.device("cpu")).generator.state_dict()
+    initial = run.build_models(_resolved(config), torch.device("cpu")).generator.state_dict()
     found = list_checkpoints(result.run_dir)[-1]
     generator = load_file(str(found / "generator.safetensors"))
     ema = load_file(str(found / "generator_ema.safetensors"))
-    parameters = {name for name, _ in loop.build_models(_resolved(config), torch.device("cpu")).generator.named_parameters()}
+    parameters = {name for name, _ in run.build_models(_resolved(config), torch.device("cpu")).generator.named_parameters()}
     assert parameters and set(ema) == set(generator)
     for name in generator:
         # parameters move 1 - d of the way to G; buffers (batch-norm running statistics) are G's
@@ -61,13 +62,15 @@ def test_ema_is_the_known_moving_average(edge_shards: Path, tiny_config, tmp_pat
         torch.testing.assert_close(ema[name], expected, rtol=0, atol=0, msg=name)
     assert any(not torch.equal(ema[name], generator[name]) for name in parameters)
     # and the run's validation scores are the EMA generator's (its test-time network)
-    _, info, encoding = loop.resolve_config(config)
-    network = loop.build_models(_resolved(config), torch.device("cpu")).generator
+    _, info, encoding = run.resolve_config(config)
+    network = run.build_models(_resolved(config), torch.device("cpu")).generator
     network.load_state_dict(ema)
     inputs = loop.Inputs(PairAugment(config.augment, nearest_a=encoding.label_a), encoding, torch.device("cpu"))
     source = iterate_split(info.splits["val"], encoding, 8, config.data.max_val_samples)
-    scores = loop.validate(inference_generator(network), source, inputs, contextlib.nullcontext(), None,
-                           tmp_path / "grid.png")
+    document = json.loads((Path(result.run_dir) / "config.json").read_text())
+    predictor = Predictor(network, document, InferenceConfig(batch_size=8, max_side=config.augment.crop_size,
+                                                             scale="native"))
+    scores = loop.validate(predictor, source, inputs, contextlib.nullcontext(), None, tmp_path / "grid.png")
     assert scores and scores == result.validation
 
 

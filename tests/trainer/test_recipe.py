@@ -17,13 +17,14 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from pairforge.keys import assign_split
-from pairforge.trainer import ddp, loop
+from pairforge.trainer import ddp, loop, run, step
 from pairforge.trainer.augment import PairAugment
 from pairforge.trainer.checkpoint import list_checkpoints
 from pairforge.trainer.config import AugmentConfig
 from pairforge.trainer.evaluation import segmentation_scores
-from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.loop import train
 from pairforge.trainer.losses import discriminator_loss, generator_gan_loss
+from pairforge.trainer.run import resume_config
 
 LOG2 = math.log(2.0)
 
@@ -116,7 +117,7 @@ def test_lambda_l1_scales_the_l1_gradient(edge_shards: Path, tiny_config, tmp_pa
                 value.register_hook(lambda grad: grads.append(float(grad)))
             return value
 
-        monkeypatch.setattr(loop, "l1_loss", recording_l1)
+        monkeypatch.setattr(step, "l1_loss", recording_l1)
         train(tiny_config(edge_shards, tmp_path / str(lambda_l1), steps=2, loss__lambda_l1=lambda_l1))
         assert grads == [lambda_l1, lambda_l1]
 
@@ -126,14 +127,14 @@ def test_unconditional_changes_what_the_discriminator_sees(edge_shards: Path, ti
                                                           monkeypatch: pytest.MonkeyPatch, conditional: bool) -> None:
     """cGAN: D sees (A, B) -- 1 + 3 channels for edges; GAN (--unconditional): only B's 3 channels, in [-1, 1]."""
     seen: list[torch.Tensor] = []
-    build = loop.build_discriminator
+    build = run.build_discriminator
 
     def recording_build(config):  # type: ignore[no-untyped-def]
         network: nn.Module = build(config)
         network.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
         return network
 
-    monkeypatch.setattr(loop, "build_discriminator", recording_build)
+    monkeypatch.setattr(run, "build_discriminator", recording_build)
     train(tiny_config(edge_shards, tmp_path, steps=1, model__conditional=conditional))
     assert len(seen) == 3  # real, fake (for D), fake (for G)
     assert {x.shape[1] for x in seen} == ({4} if conditional else {3})
@@ -197,7 +198,7 @@ def test_every_dropout_layer_is_on_in_every_training_step(edge_shards: Path, tin
     modes: list[bool] = []
     zeroed: list[float] = []
     layers: list[nn.Dropout] = []
-    build, step = loop.build_generator, loop.train_step
+    build, original_step = run.build_generator, loop.train_step
 
     def recording_build(config):  # type: ignore[no-untyped-def]
         network: nn.Module = build(config)
@@ -213,11 +214,11 @@ def test_every_dropout_layer_is_on_in_every_training_step(edge_shards: Path, tin
     def recording_step(*args, **kwargs):  # type: ignore[no-untyped-def]
         in_step[0] = True
         try:
-            return step(*args, **kwargs)
+            return original_step(*args, **kwargs)
         finally:
             in_step[0] = False
 
-    monkeypatch.setattr(loop, "build_generator", recording_build)
+    monkeypatch.setattr(run, "build_generator", recording_build)
     monkeypatch.setattr(loop, "train_step", recording_step)
     train(tiny_config(edge_shards, tmp_path, steps=3))
     assert len(layers) >= 1 and all(layer.p == 0.5 for layer in layers)  # the paper's rate
@@ -269,7 +270,7 @@ def test_build_models_gives_adam_with_the_papers_settings() -> None:
     config = _cli_default_config()
     small = dataclasses.replace(config.model, generator="unet", crop_size=32, generator_channels=4,
                                 discriminator_channels=4)
-    models = loop.build_models(dataclasses.replace(config, model=small,
+    models = run.build_models(dataclasses.replace(config, model=small,
                                                    augment=dataclasses.replace(config.augment, crop_size=32)),
                                torch.device("cpu"))
     for optimizer, network in ((models.optimizer_g, models.generator), (models.optimizer_d, models.discriminator)):
@@ -301,11 +302,11 @@ def test_the_d_step_leaves_the_generators_gradients_untouched(edge_shards: Path,
     change (None on the first step, the previous G step's values on the second).
 
     Catches a D step whose loss reaches G (fake not detached), whether or not autograd crashes later."""
-    config = loop.resolve_config(tiny_config(edge_shards, tmp_path))[0]
+    config = run.resolve_config(tiny_config(edge_shards, tmp_path))[0]
     torch.manual_seed(0)
-    models = loop.build_models(config, torch.device("cpu"))
+    models = run.build_models(config, torch.device("cpu"))
     assert models.discriminator is not None and models.optimizer_d is not None
-    handles = loop.training_handles(models, False, ddp.Distributed(), torch.device("cpu"))
+    handles = run.training_handles(models, False, ddp.Distributed(), torch.device("cpu"))
     latest: list[list[torch.Tensor | None]] = []
     seen: list[tuple[list[torch.Tensor | None], list[str]]] = []
 

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from pairforge.trainer.checkpoint import list_checkpoints, load_state
-from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.loop import train
+from pairforge.trainer.run import resume_config
 
 
 def _weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:

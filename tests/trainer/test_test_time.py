@@ -20,8 +20,9 @@ from pairforge.trainer.inference import (
     load_checked_generator,
     model_scale_size,
 )
-from pairforge.trainer.loop import resume_config, train
+from pairforge.trainer.loop import train
 from pairforge.trainer.networks import PerImageNorm, build_generator, inference_generator
+from pairforge.trainer.run import resume_config
 from pairforge.trainer.transforms import Encoding, encode_input, encode_target
 from tests.trainer.conftest import make_tiny_config, write_shards
 
@@ -109,7 +110,8 @@ def test_training_scale_runs_at_crop_size_and_returns_input_size() -> None:
 
 
 def test_validation_uses_per_image_statistics(tmp_path: Path) -> None:
-    """The loop's validation score is the test-time network's (per-image statistics), recomputed here."""
+    """The loop's validation score is the test-time network's as predict runs it (per-image statistics,
+    dropout on, its noise seeded with predict's default seed 0 before each batch), recomputed here."""
     shards = write_shards(tmp_path / "shards", kind="edges", count=4, size=72, shards=1, val=2)
     result = train(make_tiny_config(shards, tmp_path / "runs", steps=2))
     config = resume_config(result.run_dir)
@@ -118,14 +120,16 @@ def test_validation_uses_per_image_statistics(tmp_path: Path) -> None:
     encoding = Encoding.from_config(document)
     info = load_dataset_info(str(shards))
     augment = PairAugment(config.augment, nearest_a=False)
-    per_image = inference_generator(generator)
-    running = inference_generator(generator, "running")
+    per_image = inference_generator(generator, dropout=True)
+    running = inference_generator(generator, "running", dropout=True)
     l1s, l1s_running = [], []
     with torch.no_grad():
         for batch in iterate_split(info.splits["val"], encoding, 8):
             a, b = augment(batch["a"].float(), batch["b"].float(), batch["sizes"], train=False)
             x, y = encode_input(a, encoding, b), encode_target(b, encoding)
+            torch.manual_seed(0)
             l1s.append((per_image(x) - y).abs().mean(dim=(1, 2, 3)))
+            torch.manual_seed(0)
             l1s_running.append((running(x) - y).abs().mean(dim=(1, 2, 3)))
     expected = float(torch.cat(l1s).mean()) / 2  # val_l1 is on [0, 1] RGB, the network's range is [-1, 1]
     assert result.validation["val_l1"] == pytest.approx(expected, abs=1e-5)
