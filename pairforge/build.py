@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pairforge.descriptions import recipe, upgrade
 from pairforge.errors import ConfigError, DatasetError
 from pairforge.files import is_temporary_name, write_atomic
 from pairforge.imageio import encode_image, is_image_path
@@ -188,7 +189,7 @@ def check_reuse(out_dir: Path, info: PairsInfo, overwrite: bool) -> None:
         existing = PairsInfo.read(out_dir)
     except DatasetError:
         existing = None
-    if existing is not None and existing.kind == info.kind and _recipe(existing.stage) == _recipe(info.stage):
+    if existing is not None and existing.kind == info.kind and _same_recipe(existing, info):
         return
     if existing is None:
         what = "files that pairforge did not make (no pairs.json)"
@@ -201,9 +202,9 @@ def check_reuse(out_dir: Path, info: PairsInfo, overwrite: bool) -> None:
     )
 
 
-def _recipe(stage: dict[str, Any]) -> dict[str, Any]:
-    """A stage description without where it ran (the same recipe on a GPU is the same config)."""
-    return {name: value for name, value in stage.items() if name not in ("device", "precision")}
+def _same_recipe(existing: PairsInfo, info: PairsInfo) -> bool:
+    """Both stage descriptions make the same pairs (where they ran aside; any pairforge version)."""
+    return recipe(existing.stage, existing.kind) == recipe(info.stage, info.kind)
 
 
 def _visible_entries(folder: Path) -> list[str]:
@@ -292,8 +293,8 @@ def run_builder(
     """Run one builder stage over ``items``: a pair folder, or with ``shards`` a shard set and its data card.
 
     The output folder is checked writable first, then the stage is built (its config
-    validated, weights loaded) before any image is decoded; its ``describe()`` (plus
-    ``builder``: the stage's ``module:Class``) is recorded in pairs.json / dataset.json.
+    validated, weights loaded) before any image is decoded; its ``describe()``
+    (``{"builder", "config", "provenance"}``) is recorded in pairs.json / dataset.json.
 
     Args:
         spec: the stage (``module:Class`` and its config).
@@ -313,6 +314,7 @@ def run_builder(
         OutputError, DatasetError, NothingUsableError: as :func:`build_pairs` / ``write_shard_set``.
         ConfigError: the stage's config is invalid (before any work).
     """
+    from pairforge.registry import name_of as registry_name
     from pairforge.sources import StageReader, cached_stage
 
     if runner is None:
@@ -323,7 +325,7 @@ def run_builder(
     # validates the config (and loads weights) before any work starts; an in-process run reuses it
     stage = cached_stage(spec)
     palette = stage.palette.to_json() if hasattr(stage, "palette") else None
-    description = {**stage.describe(), "builder": spec.target}
+    description = upgrade(stage.describe(), registry_name(type(stage)))
     reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
     if shards is not None:
         from pairforge.shards import DatasetInfo
