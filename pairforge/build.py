@@ -326,6 +326,7 @@ def run_builder(
     stage = cached_stage(spec)
     palette = stage.palette.to_json() if hasattr(stage, "palette") else None
     description = upgrade(stage.describe(), registry_name(type(stage)))
+    description["provenance"] = {**description.get("provenance", {}), "command": command}
     reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
     if shards is not None:
         from pairforge.shards import DatasetInfo
