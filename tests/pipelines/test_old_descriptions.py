@@ -139,6 +139,8 @@ def test_trainer_reads_the_gray_space_of_an_old_shard_set(name: str, space: str)
     dataset = _old_dataset(name).to_dict()
     encoding = Encoding.from_config({"dataset": dataset, "data": {"colorspace": "lab"}})
     assert encoding.gray_space == space and encoding.colorspace == "lab"
+    current = {**dataset, "source": {"kind": "gray", "stage": GrayStage(MADE_WITH[name][1]).describe()}}
+    assert Encoding.from_config({"dataset": current, "data": {"colorspace": "lab"}}).gray_space == space
 
 
 def test_trainer_reads_the_palette_of_an_old_labels_shard_set() -> None:
