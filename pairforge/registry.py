@@ -165,7 +165,7 @@ def rebuildable_builder(kind: str) -> type:
     return stage_class
 
 
-def stage_from_description(description: dict[str, Any], kind: str = "", **overrides: Any) -> Any:
+def rebuild_stage(description: dict[str, Any], kind: str = "", **overrides: Any) -> Any:
     """The stage a recorded ``describe()`` came from: ``Stage(Config(**description["config"]))``.
 
     Args:

@@ -61,7 +61,7 @@ def stage_from_description(
     overrides: dict[str, Any] = {"weights": weights, "device": device}
     if keep_size:
         overrides["fit"] = FitConfig(size=None)
-    stage = registry.stage_from_description(recorded, kind, **overrides)
+    stage = registry.rebuild_stage(recorded, kind, **overrides)
     _warn_other_weights(recorded, stage.describe())
     return stage
 
