@@ -127,7 +127,7 @@ def test_toy_builder_pair_folder(toy: type, photo_dir: Path, tmp_path: Path) -> 
     assert "make-invert ->" in result.output
     info = json.loads((out / "pairs.json").read_text())
     assert info["kind"] == "invert" and info["a_channels"] == 1
-    assert info["stage"] == {"builder": "invert", "provenance": {},
+    assert info["stage"] == {"builder": "invert", "provenance": {"command": info["command"]},
                              "config": {"channel": "red", "offset": 3, "fit": {"size": SIZE, "fit": "crop"}}}
     pair = cv2.imread(str(out / "p0.png"), cv2.IMREAD_UNCHANGED)
     config = InvertConfig("red", 3, FitConfig(SIZE))
