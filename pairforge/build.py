@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pairforge.descriptions import recipe, upgrade
 from pairforge.errors import ConfigError, DatasetError
 from pairforge.files import is_temporary_name, write_atomic
 from pairforge.imageio import encode_image, is_image_path
@@ -188,7 +189,7 @@ def check_reuse(out_dir: Path, info: PairsInfo, overwrite: bool) -> None:
         existing = PairsInfo.read(out_dir)
     except DatasetError:
         existing = None
-    if existing is not None and existing.kind == info.kind and _recipe(existing.stage) == _recipe(info.stage):
+    if existing is not None and existing.kind == info.kind and _same_recipe(existing, info):
         return
     if existing is None:
         what = "files that pairforge did not make (no pairs.json)"
@@ -201,9 +202,9 @@ def check_reuse(out_dir: Path, info: PairsInfo, overwrite: bool) -> None:
     )
 
 
-def _recipe(stage: dict[str, Any]) -> dict[str, Any]:
-    """A stage description without where it ran (the same recipe on a GPU is the same config)."""
-    return {name: value for name, value in stage.items() if name not in ("device", "precision")}
+def _same_recipe(existing: PairsInfo, info: PairsInfo) -> bool:
+    """Both stage descriptions make the same pairs (where they ran aside; any pairforge version)."""
+    return recipe(existing.stage, existing.kind) == recipe(info.stage, info.kind)
 
 
 def _visible_entries(folder: Path) -> list[str]:
@@ -277,7 +278,8 @@ class PreparedStage:
     Attributes:
         kind, a_channels: the stage's.
         palette: its label palette as JSON (labels stages), else None.
-        description: its ``describe()`` plus ``builder`` (its ``module:Class``).
+        description: its ``describe()`` (``{"builder", "config", "provenance"}``, the command line in
+            the provenance), recorded in pairs.json / dataset.json.
         reader: the picklable reader that runs it on each input item.
     """
 
@@ -288,18 +290,21 @@ class PreparedStage:
     reader: Callable[[SourceItem], PairSample]
 
 
-def prepare_stage(spec: StageSpec, max_pixels: int | None = None) -> PreparedStage:
-    """Build the stage of ``spec`` (validating its config, loading weights) before any image is decoded.
+def prepare_stage(spec: StageSpec, command: str, max_pixels: int | None = None) -> PreparedStage:
+    """Build the stage of ``spec`` (validating its config, loading weights) before any image is decoded;
+    ``command`` (the command line) goes into its description's provenance.
 
     Raises:
         ConfigError: the stage's config is invalid.
     """
+    from pairforge.registry import name_of as registry_name
     from pairforge.sources import StageReader, cached_stage
 
     # validates the config (and loads weights) before any work starts; an in-process run reuses it
     stage = cached_stage(spec)
     palette = stage.palette.to_json() if hasattr(stage, "palette") else None
-    description = {**stage.describe(), "builder": spec.target}
+    description = upgrade(stage.describe(), registry_name(type(stage)))
+    description["provenance"] = {**description.get("provenance", {}), "command": command}
     reader = StageReader(spec, max_pixels) if max_pixels is not None else StageReader(spec)
     return PreparedStage(stage.kind, stage.a_channels, palette, description, reader)
 
@@ -342,7 +347,7 @@ def build_pair_folder(
         runner, workers_reason = builder_runner(spec, None, None)
     where = runner.describe()
     ensure_output_dir(output.out_dir, "pair folder")
-    stage = prepare_stage(spec, max_pixels)
+    stage = prepare_stage(spec, command, max_pixels)
     info = PairsInfo(kind=stage.kind, a_channels=stage.a_channels, palette=stage.palette, stage=stage.description,
                      command=command)
     label = f"{stage.kind} pairs ({where}{'; ' + workers_reason if workers_reason else ''})"

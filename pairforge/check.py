@@ -22,13 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from pairforge import kinds
+from pairforge.descriptions import upgrade
 from pairforge.errors import ConfigError, DatasetError, SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image
 from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.measures import DHASH_WORDS, MeasureConfig, PairMeasurer, hash_words
 from pairforge.neardup import clusters as connected_clusters
 from pairforge.neardup import near_pairs
-from pairforge.pairs import KINDS, PairsInfo, discover, split_ab, write_json, write_jsonl
+from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import (
     DATASET_NAME,
@@ -195,7 +197,7 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
         source = dataset.get("source") or {}
         tasks = tuple(ShardRef(s["name"], s["split"], str(root / s["name"]), int(s["count"])) for s in dataset["shards"])
         return DatasetSource(str(root), "shards", dataset.get("kind", "generic"), int(dataset.get("a_channels", 3)),
-                             dataset.get("palette"), dict(source.get("stage") or {}), tasks,
+                             dataset.get("palette"), upgrade(source.get("stage"), str(source.get("kind", ""))), tasks,
                              expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""),
                              modified=tuple(modified))
     _refuse_shards_without_dataset(root)
@@ -361,19 +363,19 @@ class CheckResult:
 def measured_kind(kind: str) -> str:
     """The kind whose measures check a dataset: its own, or ``generic`` (shift alone) for a kind
     no measure knows (a builder registered after the check was written)."""
-    return kind if kind in KINDS else "generic"
+    return kinds.of(kind).check_measure
 
 
 def measure_config_for(source: DatasetSource, edge_recipe: Any = None) -> MeasureConfig:
     """The per-pair measures fit to the dataset's kind, palette and recorded stage."""
     from pairforge.measures import EdgeRecipe
 
-    space = str(source.stage.get("space", "luma")) if source.kind == "gray" else "luma"
+    space = str(source.stage.get("config", {}).get("space", "luma")) if kinds.of(source.kind).lightness else "luma"
     if edge_recipe is None:
         # Canny checking a dataset made by another recorded detector (HED) is a proxy
-        edge_recipe = EdgeRecipe(proxy=source.kind == "edges" and source.stage.get("detector") not in (None, "canny"))
+        edge_recipe = EdgeRecipe(proxy=kinds.measured(source.kind).edge_map and source.stage.get("config", {}).get("detector") not in (None, "canny"))
     return MeasureConfig(kind=measured_kind(source.kind), gray_space=space if space in ("luma", "lab") else "luma",
-                         palette_colors=source.class_colors if source.kind == "labels" else (),
+                         palette_colors=source.class_colors if kinds.measured(source.kind).palette else (),
                          edge_recipe=edge_recipe)
 
 
@@ -422,7 +424,7 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
     fences["agreement"] = agreement_fence
     aspect, area = _size_medians(rows)
     fences.update({"median_aspect": aspect, "median_pixels": area})
-    if measured_kind(source.kind) == "labels":
+    if kinds.measured(source.kind).palette:
         needed = uncertain = config.label_min_gain
     else:
         needed, uncertain = config.min_evidence, config.uncertain_evidence
@@ -435,7 +437,7 @@ def judge(source: DatasetSource, config: CheckConfig, rows: list[dict[str, Any]]
                      confidence=row["confidence"], evidence=row["evidence"], evidence_needed=needed)
         if agreement_fence is not None and row["agreement"] is not None and row["agreement"] < agreement_fence["fence"]:
             flag(row, "low agreement", row["agreement"], round(agreement_fence["fence"], 4))
-        if source.kind == "edges" and row["edge_density"] < config.min_edge_density:
+        if kinds.measured(source.kind).edge_map and row["edge_density"] < config.min_edge_density:
             flag(row, "near-empty A", row["edge_density"], config.min_edge_density)
         elif row["std_a"] < config.near_constant_std:
             flag(row, "near-constant A", row["std_a"], config.near_constant_std)
@@ -552,7 +554,7 @@ def _hashes(value: bytes | Sequence[int], words: int = 1) -> np.ndarray:
 
 def _class_stats(source: DatasetSource, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per split and class: pixels and images (labels datasets), and classes never seen in val."""
-    if source.kind != "labels" or not source.class_names:
+    if not kinds.of(source.kind).palette or not source.class_names:
         return {}
     names = source.class_names
     splits: dict[str, dict[str, list[int]]] = {}

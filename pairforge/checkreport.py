@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pairforge import kinds
 from pairforge.check import PROBLEMS, CheckResult, PairRef, ShardRef, iter_pairs, measured_kind
 from pairforge.files import write_atomic
 from pairforge.imageio import encode_jpeg
@@ -70,11 +71,11 @@ def draw_strip(kind: str, a: np.ndarray, b: np.ndarray, height: int = THUMB) -> 
     width = max(8, round(b.shape[1] * height / b.shape[0]))
     size = (width, height)
     a_rgb = a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
-    a_small = cv2.resize(a_rgb, size, interpolation=cv2.INTER_NEAREST if kind == "labels" else cv2.INTER_AREA)
+    a_small = cv2.resize(a_rgb, size, interpolation=cv2.INTER_NEAREST if kinds.of(kind).nearest else cv2.INTER_AREA)
     b_small = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-    if kind == "edges":
+    if kinds.measured(kind).edge_map:
         structure = to_gray(a_small) < 200
-    elif kind == "labels":
+    elif kinds.measured(kind).palette:
         structure = label_boundaries(a_small)
     else:
         magnitude = gradient_magnitude(to_gray(a_small))
@@ -239,10 +240,10 @@ def _histograms(result: CheckResult) -> list[str]:
     source, config, rows = result.source, result.config, result.rows
     fence = (result.fences.get("agreement") or {}).get("fence")
     agreement_name = {"edges": "edge F1 (A vs the edge recipe on B)", "gray": "correlation of A with B's lightness",
-                      "labels": "F1 of label boundaries vs B's edges"}.get(source.kind)
-    density_name = "edge density of A" if source.kind == "edges" else "edge density of B (Canny)"
+                      "labels": "F1 of label boundaries vs B's edges"}.get(measured_kind(source.kind))
+    density_name = "edge density of A" if kinds.measured(source.kind).edge_map else "edge density of B (Canny)"
     needed = result.fences.get("shift_evidence")
-    unit = ("score gain over no shift and its 1-px neighbours, z units" if measured_kind(source.kind) == "labels"
+    unit = ("score gain over no shift and its 1-px neighbours, z units" if kinds.measured(source.kind).palette
             else "share of the structure disagreement near no shift that the shift removes")
     # pairs within the shift limit need no evidence: only the shifts that were judged
     confidence = svg_histogram([row["evidence"] for row in rows if row["shift"] > config.max_shift],
@@ -253,7 +254,7 @@ def _histograms(result: CheckResult) -> list[str]:
                       marker_label=f"{config.max_shift} px", log_counts=True),
         confidence,
         svg_histogram([row["edge_density"] for row in rows], density_name,
-                      marker=config.min_edge_density if source.kind == "edges" else None, marker_label="near-empty"),
+                      marker=config.min_edge_density if kinds.measured(source.kind).edge_map else None, marker_label="near-empty"),
     ]
     if agreement_name:
         histograms.insert(1, svg_histogram([row["agreement"] for row in rows if row["agreement"] is not None],

@@ -32,9 +32,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pairforge import kinds
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import pack_rgb, unpack_rgb
-from pairforge.pairs import KINDS
 from pairforge.palettes import nearest_colors
 from pairforge.sources import StageSpec, cached_stage
 
@@ -123,8 +123,8 @@ class MeasureConfig:
     views: int = 4
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError("kind", self.kind, " | ".join(KINDS))
+        if self.kind not in kinds.MEASURES:
+            raise ConfigError("kind", self.kind, " | ".join(kinds.MEASURES))
         if self.gray_space not in ("luma", "lab"):
             raise ConfigError("gray_space", self.gray_space, "luma | lab")
         if not 0 <= self.tolerance <= 10:
@@ -190,22 +190,22 @@ class PairMeasurer:
             raise SampleError("too small to check", f"{width}x{height} px per half; the check needs {MIN_SIDE}x{MIN_SIDE}")
         pixel_hash = pixel_digest(b)
         phashes, dhashes = view_hashes(b, config.views)
-        class_pixels = self._class_pixels(a) if config.kind == "labels" and len(self._sorted_colors) else None
-        max_side = LABEL_ANALYSIS_MAX_SIDE if config.kind == "labels" else ANALYSIS_MAX_SIDE
+        class_pixels = self._class_pixels(a) if kinds.of(config.kind).palette and len(self._sorted_colors) else None
+        max_side = LABEL_ANALYSIS_MAX_SIDE if kinds.of(config.kind).palette else ANALYSIS_MAX_SIDE
         scale = min(1.0, max_side / max(height, width))
         if scale < 1.0:
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
-            nearest = config.kind == "labels"
+            nearest = kinds.of(config.kind).nearest
             a = cv2.resize(a, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
-            if config.kind == "edges":  # a 1 px line turns gray when shrunk: keep it an edge
+            if kinds.of(config.kind).edge_map:  # a 1 px line turns gray when shrunk: keep it an edge
                 a = np.where(a < 224, 0, 255).astype(np.uint8)
             b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-        if config.kind == "labels":
+        if kinds.of(config.kind).palette:
             a = snap_labels(a, config.palette_colors)
         gray_a = to_gray(a)
         gray_b = to_gray(b)
         structure_a, structure_b, agreement, edge_density = self._structures(a, gray_a, b, gray_b)
-        if config.kind == "labels":
+        if kinds.of(config.kind).palette:
             (shift_x, shift_y), confidence, aligned_confidence = label_alignment(
                 a, b, structure_b, boundaries=structure_a, lightness=gray_b)
             evidence = confidence - aligned_confidence
@@ -235,7 +235,7 @@ class PairMeasurer:
     ) -> tuple[np.ndarray, np.ndarray, float | None, float]:
         """A's and B's structure maps (float32), the kind's agreement score and the edge density."""
         kind, tolerance = self.config.kind, self.config.tolerance
-        if kind == "edges":
+        if kinds.of(kind).edge_map:
             ink_a = gray_a < 128
             recipe = self.config.edge_recipe
             edges_b = recipe.edges(b)
@@ -245,13 +245,13 @@ class PairMeasurer:
             return (ink_a.astype(np.float32), structure_b,
                     edge_f1(ink_a, edges_b, tolerance), float(ink_a.mean()))
         edges_b = canny_edges(b)
-        if kind == "labels":
+        if kinds.of(kind).palette:
             boundaries = label_boundaries(a)
             return (boundaries.astype(np.float32), gradient_magnitude(gray_b),
                     edge_f1(boundaries, edges_b, tolerance), float(edges_b.mean()))
         structure_a, structure_b = gradient_magnitude(gray_a), gradient_magnitude(gray_b)
         agreement = None
-        if kind == "gray":
+        if kinds.of(kind).lightness:
             lightness = gray_b if self.config.gray_space == "luma" else lab_lightness(b)
             agreement = correlation(gray_a, lightness)
         return structure_a, structure_b, agreement, float(edges_b.mean())

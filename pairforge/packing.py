@@ -252,7 +252,7 @@ def build_shard_set(
     if runner is None:
         runner, workers_reason = builder_runner(spec, None, None)
     ensure_output_dir(config.out_dir, SHARD_FOLDER)
-    stage = prepare_stage(spec, max_pixels)
+    stage = prepare_stage(spec, command, max_pixels)
     info = DatasetInfo(kind=stage.kind, a_channels=stage.a_channels, palette=stage.palette,
                        source={"kind": stage.kind, "stage": stage.description, "command": command}, root=photos)
     return shard_with_card(items, stage.reader, info, config, runner, rejects, [command], card, workers_reason,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pairforge import __version__
+from pairforge.descriptions import upgrade
 from pairforge.errors import DatasetError, SampleError, reject_row
 from pairforge.files import atomic_path, is_own_file, read_regular, write_atomic
 from pairforge.imageio import is_image_path
@@ -34,11 +35,6 @@ INFO_NAME = "pairs.json"
 METADATA_NAMES = frozenset({MANIFEST_NAME, REJECTS_NAME, INFO_NAME})
 IMAGE_FORMATS = ("png", "jpg")
 """Formats of the AB files (``--format``): PNG (lossless, the default) or JPEG."""
-KINDS = ("edges", "gray", "labels", "generic")
-"""What A holds, as recorded in pairs.json and dataset.json ``kind``."""
-DRAWN_KINDS = ("edges", "labels")
-"""Kinds whose A is a drawing (1-px edges, exact label colours): shown and resized nearest-neighbour,
-never smoothed; any other kind (a builder registered later included) is a photo-like A."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,9 @@ class PairsInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PairsInfo:
         known = {name for name in cls.__dataclass_fields__}
-        return cls(**{name: value for name, value in data.items() if name in known})
+        values = {name: value for name, value in data.items() if name in known}
+        values["stage"] = upgrade(values.get("stage"), str(values.get("kind", "")))  # any pairforge version
+        return cls(**values)
 
     @classmethod
     def read(cls, pairs_dir: str | os.PathLike[str]) -> PairsInfo | None:

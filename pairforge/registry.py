@@ -8,11 +8,13 @@ here under a name. The class carries everything the rest of the tool reads:
 - ``card_template`` (a file of ``data_cards/``) and ``card`` (texts for the data card);
 - ``workers_hint(config)``: ``(processes, reason)`` replacing the all-cores default of
   ``-j`` (torch stages such as HED: one process, torch already uses every core);
-- ``rebuildable`` and ``from_description(description, fit, weights, device)``: how
-  ``predict --from-photos`` rebuilds the stage from the ``describe()`` a dataset recorded.
+- ``kind_info``: a :class:`pairforge.kinds.Kind` saying what its A is and how ``check``
+  measures it (an undeclared new kind is checked as ``generic``);
+- ``rebuildable``: whether ``predict --from-photos`` can rebuild the stage from the ``describe()``
+  a dataset recorded (``{"builder": name, "config": asdict(config), "provenance"}``).
 
 Only ``kind``, ``a_channels`` and ``config_class`` are required; the rest have defaults
-here (generic card, all cores, rebuild with ``Stage(Config(**describe()))``). Adding a
+here (generic card, all cores, rebuild with ``Stage(Config(**describe()["config"]))``). Adding a
 builder is one stage file plus one :func:`register` call (or one line in ``_BUILTIN``)::
 
     register("depth", DepthStage)
@@ -27,6 +29,8 @@ import dataclasses
 import importlib
 from typing import Any
 
+from pairforge import kinds
+from pairforge.descriptions import config_from_dict, upgrade
 from pairforge.errors import ConfigError
 
 _BUILTIN: dict[str, str] = {
@@ -56,13 +60,18 @@ def register(name: str, stage_class: type) -> type:
             raise ConfigError(f"{stage_class.__name__}.{attribute}", None, "a class attribute of every builder stage")
     if not dataclasses.is_dataclass(stage_class.config_class):
         raise ConfigError(f"{stage_class.__name__}.config_class", stage_class.config_class, "a dataclass")
+    kind_info = getattr(stage_class, "kind_info", None)
+    if kind_info is not None:
+        kinds.declare(kind_info)
     _REGISTERED[name] = stage_class
     return stage_class
 
 
 def unregister(name: str) -> None:
     """Forget a builder registered with :func:`register` (tests)."""
-    _REGISTERED.pop(name, None)
+    stage_class = _REGISTERED.pop(name, None)
+    if stage_class is not None and getattr(stage_class, "kind_info", None) is not None:
+        kinds.forget(stage_class.kind_info.name)
 
 
 def names() -> list[str]:
@@ -81,6 +90,14 @@ def builder(name: str) -> type:
     if name not in _BUILTIN:
         raise ConfigError("builder", name, " | ".join(names()))
     return load_target(_BUILTIN[name])
+
+
+def name_of(stage_class: type) -> str:
+    """The name ``stage_class`` is registered under (its ``kind`` when it is not registered)."""
+    for name in names():
+        if name in _REGISTERED and _REGISTERED[name] is stage_class or target(stage_class) == _BUILTIN.get(name):
+            return name
+    return str(stage_class.kind)
 
 
 def load_target(target: str) -> type:
@@ -116,7 +133,7 @@ def card_texts(kind: str) -> dict[str, str]:
     """Data-card template file and texts for ``kind`` (the generic card when no builder makes it)."""
     stage_class = builder_for_kind(kind)
     if stage_class is None:
-        return {"template": "generic.md", **(GENERIC_CARD if kind == "generic" else UNKNOWN_CARD)}
+        return {"template": "generic.md", **(GENERIC_CARD if kinds.of(kind) is kinds.GENERIC else UNKNOWN_CARD)}
     return {"template": getattr(stage_class, "card_template", "generic.md"), **UNKNOWN_CARD,
             **getattr(stage_class, "card", {})}
 
@@ -130,42 +147,6 @@ def workers_hint(stage_class: type, config: Any) -> tuple[int | None, str]:
 def rebuildable_kinds() -> list[str]:
     """Kinds whose A a registered stage can make from a photo alone."""
     return [builder(name).kind for name in names() if getattr(builder(name), "rebuildable", True)]
-
-
-def config_from_description(config_class: type, description: dict[str, Any], **overrides: Any) -> Any:
-    """``config_class(**fields)`` from a recorded ``describe()`` dict (``dataclasses.asdict`` of a config).
-
-    Keys that are not fields (``kind``, ``builder``...) are ignored; a nested dataclass field
-    recorded as a dict is rebuilt as that dataclass; ``overrides`` replace recorded fields.
-
-    Raises:
-        ConfigError: the recorded values do not make a valid config.
-    """
-    values: dict[str, Any] = {}
-    hints = _field_types(config_class)
-    for item in dataclasses.fields(config_class):
-        if item.name in overrides:
-            values[item.name] = overrides[item.name]
-        elif item.name in description:
-            value = description[item.name]
-            nested = hints.get(item.name)
-            if isinstance(value, dict) and nested is not None:
-                value = config_from_description(nested, value)
-            values[item.name] = value
-    try:
-        return config_class(**values)
-    except TypeError as error:
-        raise ConfigError("stage", description, f"the fields of {config_class.__name__} ({error})") from None
-
-
-def _field_types(config_class: type) -> dict[str, type]:
-    """Fields of ``config_class`` whose default is a dataclass instance, with that dataclass."""
-    nested = {}
-    for item in dataclasses.fields(config_class):
-        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
-        if dataclasses.is_dataclass(default) and not isinstance(default, type):
-            nested[item.name] = type(default)
-    return nested
 
 
 def rebuildable_builder(kind: str) -> type:
@@ -184,19 +165,18 @@ def rebuildable_builder(kind: str) -> type:
     return stage_class
 
 
-def stage_from_description(
-    stage_class: type, description: dict[str, Any], fit: Any, weights: str | None = None, device: str = "auto"
-) -> Any:
-    """``stage_class`` rebuilt from its recorded ``describe()``, producing A at ``fit``.
+def rebuild_stage(description: dict[str, Any], kind: str = "", **overrides: Any) -> Any:
+    """The stage a recorded ``describe()`` came from: ``Stage(Config(**description["config"]))``.
 
-    A stage class may define ``from_description`` (the built-in stages recorded a
-    hand-written description, older datasets fewer fields); otherwise the description is its
-    config's fields (``asdict``): ``Stage(Config(**description))`` with ``fit`` replaced.
+    Args:
+        description: ``{"builder", "config", "provenance"}`` (older shapes are upgraded).
+        kind: the dataset's kind (names the builder of an old description).
+        **overrides: config fields to replace (``fit``, HED ``weights`` and ``device``...; names
+            the stage's config lacks are ignored).
 
     Raises:
-        ConfigError: the description is unusable.
+        ConfigError: an unknown builder, or a recorded config that is not valid.
     """
-    custom = getattr(stage_class, "from_description", None)
-    if custom is not None:
-        return custom(description, fit, weights=weights, device=device)
-    return stage_class(config_from_description(stage_class.config_class, description, fit=fit))
+    current = upgrade(description, kind)
+    stage_class = builder(str(current.get("builder")))
+    return stage_class(config_from_dict(stage_class.config_class, current.get("config") or {}, **overrides))

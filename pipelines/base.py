@@ -23,7 +23,8 @@ class Stage(Protocol):
     """
 
     kind: str
-    """``edges`` | ``gray`` | ``labels`` | ``generic``: recorded in pairs.json."""
+    """Recorded in pairs.json; what it means is :func:`pairforge.kinds.of` (``edges``, ``gray``, ``labels``,
+    ``generic``, or one a registered builder declares)."""
 
     a_channels: int
     """Channels of A as stored (1 for edges and gray, 3 otherwise)."""
@@ -31,7 +32,8 @@ class Stage(Protocol):
     def __call__(self, image: np.ndarray, key: str, **extras: Any) -> PairSample: ...
 
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable parameters, enough to rebuild A the same way later."""
+        """``{"builder", "config": asdict(config), "provenance"}`` (:func:`pairforge.descriptions.describe`):
+        enough to rebuild A the same way later, as ``Stage(Config(**d["config"]))``."""
         ...
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pairforge.descriptions import describe
 from pairforge.errors import ConfigError, SampleError, reject_row
 from pairforge.matching import match_by_stem, paired_items
 from pairforge.pairs import FoundFile, discover
@@ -65,8 +66,8 @@ class CombineStage:
         return PairSample(key, np.ascontiguousarray(image), np.ascontiguousarray(b), {"kind": self.kind})
 
     def describe(self) -> dict[str, Any]:
-        return {"stage": "combine", "size_mismatch": self.config.size_mismatch, "size": self.config.fit.size,
-                "fit": self.config.fit.fit}
+        """``{"builder", "config", "provenance"}`` (recorded in pairs.json)."""
+        return describe("combine", self.config)
 
 
 def match_folders(

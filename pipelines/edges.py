@@ -8,12 +8,13 @@ imports torch.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pairforge.descriptions import describe
 from pairforge.device import DEVICES
 from pairforge.errors import ConfigError, SampleError
 from pairforge.sample import PairSample
@@ -121,41 +122,6 @@ class EdgesStage:
         """HED already uses every core through torch; several HED processes would fight over them."""
         return (1, "HED uses every core through torch") if config.detector == "hed" else (None, "")
 
-    @classmethod
-    def from_description(
-        cls, description: dict[str, Any], fit: FitConfig, weights: str | None = None, device: str = "auto"
-    ) -> EdgesStage:
-        """The stage a recorded :meth:`describe` came from, making A at ``fit`` (``predict --from-photos``).
-
-        Raises:
-            ConfigError: an unknown detector.
-        """
-        detector = description.get("detector")
-        if detector not in ("canny", "hed"):
-            raise ConfigError("stage.detector", detector, "canny or hed (as recorded by make-edges)")
-        if detector == "canny":
-            return cls(EdgesConfig(detector="canny", fit=fit))
-        postprocess = description.get("postprocess") or {}
-        # datasets made before hed_input existed ran HED on the fitted output
-        options: dict[str, Any] = {"raw": bool(description.get("raw", False)),
-                                   "hed_input": str(description.get("hed_input", "output"))}
-        if "hed_max_pixels" in description:
-            options["hed_max_pixels"] = int(description["hed_max_pixels"])
-        if "threshold" in postprocess:
-            options["threshold"] = float(postprocess["threshold"])
-        if "small_edge" in postprocess:
-            options["small_edge"] = int(postprocess["small_edge"])
-        stage = cls(EdgesConfig(detector="hed", weights=weights, device=device, fit=fit, **options))
-        recorded = (description.get("weights") or {}).get("sha256")
-        used = (stage.describe().get("weights") or {}).get("sha256")
-        if recorded and used and recorded != used:
-            logger.warning(
-                "HED weights differ from the dataset's (sha256 %s..., recorded %s...): A will not match exactly",
-                used[:12],
-                recorded[:12],
-            )
-        return stage
-
     def __init__(self, config: EdgesConfig | None = None) -> None:
         self.config = config or EdgesConfig()
         self._hed: HEDDetector | None = None
@@ -198,34 +164,14 @@ class EdgesStage:
         return [results[index] for index in range(len(images))]
 
     def describe(self) -> dict[str, Any]:
-        """Parameters for pairs.json: enough to rebuild A the same way."""
-        config = self.config
-        description: dict[str, Any] = {
-            "detector": config.detector,
-            "polarity": "black edges on white",
-            "fit": asdict(config.fit),
-        }
+        """``{"builder", "config", "provenance"}`` for pairs.json: the config, and HED's weights digest,
+        device and precision."""
         if self._hed is None:
-            description["canny"] = {"low": "0.66 * median", "high": "1.33 * median", "blur": 3}
-            return description
+            return describe("edges", self.config)
         weights = self._hed.weights
-        description.update(
-            raw=config.raw,
-            weights={"file": Path(weights.path).name, "format": weights.format, "sha256": weights.sha256},
-            device=self._hed.device.type,
-            precision=self._hed.precision,
-            hed_input=config.hed_input,
-            hed_max_pixels=config.hed_max_pixels,
-        )
-        if not config.raw:
-            description["postprocess"] = {
-                "recipe": "pix2pix PostprocessHED",
-                "nms": {"radius": 1, "boundary": 5, "multiplier": 1.01},
-                "threshold": config.threshold,
-                "thin": True,
-                "small_edge": config.small_edge,
-            }
-        return description
+        return describe("edges", self.config,
+                        weights={"file": Path(weights.path).name, "format": weights.format, "sha256": weights.sha256},
+                        device=self._hed.device.type, precision=self._hed.precision)
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """Check one input and fit it to the output size."""

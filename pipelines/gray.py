@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pairforge.descriptions import describe
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import colored_fraction
 from pairforge.lab import L_SCALE_8BIT, lightness
@@ -104,14 +105,8 @@ class GrayStage:
         return PairSample(key, lightness, photo, meta)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable parameters (recorded in pairs.json)."""
-        return {
-            "kind": self.kind,
-            "space": self.config.space,
-            "gray_tolerance": self.config.gray_tolerance,
-            "size": self.config.fit.size,
-            "fit": self.config.fit.fit,
-        }
+        """``{"builder", "config", "provenance"}`` (recorded in pairs.json)."""
+        return describe("gray", self.config)
 
 
 def luma(image: np.ndarray) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from pairforge.descriptions import describe
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import colored_fraction
 from pairforge.palettes import UNKNOWN, Palette
@@ -155,16 +156,8 @@ class LabelsStage:
         return PairSample(key, label_rgb, photo, meta)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable parameters, palette included (recorded in pairs.json)."""
-        return {
-            "kind": self.kind,
-            "palette": self.palette.to_json(),
-            "unknown": self.config.unknown,
-            "size_mismatch": self.config.size_mismatch,
-            "input": self.config.input,
-            "size": self.config.fit.size,
-            "fit": self.config.fit.fit,
-        }
+        """``{"builder", "config", "provenance"}`` with the palette actually used (recorded in pairs.json)."""
+        return describe("labels", replace(self.config, palette=self.palette))
 
     def _checked_label(self, label: Any) -> tuple[np.ndarray, str]:
         """The label map as ``(H, W)`` ids or ``(H, W, 3)`` colours, and which of the two it is."""

@@ -17,20 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from pairforge.descriptions import upgrade
 from pairforge.errors import ConfigError, PairforgeError
 
 from .base import Stage
 from .geometry import FitConfig
 
 logger = logging.getLogger(__name__)
-
-
-def _fit_from(description: dict[str, Any]) -> FitConfig:
-    """The FitConfig a stage recorded (edges nest it under ``fit``; gray flattens size and fit)."""
-    fit = description.get("fit", {})
-    if isinstance(fit, dict):
-        return FitConfig(size=fit.get("size"), fit=fit.get("fit", "crop"))
-    return FitConfig(size=description.get("size"), fit=str(fit))
 
 
 def stage_from_description(
@@ -40,7 +33,10 @@ def stage_from_description(
     device: str = "auto",
     keep_size: bool = False,
 ) -> Stage:
-    """The stage that ``description`` (a stage's ``describe()`` dict) came from.
+    """The stage that ``description`` (a stage's ``describe()`` dict, any version) came from.
+
+    ``Stage(Config(**description["config"]))``, with HED ``weights`` and ``device`` as given here
+    (where it runs now) and, with ``keep_size``, no resizing.
 
     Args:
         kind: the dataset kind (one a registered builder makes from a photo alone:
@@ -55,14 +51,28 @@ def stage_from_description(
     """
     from pairforge import registry
 
-    stage_class = registry.rebuildable_builder(kind)
+    registry.rebuildable_builder(kind)
     if not description:
         raise ConfigError(
             "stage", description, "the stage parameters recorded in pairs.json / dataset.json "
             "(this dataset did not record how A was made)"
         )
-    fit = FitConfig(size=None) if keep_size else _fit_from(description)
-    return registry.stage_from_description(stage_class, description, fit, weights=weights, device=device)
+    recorded = upgrade(description, kind)
+    overrides: dict[str, Any] = {"weights": weights, "device": device}
+    if keep_size:
+        overrides["fit"] = FitConfig(size=None)
+    stage = registry.rebuild_stage(recorded, kind, **overrides)
+    _warn_other_weights(recorded, stage.describe())
+    return stage
+
+
+def _warn_other_weights(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> None:
+    """Log when the weights now used differ from the recorded ones (A will not match exactly)."""
+    before = ((recorded.get("provenance") or {}).get("weights") or {}).get("sha256")
+    now = ((rebuilt.get("provenance") or {}).get("weights") or {}).get("sha256")
+    if before and now and before != now:
+        logger.warning("weights differ from the dataset's (sha256 %s..., recorded %s...): A will not match exactly",
+                       now[:12], before[:12])
 
 
 def stage_from_source(

@@ -410,8 +410,8 @@ RESUME_SAFE_OPTIONS = (
 """Options a resumed run may change (``train --resume RUN --device cpu``): they choose where and how the
 same computation runs (device, compiled or not, deterministic kernels; the arithmetic itself is
 ``--precision`` and is not among them) and what is logged, validated and checkpointed along the way,
-never what a training step computes. Validation runs the generator without dropout noise and draws no
-random numbers, so its schedule leaves the training untouched. ``--num-workers`` is not among them:
+never what a training step computes. Validation draws its dropout noise from its own seeded
+generator inside ``torch.random.fork_rng``, so its schedule leaves the training untouched. ``--num-workers`` is not among them:
 each DataLoader worker reads its own shards through its own shuffle buffer, so the worker count
 decides the order of the samples. ``--allow-modified-shards`` is the user's answer to a shard set
 that changed after the run began (the refusal names it): allowed, and recorded in the run's history.

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from pairforge import kinds
 from pairforge.files import atomic_path, write_atomic
 from pairforge.lab import rgb_to_lab
 from pairforge.trainer import metrics
@@ -215,11 +216,11 @@ def evaluate_pairs(
         the report; task scores that lack their tool are skipped with a note.
     """
     report = EvaluationReport(kind)
-    use_edges = kind == "edges" and edge_detector is not None
-    use_judge = kind == "labels" and segmenter is not None and label_ids is not None and num_classes > 0
-    if kind == "edges" and not use_edges:
+    use_edges = kinds.of(kind).edge_map and edge_detector is not None
+    use_judge = kinds.of(kind).palette and segmenter is not None and label_ids is not None and num_classes > 0
+    if kinds.of(kind).edge_map and not use_edges:
         report.notes.append("edge consistency skipped: the dataset's edge detector is unknown")
-    if kind == "labels" and not use_judge:
+    if kinds.of(kind).palette and not use_judge:
         report.notes.append("FCN-score skipped: no judge (train one with `pairforge train-judge SHARDS`)")
     confusion_generated = np.zeros((max(num_classes, 1),) * 2, np.int64)
     confusion_real = np.zeros_like(confusion_generated)
@@ -228,7 +229,7 @@ def evaluate_pairs(
         if use_edges:
             assert edge_detector is not None
             row.update(edge_scores(edge_mask(edge_detector(output)), edge_mask(a)))
-        if kind == "gray":
+        if kinds.of(kind).lightness:
             row.update(colorfulness=colorfulness(output), target_colorfulness=colorfulness(b), ab_error=ab_error(output, b))
         if use_judge:
             assert segmenter is not None and label_ids is not None

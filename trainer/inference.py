@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pairforge import kinds
 from pairforge.errors import ConfigError, PairforgeError, SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, pack_rgb
 from pairforge.trainer.checkpoint import load_generator
@@ -171,7 +172,7 @@ def resize(x: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> tor
 
 def describe_expected_input(encoding: Encoding) -> str:
     """What A images the model takes, in words (for error messages and --help)."""
-    if encoding.kind == "labels":
+    if kinds.of(encoding.kind).palette:
         return f"colour-coded label maps with the run's palette ({len(encoding.palette_colors)} colours)"
     if encoding.a_channels == 1:
         return f"1-channel (grayscale) {encoding.kind} images"
@@ -275,7 +276,7 @@ class Predictor:
                     f"{name}: a colour image, but the model expects {expected} "
                     "(give A images, or photos with --from-photos)"
                 )
-        if self.encoding.kind == "labels" and self.encoding.palette_colors:
+        if kinds.of(self.encoding.kind).palette and self.encoding.palette_colors:
             if not rgb:
                 raise InputMismatchError(f"{name}: a 1-channel image, but the model expects {expected}")
             palette = pack_rgb(np.asarray(self.encoding.palette_colors, dtype=np.int32))

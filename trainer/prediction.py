@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from pairforge import kinds
 from pairforge.errors import PairforgeError, SampleError
 from pairforge.files import write_atomic
 from pairforge.imageio import read_image, write_image
 from pairforge.keys import sanitize_key, unique_keys
-from pairforge.pairs import DRAWN_KINDS, NothingUsableError, list_images, reason_class
+from pairforge.pairs import NothingUsableError, list_images, reason_class
 from pairforge.paths import absolute
 from pairforge.trainer.checkpoint import resolve_checkpoint
 from pairforge.trainer.gallery import GalleryRow, save_thumbnail, write_gallery
@@ -218,7 +219,7 @@ def _write_row(output: Path, name: str, image: np.ndarray, outputs: list[np.ndar
     for rel, picture in images.items():
         write_image(output / rel, picture)
         # label maps and edge maps: lossless, nearest-neighbour upscaling (no new colours)
-        exact = rel.startswith("inputs/") and kind in DRAWN_KINDS
+        exact = rel.startswith("inputs/") and kinds.of(kind).drawn
         thumb = f"thumbs/{rel.replace('/', '__')}.{'png' if exact else 'jpg'}"
         save_thumbnail(picture, output / thumb, nearest=exact)
         thumbs[rel] = thumb

@@ -34,10 +34,9 @@ from typing import Any
 
 import torch
 
-from pairforge import __version__
+from pairforge import __version__, kinds
 from pairforge.errors import ConfigError, PairforgeError
 from pairforge.files import write_atomic
-from pairforge.pairs import KINDS
 from pairforge.palettes import Palette, palette_colors
 from pairforge.shards import read_dataset_file
 from pairforge.trainer.checkpoint import save_checkpoint, torch_load_plain
@@ -92,14 +91,14 @@ class ImportOptions:
             raise ConfigError("generator", self.generator, " | ".join(IMPORT_GENERATORS))
         if self.norm is not None and self.norm not in IMPORT_NORMS:
             raise ConfigError("norm", self.norm, " | ".join(IMPORT_NORMS))
-        if self.kind is not None and self.kind not in KINDS:
-            raise ConfigError("kind", self.kind, " | ".join(KINDS))
+        if self.kind is not None and self.kind not in kinds.names():
+            raise ConfigError("kind", self.kind, " | ".join(kinds.names()))
         if self.direction not in ("AtoB", "BtoA"):
             raise ConfigError("direction", self.direction, "AtoB | BtoA")
         if self.palette is not None and self.like is not None:
             raise ConfigError("palette", self.palette.name, "either --palette or --like (the shard set's palette), "
                                                             "not both")
-        if self.palette is not None and self.kind not in (None, "labels"):
+        if self.palette is not None and self.kind is not None and not kinds.of(self.kind).palette:
             raise ConfigError("kind", self.kind, "labels (or no --kind) with --palette, which is for label models")
 
 
@@ -320,24 +319,24 @@ def run_config_document(model: ModelConfig, options: ImportOptions, source: Path
             f"or use --like with a shard set of {options.kind} pairs"
         )
     kind = options.kind or (str(like.get("kind", "generic")) if like else "labels" if options.palette else "generic")
-    colorspace = "lab" if kind == "gray" and model.in_channels == 1 and model.out_channels == 2 else "rgb"
+    colorspace = "lab" if kinds.of(kind).lightness and model.in_channels == 1 and model.out_channels == 2 else "rgb"
     if model.out_channels not in (2, 3) or (model.out_channels == 2 and colorspace != "lab"):
         raise ReferenceImportError(
             f"{source}: a generator with {model.out_channels} output channels; pairforge runs RGB (3) or, with "
             "--kind gray and a 1-channel input, the reference's Lab colorization (2 = ab)"
         )
     if like is not None:
-        palette = like.get("palette") if kind == "labels" else None
+        palette = like.get("palette") if kinds.of(kind).palette else None
         origin = f"the shard set {options.like}"
     else:
         palette = options.palette.to_json() if options.palette else None
         origin = f"the palette {options.palette.name!r}" if options.palette else "--kind labels"
     label_input, direction = "color", "AtoB"
-    if kind == "labels":
+    if kinds.of(kind).palette:
         label_input = _label_input(source, model.in_channels, palette, origin)
     elif like is not None:
         swapped = (like.get("source") or {}).get("direction") == "BtoA"  # `shard --direction BtoA` swapped A and B
-        if kind == "generic" and (options.direction == "BtoA") != swapped:
+        if kinds.of(kind) is kinds.GENERIC and (options.direction == "BtoA") != swapped:
             direction = "BtoA"  # the reference's own AB files, read the way it trained on them
         side = "B" if direction == "BtoA" else "A"
         channels = int(like.get("b_channels" if direction == "BtoA" else "a_channels", 3))
@@ -359,14 +358,10 @@ def run_config_document(model: ModelConfig, options: ImportOptions, source: Path
             "splits": {},
         }
     else:
-        stage: dict[str, Any] = {}
-        if kind == "edges":
-            stage = {"detector": "hed", "fit": {"size": None, "fit": "crop"}}
-        elif kind == "gray":
-            stage = {"space": "lab" if colorspace == "lab" else "luma", "fit": "crop", "size": None}
+        stage = kinds.reference_stage(kind, lab=colorspace == "lab")
         document["dataset"] = {
             "kind": kind,
-            "a_channels": 3 if kind == "labels" else model.in_channels,
+            "a_channels": 3 if kinds.of(kind).palette else model.in_channels,
             "b_channels": 3,
             "b_format": None,
             "palette": palette,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pairforge import __version__
+from pairforge import __version__, kinds
 from pairforge.device import resolve_device as core_resolve_device
 from pairforge.errors import ConfigError, PairforgeError
 from pairforge.files import (
@@ -131,13 +131,13 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, DatasetInfo, Encod
     """
     config = absolute_paths(config)
     info = load_dataset_info(config.data.shards, config.data.dataset_json, config.data.val_shards)
-    if config.data.colorspace == "lab" and info.kind != "gray":
+    if config.data.colorspace == "lab" and not kinds.of(info.kind).lightness:
         raise ConfigError(
             "colorspace", "lab",
             f"rgb for this {info.kind} dataset: lab feeds the network the lightness L of B (the photo) and ignores A, "
             "so it only fits gray (colorization) datasets made by `pairforge make-gray`",
         )
-    if config.data.label_input == "color" and info.kind != "labels":
+    if config.data.label_input == "color" and not kinds.of(info.kind).palette:
         raise ConfigError(
             "label_input", "color",
             f"onehot (the default) for this {info.kind} dataset: --label-input chooses how label maps are fed and "

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from pairforge import kinds
 from pairforge.errors import DatasetError, PairforgeError, SampleError
-from pairforge.pairs import DRAWN_KINDS
 from pairforge.paths import is_remote
 from pairforge.shards import ShardMismatch, decode_shard_sample
 from pairforge.tars import ShardReading, read_shard
@@ -113,7 +113,7 @@ def load_split(shards: str, split: str, limit: int | None = None, allow_modified
     for mismatch in result.modified:
         result.notes.append(mismatch.used_as_is())
     expected = {url: int(entry.get("count", 0)) for url, entry in recorded_shards(info).items()}
-    gray_a = info.a_channels == 1 and info.kind != "labels"
+    gray_a = info.a_channels == 1 and not kinds.of(info.kind).palette
     for url in urls:
         if limit is not None and len(result.pairs) >= limit:
             break
@@ -167,7 +167,7 @@ def palette_classes(palette: dict[str, Any] | None) -> tuple[int, Callable[[np.n
 
 def judge_scorers(dataset: dict[str, Any], shards: str, judge_dir: str | None, device: str) -> dict[str, Any]:
     """For a labels dataset: the judge (``judge_dir``, or SHARDS/judge when present) and the label ids."""
-    if dataset.get("kind") != "labels":
+    if not kinds.of(dataset.get("kind")).palette:
         return {}
     from pairforge.trainer.judge import load_judge
 
@@ -192,7 +192,7 @@ def check_run_against_shards(run_path: str, run_config: dict[str, Any], dataset:
         classes = len((info.get("palette") or {}).get("classes", []))
         if classes:
             return text + f", {classes} label classes"
-        return text + (", no label palette" if info.get("kind") == "labels" else "")
+        return text + (", no label palette" if kinds.of(info.get("kind")).palette else "")
 
     problems = []
     if trained.get("kind") != dataset.get("kind"):
@@ -268,7 +268,7 @@ def _swapped(pairs: Sequence[Pair], a_channels: int) -> list[Pair]:
 
 def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str, Any], kind: str) -> None:
     """Add the best and worst rows (by L1) with their input | output | target images to metrics.html."""
-    section = example_rows_html(page.parent, rows, images, nearest_input=kind in DRAWN_KINDS)
+    section = example_rows_html(page.parent, rows, images, nearest_input=kinds.of(kind).drawn)
     if section:
         text = page.read_text(encoding="utf-8")
         marker = "<br><table><caption>per sample"
@@ -293,4 +293,4 @@ def write_run_comparison(folder: Path, scores: Sequence[RunScore], pairs: Sequen
                     PictureRow("ground truth", tuple(b for _, _, b in shown))]
     return write_comparison(folder, {score.label: score.report.summary() for score in scores}, picture_rows,
                             keys=[key for key, _, _ in shown], title=title,
-                            nearest_rows=("input",) if kind in DRAWN_KINDS else ())
+                            nearest_rows=("input",) if kinds.of(kind).drawn else ())

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pairforge import kinds
+from pairforge.descriptions import stage_config
 from pairforge.errors import PairforgeError, SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS
 from pairforge.trainer.checkpoint import resolve_checkpoint
@@ -94,13 +96,13 @@ class RunModel:
         dataset = self.run_config["dataset"]
         model = self.run_config["model"]
         size = int(model["crop_size"])
-        stage = (dataset.get("source") or {}).get("stage") or {}
+        stage = stage_config(dataset.get("source"))
         recipe = None
         if self.stage is not None:
             detector = {"hed": "HED", "canny": "Canny"}.get(str(stage.get("detector")), str(stage.get("detector")))
-            recipe = {"edges": f"{detector} edges", "gray": "grayscale"}.get(
-                self.encoding.kind, self.encoding.kind)
-            if self.encoding.kind == "gray" and stage.get("space"):
+            kind = kinds.of(self.encoding.kind)
+            recipe = f"{detector} edges" if kind.edge_map else "grayscale" if kind.lightness else kind.name
+            if kinds.of(self.encoding.kind).lightness and stage.get("space"):
                 recipe = f"grayscale ({stage['space']})"
         return {
             "run": self.name,

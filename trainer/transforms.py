@@ -30,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pairforge import kinds
 from pairforge import lab as cie
+from pairforge.descriptions import stage_config
 from pairforge.errors import ConfigError
 from pairforge.imageio import pack_rgb, unpack_rgb
 from pairforge.palettes import nearest_colors, palette_colors
@@ -69,7 +71,7 @@ class Encoding:
             raise ConfigError("direction", self.direction, " | ".join(DIRECTIONS))
         if self.onehot and not self.palette_colors:
             raise ConfigError("label_input", "onehot", "a dataset with a palette (or --label-input color)")
-        if self.colorspace == "lab" and self.kind == "labels":
+        if self.colorspace == "lab" and kinds.of(self.kind).palette:
             raise ConfigError("colorspace", "lab", "rgb for label datasets")
         if self.colorspace == "lab" and self.direction == "BtoA":
             raise ConfigError("colorspace", "lab", "rgb with --direction BtoA (colorization predicts the photo, AtoB)")
@@ -80,7 +82,7 @@ class Encoding:
         dataset = config["dataset"]
         data = config.get("data", {})
         direction = str(data.get("direction", "AtoB"))
-        stage = (dataset.get("source") or {}).get("stage") or {}
+        stage = stage_config(dataset.get("source"))
         if direction == "BtoA":
             return cls(
                 kind="generic",
@@ -93,9 +95,9 @@ class Encoding:
             kind=dataset["kind"],
             a_channels=int(dataset["a_channels"]),
             colorspace=data.get("colorspace", "rgb"),
-            label_input=data.get("label_input", "onehot") if dataset["kind"] == "labels" else "color",
+            label_input=data.get("label_input", "onehot") if kinds.of(dataset["kind"]).palette else "color",
             palette_colors=palette_colors(dataset.get("palette")),
-            gray_space=str(stage.get("space", "")) if dataset["kind"] == "gray" else "",
+            gray_space=str(stage.get("space", "")) if kinds.of(dataset["kind"]).lightness else "",
         )
 
     @property
@@ -105,12 +107,12 @@ class Encoding:
 
     @property
     def onehot(self) -> bool:
-        return self.kind == "labels" and self.label_input == "onehot"
+        return kinds.of(self.kind).palette and self.label_input == "onehot"
 
     @property
     def label_a(self) -> bool:
         """A is a label map: resample it with nearest neighbours only."""
-        return self.kind == "labels"
+        return kinds.of(self.kind).nearest
 
     @property
     def stored_a_channels(self) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pairforge import kinds
 from pairforge.commands.common import print_table, progress, resolve_workers, runner_options
 
 if TYPE_CHECKING:
@@ -118,9 +119,9 @@ def _measure_config(source: DatasetSource, edge_recipe: str) -> MeasureConfig:
     from pairforge.check import measure_config_for
     from pairforge.measures import EdgeRecipe
 
-    if source.kind != "edges" or edge_recipe == "canny":
+    if not kinds.of(source.kind).edge_map or edge_recipe == "canny":
         return measure_config_for(source)
-    detector = source.stage.get("detector")
+    detector = source.stage.get("config", {}).get("detector")
     if detector in (None, "canny"):
         if detector is None:
             log.warning("this edges dataset did not record its detector: using Canny for B's edges")

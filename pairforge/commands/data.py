@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from pairforge import kinds
 from pairforge.commands.build import run_and_report
 from pairforge.commands.common import (
     command_line,
@@ -182,7 +183,7 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int,
     if not drawn.samples:
         click.echo(f"no samples to draw{unreadable}")
         return
-    palette = dataset.get("palette") if dataset.get("kind") == "labels" else None
+    palette = dataset.get("palette") if kinds.of(dataset.get("kind")).palette else None
     path = write_contact_sheet(sheet, contact_sheet(drawn.samples, palette=palette))
     click.echo(f"contact sheet ({len(drawn.samples)} samples, A | B, captioned key (split){unreadable}): {path}")
     log.debug("sampled keys: %s", json.dumps([sample.key for sample in drawn.samples]))

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from pairforge import kinds
 from pairforge.device import DEVICES
 from pairforge.imageio import DEFAULT_MAX_PIXELS
 from pairforge.trainer.config import (  # torch-free: --help stays fast
@@ -202,7 +203,7 @@ COMMANDS.append(export_command)
 @click.option("--generator", type=click.Choice(["unet_256", "unet_128", "unet", "resnet_9blocks", "resnet_6blocks"]),
               help="The reference's --netG [default: read from the file].")
 @click.option("--norm", type=click.Choice(["batch", "instance"]), help="The reference's --norm [default: read from the file].")
-@click.option("--kind", type=click.Choice(["edges", "gray", "labels", "generic"]),
+@click.option("--kind", type=click.Choice(list(kinds.names())),
               help="What the model's input is (edges: predict --from-photos makes HED edges; gray: the reference's "
                    "colorization model, input L, output ab; labels: label maps, fed as the colour image as the "
                    "reference does) [default: the kind of --like, labels with --palette, else generic].")
@@ -251,7 +252,7 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
     document = json.loads((folder / "config.json").read_text())
     model, dataset, data = document["model"], document["dataset"], document["data"]
     classes = len((dataset.get("palette") or {}).get("classes", []))
-    if dataset["kind"] == "labels":
+    if kinds.of(dataset["kind"]).palette:
         encoding = "colour label map" if data["label_input"] == "color" else "one-hot classes"
     else:
         encoding = "stored B (read BtoA)" if data["direction"] == "BtoA" else f"{dataset['a_channels']}-channel A"
@@ -263,7 +264,7 @@ def import_command(checkpoint: Path, output: Path, generator: str | None, norm: 
         *([("palette", f"{dataset['palette'].get('name', 'custom')} ({classes} classes)")] if classes else []),
         *([("like", like)] if like else []), ("direction", direction),
     ])
-    if dataset["kind"] == "labels" and not classes:
+    if kinds.of(dataset["kind"]).palette and not classes:
         click.echo("note: no palette recorded, so `evaluate` will refuse this run; import it with --palette "
                    "cityscapes|FILE.json or --like SHARDS to score it", err=True)
 
@@ -503,7 +504,7 @@ def _edge_detector(dataset: dict[str, Any], hed_weights: str | None, device: str
     from pairforge.errors import PairforgeError
     from pairforge.pipelines.rebuild import edge_detector
 
-    if dataset["kind"] != "edges":
+    if not kinds.of(dataset["kind"]).edge_map:
         return None
     try:
         return edge_detector((dataset.get("source") or {}).get("stage") or {}, hed_weights, device)

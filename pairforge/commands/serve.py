@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from pairforge import kinds
 from pairforge.device import DEVICES, device_name
 from pairforge.trainer.config import SCALES
 
@@ -45,7 +46,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
     model = RunModel(run, device, dropout, ema, batch_size, scale, photo_stage=photo_stage, max_pixels=max_pixels)
     height, width = model.info()["size"]
     blank = np.full((height, width, 3), 255, np.uint8)
-    if model.encoding.kind == "labels" and model.encoding.palette_colors:
+    if kinds.of(model.encoding.kind).palette and model.encoding.palette_colors:
         blank[:] = model.encoding.palette_colors[0]
     [warm] = model.run([Job(blank)])
     if isinstance(warm, Exception):

@@ -51,7 +51,7 @@ def test_make_gray_pairs_then_shard_equals_fused_mode(tmp_path: Path, photo_dir:
     manifest = (tmp_path / "pairs" / "manifest.jsonl").read_text().splitlines()
     assert len(manifest) == 4 and len(manifest) + len(rows) == 6  # inputs seen = written + rejected
     info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())
-    assert info["kind"] == "gray" and info["a_channels"] == 1 and info["stage"]["space"] == "luma"
+    assert info["kind"] == "gray" and info["a_channels"] == 1 and info["stage"]["config"]["space"] == "luma"
     assert "make-gray" in info["command"]
     ab = cv2.imread(str(next((tmp_path / "pairs").glob("*.png"))))
     assert ab.shape == (64, 128, 3)
@@ -65,7 +65,7 @@ def test_make_gray_pairs_then_shard_equals_fused_mode(tmp_path: Path, photo_dir:
         assert np.array_equal(fused[key]["a.png"], two_pass[key]["a.png"])
         assert np.array_equal(fused[key]["b.jpg"], two_pass[key]["b.jpg"])
     dataset = json.loads((tmp_path / "fused" / "dataset.json").read_text())
-    assert dataset["kind"] == "gray" and dataset["a_channels"] == 1 and dataset["source"]["stage"]["space"] == "luma"
+    assert dataset["kind"] == "gray" and dataset["a_channels"] == 1 and dataset["source"]["stage"]["config"]["space"] == "luma"
     fused_rejects = (tmp_path / "fused" / "rejects.jsonl").read_text().splitlines()
     assert len(fused_rejects) == 2
 

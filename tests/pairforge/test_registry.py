@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pairforge import registry
+from pairforge import kinds, registry
 from pairforge.cli import cli
+from pairforge.descriptions import describe
 from pairforge.errors import ConfigError
+from pairforge.kinds import Kind
 from pairforge.pipelines.base import require_min_side, require_rgb
 from pairforge.pipelines.geometry import FitConfig, fit_image
 from pairforge.sample import PairSample
@@ -64,7 +66,14 @@ class InvertStage:
         return PairSample(key, invert(photo, self.config), photo, {"kind": self.kind})
 
     def describe(self) -> dict[str, Any]:
-        return asdict(self.config)
+        return describe("invert", self.config)
+
+
+class MeasuredInvertStage(InvertStage):
+    """The toy builder declaring its kind: A is B's lightness (inverted), so `check` measures it as gray."""
+
+    kind = "measured-invert"
+    kind_info = Kind("measured-invert", check_measure="gray")
 
 
 def invert(photo: np.ndarray, config: InvertConfig) -> np.ndarray:
@@ -118,8 +127,8 @@ def test_toy_builder_pair_folder(toy: type, photo_dir: Path, tmp_path: Path) -> 
     assert "make-invert ->" in result.output
     info = json.loads((out / "pairs.json").read_text())
     assert info["kind"] == "invert" and info["a_channels"] == 1
-    assert info["stage"] == {"channel": "red", "offset": 3, "fit": {"size": SIZE, "fit": "crop"},
-                             "builder": f"{__name__}:InvertStage"}
+    assert info["stage"] == {"builder": "invert", "provenance": {"command": info["command"]},
+                             "config": {"channel": "red", "offset": 3, "fit": {"size": SIZE, "fit": "crop"}}}
     pair = cv2.imread(str(out / "p0.png"), cv2.IMREAD_UNCHANGED)
     config = InvertConfig("red", 3, FitConfig(SIZE))
     b = fit_image(_photo(photo_dir / "p0.png"), config.fit)
@@ -130,6 +139,28 @@ def test_toy_builder_pair_folder(toy: type, photo_dir: Path, tmp_path: Path) -> 
     assert checked.exit_code == 0, checked.output
     report = json.loads((tmp_path / "check" / "check.json").read_text())
     assert report["source"]["kind"] == "invert" and report["source"]["measured_as"] == "generic"
+    assert report["measures"].get("agreement", {}).get("count", 0) == 0  # generic: no agreement score
+
+
+def test_a_declared_kind_is_checked_as_it_declares(photo_dir: Path, tmp_path: Path) -> None:
+    """A builder's ``kind_info`` tells `check` how to measure its pairs: here A against B's lightness
+    (correlation -1 for an inverted channel), where an undeclared kind gets no agreement score."""
+    registry.register("measured-invert", MeasuredInvertStage)
+    try:
+        assert kinds.of("measured-invert").check_measure == "gray"
+        out = tmp_path / "pairs"
+        made = CliRunner().invoke(cli, ["make-measured-invert", str(photo_dir), "-o", str(out), "--size", str(SIZE),
+                                        "-j", "1"])
+        assert made.exit_code == 0, made.output
+        checked = CliRunner().invoke(cli, ["check", str(out), "-o", str(tmp_path / "check"), "-j", "1"])
+        assert checked.exit_code == 0, checked.output
+    finally:
+        registry.unregister("measured-invert")
+    assert kinds.of("measured-invert").check_measure == "generic"  # forgotten with its builder
+    report = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert report["source"]["kind"] == "measured-invert" and report["source"]["measured_as"] == "gray"
+    agreement = report["measures"]["agreement"]
+    assert agreement["count"] == 4 and agreement["max"] < -0.9
 
 
 def test_toy_builder_shards_card_and_predict_from_photos(toy: type, photo_dir: Path, tmp_path: Path) -> None:
@@ -142,7 +173,7 @@ def test_toy_builder_shards_card_and_predict_from_photos(toy: type, photo_dir: P
     assert result.exit_code == 0, result.output
     dataset = json.loads((shards / "dataset.json").read_text())
     assert dataset["kind"] == "invert" and dataset["a_channels"] == 1
-    assert dataset["source"]["stage"]["offset"] == 7
+    assert dataset["source"]["stage"]["config"]["offset"] == 7
     card = (shards / "DATA_CARD.md").read_text()
     assert "pairforge invert pairs" in card and '"offset": 7' in card
     samples = 0
@@ -174,9 +205,12 @@ def test_toy_builder_shards_card_and_predict_from_photos(toy: type, photo_dir: P
 def test_rebuild_is_stage_of_config_of_description(toy: type) -> None:
     from pairforge.pipelines.rebuild import stage_from_description
 
-    recorded = {**InvertStage(InvertConfig("blue", 9, FitConfig(32, "pad"))).describe(), "builder": "x"}
+    config = InvertConfig("blue", 9, FitConfig(32, "pad"))
+    recorded = json.loads(json.dumps(InvertStage(config).describe()))  # as read back from pairs.json
     stage = stage_from_description("invert", recorded)
-    assert stage.config == InvertConfig("blue", 9, FitConfig(32, "pad"))
+    assert stage.config == config
+    # an older pairforge recorded a registered builder's config fields and its module:Class
+    assert stage_from_description("invert", {**asdict(config), "builder": "x"}).config == config
     assert stage_from_description("invert", recorded, keep_size=True).config.fit == FitConfig(size=None)
     with pytest.raises(ConfigError, match="edges or gray or invert"):
         stage_from_description("labels", {"palette": {}})

@@ -129,7 +129,7 @@ def test_combine_size_fit_and_fused_shards(tmp_path: Path, skimage_photos: list[
     invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pairs"), "-j", "1",
            "--size", "32", "--fit", "crop")
     assert read_image(tmp_path / "pairs" / "k0.png").shape == (32, 64, 3)
-    assert json.loads((tmp_path / "pairs" / "pairs.json").read_text())["stage"]["size"] == 32
+    assert json.loads((tmp_path / "pairs" / "pairs.json").read_text())["stage"]["config"]["fit"]["size"] == 32
     output = invoke("combine", str(tmp_path / "A"), str(tmp_path / "B"), "--shards", str(tmp_path / "shards"),
                     "--size", "32", "--val-fraction", "0.5", "-j", "1")
     dataset = json.loads((tmp_path / "shards" / "dataset.json").read_text())

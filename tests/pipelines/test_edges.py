@@ -97,7 +97,8 @@ def test_canny_pairs_are_aligned_black_on_white_and_deterministic() -> None:
     gradient = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     assert gradient[pair.a == 0].mean() > 2 * gradient.mean()
     description = stage.describe()
-    assert description["detector"] == "canny" and description["fit"] == {"size": 128, "fit": "crop"}
+    assert description["builder"] == "edges" and description["provenance"] == {}
+    assert description["config"]["detector"] == "canny" and description["config"]["fit"] == {"size": 128, "fit": "crop"}
     json.dumps(description)
 
 
@@ -145,10 +146,10 @@ def test_hed_pairs_follow_the_fit_and_describe_the_weights(hed_stage: EdgesStage
     np.testing.assert_array_equal(hed_stage(photo, "rocket").a, pair.a)
     description = hed_stage.describe()
     json.dumps(description)
-    assert description["weights"]["sha256"] == hed_stage._hed.weights.sha256  # type: ignore[union-attr]
-    assert description["postprocess"]["threshold"] == pytest.approx(25 / 255)
-    assert description["postprocess"]["small_edge"] == 5
-    assert description["precision"] == "fp32" and description["device"] == "cpu"
+    provenance, config = description["provenance"], description["config"]
+    assert provenance["weights"]["sha256"] == hed_stage._hed.weights.sha256  # type: ignore[union-attr]
+    assert config["threshold"] == pytest.approx(25 / 255) and config["small_edge"] == 5
+    assert provenance["precision"] == "fp32" and provenance["device"] == "cpu"
 
 
 @needs_hed_weights
@@ -173,7 +174,7 @@ def test_hed_raw_mode_keeps_the_soft_map() -> None:
     assert pair.a.shape == (96, 96) and pair.a.dtype == np.uint8
     assert len(np.unique(pair.a)) > 50  # graded, not binary
     assert pair.a.mean() > 128  # mostly light: dark edges on white
-    assert "postprocess" not in stage.describe() and stage.describe()["raw"] is True
+    assert stage.describe()["config"]["raw"] is True
 
 
 @needs_hed_weights

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import skimage.color
@@ -80,12 +82,11 @@ def test_describe_is_json_ready() -> None:
         GrayConfig(space="lab", gray_tolerance=5, fit=FitConfig(128, "pad"))
     ).describe()
     assert described == {
-        "kind": "gray",
-        "space": "lab",
-        "gray_tolerance": 5,
-        "size": 128,
-        "fit": "pad",
+        "builder": "gray",
+        "config": {"space": "lab", "gray_tolerance": 5, "fit": {"size": 128, "fit": "pad"}},
+        "provenance": {},
     }
+    json.dumps(described)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -91,7 +93,7 @@ def test_unknown_ids_ignored_map_to_ignore_class(photo: np.ndarray, label_ids: n
     assert (sample.a[:4, :4] == ignore).all()
     np.testing.assert_array_equal(sample.a[4:], colorize(CITYSCAPES, label_ids[4:]))
     assert sample.meta["unknown_pixels"] == 16
-    assert labels_stage.describe()["palette"]["ignore"]["color"] == list(ignore)
+    assert labels_stage.describe()["config"]["palette"]["ignore_color"] == ignore
 
 
 def test_palette_ignore_id_is_known(photo: np.ndarray, label_ids: np.ndarray) -> None:
@@ -176,6 +178,6 @@ def test_bad_config(field: str, kwargs: dict) -> None:
 
 def test_describe_carries_palette() -> None:
     described = stage(unknown="ignore").describe()
-    assert described["kind"] == "labels"
-    assert described["palette"] == CITYSCAPES.with_ignore().to_json()
-    assert stage().describe()["palette"]["ignore"] is None
+    assert described["builder"] == "labels"
+    assert described["config"]["palette"] == asdict(CITYSCAPES.with_ignore())  # the palette used
+    assert stage().describe()["config"]["palette"]["ignore_id"] is None
