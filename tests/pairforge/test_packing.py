@@ -129,7 +129,7 @@ def test_reading_config_is_checked() -> None:
 def test_fused_builder_writes_shards_and_card(photos: Path, tmp_path: Path) -> None:
     result = build_shard_set(GRAY, [_item(path) for path in sorted(photos.iterdir())], ShardConfig(str(tmp_path / "f")),
                              RunnerConfig(), photos=str(photos), command="pairforge make-gray photos --shards f")
-    assert result.dataset["source"]["stage"]["builder"] == GRAY.target
+    assert result.dataset["source"]["stage"]["builder"] == "gray"  # the registered name
     assert result.dataset == json.loads((tmp_path / "f" / "dataset.json").read_text())
     assert "pairforge make-gray photos --shards f" in result.card_path.read_text()
 
