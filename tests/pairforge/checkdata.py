@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pairforge.measures import canny_edges, to_gray
+from pairforge.check.measures import canny_edges, to_gray
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera", "retina",
           "hubble_deep_field", "gravel", "clock", "text", "moon", "grass", "cell", "stereo_motorcycle")
