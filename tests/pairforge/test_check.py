@@ -487,11 +487,12 @@ def test_large_edges_pair_measured_at_reduced_size():
     """Pairs above 512 px are measured downscaled: thin edge lines must survive, the shift comes back in full pixels."""
     from skimage import data
 
-    from pairforge.check.measures import MeasureConfig, PairMeasurer, canny_edges
+    from pairforge.check.measures import MeasureConfig, PairMeasurer
+    from pairforge.pipelines.canny import canny_edges
 
     photo = np.ascontiguousarray(data.astronaut()[:, :, :3])
     photo = cv2.resize(photo, (1024, 1024), interpolation=cv2.INTER_LINEAR)
-    edges = np.where(canny_edges(photo), 0, 255).astype(np.uint8)
+    edges = canny_edges(photo)  # make-edges' A
     measurer = PairMeasurer(MeasureConfig(kind="edges"))
     aligned = measurer.measure(edges, photo)
     assert aligned.shift < 1.5 and aligned.agreement > 0.5 and aligned.edge_density > 0.02
