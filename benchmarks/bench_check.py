@@ -30,9 +30,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import machine, random_crop, skimage_photos  # noqa: E402
 
-from pairforge.check import CheckConfig, MeasurePartition, judge, measure_config_for, open_source  # noqa: E402
+from pairforge.check.check import (  # noqa: E402
+    CheckConfig,
+    MeasurePartition,
+    judge,
+    measure_config_for,
+    open_source,
+)
+from pairforge.check.measures import PairMeasurer  # noqa: E402
 from pairforge.imageio import read_image  # noqa: E402
-from pairforge.measures import PairMeasurer  # noqa: E402
 from pairforge.pairs import split_ab  # noqa: E402
 from pairforge.runner import RunnerConfig, run_partitions  # noqa: E402
 

@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from checkdata import b_window, cropped, jpeg, load_corpus, resized  # noqa: E402
 from common import machine  # noqa: E402
 
-from pairforge.measures import view_windows  # noqa: E402
-from pairforge.neardup import near_pairs  # noqa: E402
+from pairforge.check.measures import view_windows  # noqa: E402
+from pairforge.check.neardup import near_pairs  # noqa: E402
 
 RULES = {
     "before: pHash 10, dHash-64 24": (10, "d8", 24),

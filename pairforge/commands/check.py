@@ -12,8 +12,7 @@ from pairforge import kinds
 from pairforge.commands.common import print_table, progress, resolve_workers, runner_options
 
 if TYPE_CHECKING:
-    from pairforge.check import DatasetSource
-    from pairforge.measures import MeasureConfig
+    from pairforge.check import DatasetSource, MeasureConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
       pairforge check shards/ --strict       # exit status 1 when anything is flagged
       pairforge check pairs/ --fix-splits    # + check/splits.json for `shard --splits`
     """
-    from pairforge.check import CheckConfig, open_source, run_check, write_outputs
-    from pairforge.checkreport import write_report
+    from pairforge.check import CheckConfig, open_source, run_check, write_outputs, write_report
     from pairforge.outputs import CHECK_FOLDER, check_output, own_output
     from pairforge.runner import RunnerConfig
 
@@ -116,8 +114,7 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
 
 def _measure_config(source: DatasetSource, edge_recipe: str) -> MeasureConfig:
     """Measures fit to the dataset; resolves the edge recipe (HED runs only when asked for)."""
-    from pairforge.check import measure_config_for
-    from pairforge.measures import EdgeRecipe
+    from pairforge.check import EdgeRecipe, measure_config_for
 
     if not kinds.of(source.kind).edge_map or edge_recipe == "canny":
         return measure_config_for(source)

@@ -1,6 +1,6 @@
 """``pairforge serve``: a run in the browser (draw or upload A, see G(A)).
 
-The model is :class:`pairforge.trainer.serving.RunModel` (predict's machinery); this module
+The model is :class:`pairforge.serve.model.RunModel` (predict's machinery); this module
 hands it the run's photo recipe (the pipelines, as ``predict --from-photos``) and starts
 :mod:`pairforge.serve`'s page server.
 """
@@ -17,7 +17,7 @@ from pairforge.device import DEVICES, device_name
 from pairforge.trainer.config import SCALES
 
 if TYPE_CHECKING:
-    from pairforge.trainer.serving import RunModel
+    from pairforge.serve.model import RunModel
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 MAX_UPLOAD_PIXELS = 20_000_000
@@ -27,7 +27,7 @@ MAX_UPLOAD_PIXELS = 20_000_000
 def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bool = True,
                    hed_weights: str | None = None, batch_size: int = 4, scale: str = "train",
                    max_pixels: int = MAX_UPLOAD_PIXELS) -> RunModel:
-    """A :class:`~pairforge.trainer.serving.RunModel` with predict's device choice and photo recipe,
+    """A :class:`~pairforge.serve.model.RunModel` with predict's device choice and photo recipe,
     warmed up with one prediction. ``max_pixels`` limits what the network processes, as predict's
     ``--max-pixels`` (the server checks the upload's own size with the same value).
 
@@ -39,7 +39,7 @@ def load_run_model(run: str, device: str = "auto", dropout: bool = True, ema: bo
 
     from pairforge.pipelines.rebuild import run_photo_stage
     from pairforge.serve import Job
-    from pairforge.trainer.serving import RunModel
+    from pairforge.serve.model import RunModel
 
     device = device_name(device)
     photo_stage = partial(run_photo_stage, weights=hed_weights, device=device)  # as predict --from-photos

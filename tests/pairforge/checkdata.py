@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pairforge.measures import canny_edges, to_gray
+from pairforge.check.measures import to_gray
+from pairforge.pipelines.canny import canny_mask
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera", "retina",
           "hubble_deep_field", "gravel", "clock", "text", "moon", "grass", "cell", "stereo_motorcycle")
@@ -67,7 +68,7 @@ def load_corpus(size: int = 96, short_side: int = 384, margin: int = 12) -> Corp
             for left in range(margin, photo.shape[1] - size - margin + 1, step):
                 window = photo[top : top + size, left : left + size]
                 gray = to_gray(window)
-                if gray.std() > 20 and canny_edges(window).mean() > 0.03:
+                if gray.std() > 20 and canny_mask(window).mean() > 0.03:
                     tiles.append(Tile(index, top, left))
     return Corpus(images, tiles, size)
 
@@ -120,7 +121,7 @@ def make_a(kind: str, corpus: Corpus, photo: int, top: int, left: int) -> np.nda
     size = corpus.size
     window = corpus.images[photo][top : top + size, left : left + size]
     if kind == "edges":
-        return np.where(canny_edges(window), 0, 255).astype(np.uint8)
+        return np.where(canny_mask(window), 0, 255).astype(np.uint8)
     if kind == "gray":
         return np.clip(np.rint(to_gray(window)), 0, 255).astype(np.uint8)
     if kind == "labels":
@@ -135,7 +136,7 @@ def sketch_edges(window: np.ndarray, keep: float = 0.5, seed: int = 0) -> np.nda
     Like a sketch or another detector (HED keeps object contours and drops texture), A's lines are then a
     subset of B's Canny edges: on periodic scenes the lines left can match B about as well one period away.
     """
-    edges = canny_edges(window)
+    edges = canny_mask(window)
     count, components = cv2.connectedComponents(edges.astype(np.uint8), connectivity=8)
     kept = np.random.default_rng(seed).random(count) < keep
     kept[0] = False

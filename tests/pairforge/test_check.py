@@ -26,9 +26,9 @@ from checkdata import (  # noqa: E402
 )
 
 from pairforge.check import CheckConfig, fix_splits, judge, open_source, run_check  # noqa: E402
+from pairforge.check.measures import edge_f1, phase_shift, to_gray  # noqa: E402
+from pairforge.check.neardup import near_pairs, plan_index, popcount  # noqa: E402
 from pairforge.cli import cli  # noqa: E402
-from pairforge.measures import edge_f1, phase_shift, to_gray  # noqa: E402
-from pairforge.neardup import near_pairs, plan_index, popcount  # noqa: E402
 from pairforge.runner import RunnerConfig  # noqa: E402
 from pairforge.shards import ModifiedShardsError  # noqa: E402
 from pairforge.splitfile import cluster_split  # noqa: E402
@@ -85,7 +85,7 @@ def test_phase_shift_recovers_a_known_displacement():
 
 def test_label_alignment_recovers_a_known_displacement():
     """Blocky label map, photo = its colours + noise: variance explained is ~1 in place, and the search finds a shift."""
-    from pairforge.measures import (
+    from pairforge.check.measures import (
         gradient_magnitude,
         label_alignment,
         label_regions,
@@ -113,8 +113,8 @@ def test_information_surface_hand_computed(monkeypatch):
     H(bin | region) = 5/8 H(4/5, 1/5), so I = ln 2 - 5/8 (-0.8 ln 0.8 - 0.2 ln 0.2). Vertical shifts change
     nothing. The same with every other row and column sampled (a larger image).
     """
-    from pairforge import measures
-    from pairforge.measures import information_surface
+    from pairforge.check import measures
+    from pairforge.check.measures import information_surface
 
     ids = np.zeros((12, 12), np.int32)
     ids[:, 6:] = 1
@@ -138,7 +138,7 @@ def test_information_surface_hand_computed(monkeypatch):
 
 def test_snap_labels_undoes_jpeg_with_and_without_palette():
     """A 3-class map saved as JPEG (q75) has hundreds of colours; snapped, it has the classes' colours again."""
-    from pairforge.measures import snap_labels
+    from pairforge.check.measures import snap_labels
 
     ids = np.zeros((96, 96), np.uint8)
     ids[:, 40:] = 1
@@ -159,8 +159,8 @@ def test_snap_labels_undoes_jpeg_with_and_without_palette():
 
 def test_label_regions_keeps_the_largest_and_pools_specks(monkeypatch):
     """4-connected regions numbered once; past LABEL_MAX_REGIONS the smallest are pooled into one id."""
-    from pairforge import measures
-    from pairforge.measures import label_regions
+    from pairforge.check import measures
+    from pairforge.check.measures import label_regions
 
     labels = np.zeros((10, 10), np.int32)
     labels[:, 5:] = 1  # two big regions (50 px each)
@@ -469,7 +469,7 @@ def test_exact_duplicate_means_same_pixels_not_phash_distance_zero(tmp_path):
 
 def test_report_with_thousands_of_rows_stays_small(tmp_path):
     """Rows travel as JSON and are rendered 100 at a time: the page grows ~100 bytes per flagged row."""
-    from pairforge.checkreport import render_report
+    from pairforge.check.report import render_report
 
     rows = [{"key": f"k{index:05d}", "split": "train", "path": f"k{index}.png", "height": 64, "width": 64,
              "shift_x": 3.0, "shift_y": 0.0, "shift": 3.0, "confidence": 0.9, "aligned_confidence": 0.5,
@@ -487,11 +487,12 @@ def test_large_edges_pair_measured_at_reduced_size():
     """Pairs above 512 px are measured downscaled: thin edge lines must survive, the shift comes back in full pixels."""
     from skimage import data
 
-    from pairforge.measures import MeasureConfig, PairMeasurer, canny_edges
+    from pairforge.check.measures import MeasureConfig, PairMeasurer
+    from pairforge.pipelines.canny import canny_edges
 
     photo = np.ascontiguousarray(data.astronaut()[:, :, :3])
     photo = cv2.resize(photo, (1024, 1024), interpolation=cv2.INTER_LINEAR)
-    edges = np.where(canny_edges(photo), 0, 255).astype(np.uint8)
+    edges = canny_edges(photo)  # make-edges' A
     measurer = PairMeasurer(MeasureConfig(kind="edges"))
     aligned = measurer.measure(edges, photo)
     assert aligned.shift < 1.5 and aligned.agreement > 0.5 and aligned.edge_density > 0.02

@@ -33,8 +33,8 @@ from checkdata import (  # noqa: E402
 )
 
 from pairforge.check import CheckConfig, judge, open_source, run_check  # noqa: E402
+from pairforge.check.measures import to_gray  # noqa: E402
 from pairforge.cli import cli  # noqa: E402
-from pairforge.measures import to_gray  # noqa: E402
 from pairforge.runner import RunnerConfig  # noqa: E402
 
 IN_PROCESS = RunnerConfig(workers=1)
@@ -57,7 +57,7 @@ def _problems(result, key: str) -> set[str]:
 
 def test_shift_evidence_known_answers():
     """A real shift explains the moved map fully; a period of a grating explains it no better than none."""
-    from pairforge.measures import phase_shift, shift_evidence
+    from pairforge.check.measures import phase_shift, shift_evidence
 
     rng = np.random.default_rng(0)
     blobs = cv2.GaussianBlur(rng.random((96, 96)).astype(np.float32), (0, 0), 2.0)
@@ -84,7 +84,7 @@ def test_shift_evidence_known_answers():
 def test_judge_tells_misaligned_from_uncertain_and_reports_it(tmp_path):
     """The shift's evidence decides: >= 0.2 misaligned, >= 0.1 uncertain, below nothing (labels: no band)."""
     from pairforge.check import check_json, write_outputs
-    from pairforge.checkreport import render_report
+    from pairforge.check.report import render_report
 
     far = np.random.default_rng(0).integers(0, 2**63, 8, dtype=np.int64)  # unrelated hashes: no duplicates
 

@@ -39,8 +39,8 @@ from pairforge.serve import (
     ServeConfig,
     exposure_warning,
 )
+from pairforge.serve.model import RunModel
 from pairforge.trainer.loop import train
-from pairforge.trainer.serving import RunModel
 from tests.trainer.conftest import make_tiny_config, write_shards
 
 SIZE = 64
@@ -192,8 +192,8 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     [wheel] = (tmp_path / "dist").glob("pairforge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"pairforge/static/{p.name}" for p in (ROOT / "pairforge" / "static").iterdir()}
-    assert shipped == {"pairforge/static/index.html", "pairforge/static/app.js", "pairforge/static/style.css"}
+    shipped = {f"pairforge/serve/static/{p.name}" for p in (ROOT / "pairforge" / "serve" / "static").iterdir()}
+    assert shipped == {f"pairforge/serve/static/{name}" for name in ("index.html", "app.js", "style.css")}
     assert shipped <= names, sorted(shipped - names)
 
 

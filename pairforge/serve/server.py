@@ -1,7 +1,7 @@
 """The local web server behind ``pairforge serve``: the page, a small HTTP API and one inference queue.
 
 The server knows nothing about torch: it is handed an :class:`ImageModel` (for a run folder,
-``pairforge.trainer.serving.RunModel``, which wraps predict's machinery) and calls it from one
+``pairforge.serve.model.RunModel``, which wraps predict's machinery) and calls it from one
 worker thread, so the event loop keeps answering while a prediction runs::
 
     server = PageServer(model, ServeConfig(port=8000))
@@ -45,7 +45,7 @@ from aiohttp.http import HttpProcessingError
 from pairforge.errors import ConfigError, PairforgeError, SampleError
 from pairforge.imageio import decode_image, encode_png
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("pairforge.serve")  # the package's name: what users see in the log
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest accepted upload (the ``image`` field), in bytes."""
@@ -236,7 +236,7 @@ class PageServer:
         self.config = config
         self.stats = ServeStats()
         self._info = {**model.info(), "max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels}
-        self._static = {name: (resources.files("pairforge") / "static" / name).read_bytes() for name in STATIC_FILES}
+        self._static = {name: (resources.files("pairforge.serve") / "static" / name).read_bytes() for name in STATIC_FILES}
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None

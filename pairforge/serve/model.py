@@ -4,7 +4,7 @@
 by the same code as ``pairforge predict`` (same errors), A images go through the same
 :class:`~pairforge.trainer.inference.Predictor` and, for photos, the same dataset recipe as
 ``predict --from-photos``; so a request gives the same output as ``pairforge predict`` for the
-same input and seed. It implements :class:`pairforge.serve.ImageModel`.
+same input and seed. It implements :class:`pairforge.serve.server.ImageModel`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pairforge.trainer.inference import (
 )
 
 if TYPE_CHECKING:
-    from pairforge.serve import Job
+    from pairforge.serve.server import Job
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ PhotoStage = Callable[[dict[str, Any]], Any]
 
 
 class RunModel:
-    """A run folder as the server's model (see :class:`pairforge.serve.ImageModel`).
+    """A run folder as the server's model (see :class:`pairforge.serve.server.ImageModel`).
 
     Args:
         run: run folder or checkpoints/step-* folder.
@@ -51,8 +51,8 @@ class RunModel:
         max_pixels: predict's ``--max-pixels``: an upload the network would process at more
             pixels than this (after scaling) is refused, by the rule predict applies.
         photo_stage: builds the stage that makes A from a photo out of the run's config (the
-            dataset recipe, as ``predict --from-photos``; the trainer cannot import the
-            pipelines, so the caller passes it); it raises PairforgeError when the run
+            dataset recipe, as ``predict --from-photos``: the command passes the pipelines'
+            ``run_photo_stage`` bound to its --hed-weights and device); it raises PairforgeError when the run
             cannot make A from a photo. ``None``: photo uploads are refused.
 
     Raises:

@@ -1,12 +1,12 @@
 """``pairforge check``: find misaligned pairs, split leakage and broken samples in a pair folder or shard set.
 
 Every pair is read once, on the Dask runner, by :class:`MeasurePartition`
-(decode -> :class:`~pairforge.measures.PairMeasurer`); partitions return small
+(decode -> :class:`~pairforge.check.measures.PairMeasurer`); partitions return small
 rows, never pixels. The main process then judges the rows as a dataset:
 shift above the limit that explains B better than no shift (clearly:
 misaligned; a little: alignment uncertain), agreement outliers (robust fence below the median),
 content problems, exact and near-duplicate clusters (multi-index hashing, see
-:mod:`pairforge.neardup`) and clusters spanning splits (leakage).
+:mod:`pairforge.check.neardup`) and clusters spanning splits (leakage).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from pairforge import kinds
+from pairforge.check.measures import DHASH_WORDS, MeasureConfig, PairMeasurer, hash_words
+from pairforge.check.neardup import clusters as connected_clusters
+from pairforge.check.neardup import near_pairs
 from pairforge.descriptions import upgrade
 from pairforge.errors import ConfigError, DatasetError, SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image
 from pairforge.keys import assign_split, chunk, unique_keys_per_split
-from pairforge.measures import DHASH_WORDS, MeasureConfig, PairMeasurer, hash_words
-from pairforge.neardup import clusters as connected_clusters
-from pairforge.neardup import near_pairs
 from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import (
@@ -74,13 +74,13 @@ class CheckConfig:
         area_factor: pixel counts beyond this factor of the median are size outliers.
         min_pairs_for_outliers: fewer measured pairs than this: no agreement fence.
         label_min_gain: labels datasets: a shift counts only when it raises the alignment
-            score (robust z units, :func:`~pairforge.measures.label_alignment`) by at least
+            score (robust z units, :func:`~pairforge.check.measures.label_alignment`) by at least
             this much over the best score within 1 px of no shift (label maps of texture or
             shading match B loosely everywhere, so a shift that explains B no better is not
             evidence).
         min_evidence: edges, gray, generic: likewise, a shift counts only when it removes at
             least this share of the structure disagreement left at no shift and its 1-px
-            neighbours (:func:`~pairforge.measures.shift_evidence`; on periodic scenes phase
+            neighbours (:func:`~pairforge.check.measures.shift_evidence`; on periodic scenes phase
             correlation can lock onto a period of the pattern, which explains B no better).
         uncertain_evidence: edges, gray, generic: a shift above ``max_shift`` whose evidence
             reaches this but not ``min_evidence`` is reported as ``alignment uncertain``; below
@@ -368,7 +368,7 @@ def measured_kind(kind: str) -> str:
 
 def measure_config_for(source: DatasetSource, edge_recipe: Any = None) -> MeasureConfig:
     """The per-pair measures fit to the dataset's kind, palette and recorded stage."""
-    from pairforge.measures import EdgeRecipe
+    from pairforge.check.measures import EdgeRecipe
 
     space = str(source.stage.get("config", {}).get("space", "luma")) if kinds.of(source.kind).lightness else "luma"
     if edge_recipe is None:

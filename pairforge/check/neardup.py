@@ -2,7 +2,7 @@
 
 Every image contributes one *query* hash (pHash of the whole image) and several
 *view* hashes (the whole image and crops of it, see
-:func:`pairforge.measures.view_hashes`). Two images are near-duplicates when
+:func:`pairforge.check.measures.view_hashes`). Two images are near-duplicates when
 the query hash of one lies within Hamming distance ``t`` of any view of the
 other.
 

@@ -21,10 +21,17 @@ import cv2
 import numpy as np
 
 from pairforge import kinds
-from pairforge.check import PROBLEMS, CheckResult, PairRef, ShardRef, iter_pairs, measured_kind
+from pairforge.check.check import (
+    PROBLEMS,
+    CheckResult,
+    PairRef,
+    ShardRef,
+    iter_pairs,
+    measured_kind,
+)
+from pairforge.check.measures import gradient_magnitude, label_boundaries, to_gray
 from pairforge.files import write_atomic
 from pairforge.imageio import encode_jpeg
-from pairforge.measures import gradient_magnitude, label_boundaries, to_gray
 from pairforge.runner import RunnerConfig, run_partitions
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ check's partition function calls :meth:`PairMeasurer.measure` once per pair.
   region, and label boundaries on B's gradients).
 * **Agreement**, fit to the kind: edges -> F1 with a pixel tolerance between A
   and the edge recipe run on B; gray -> Pearson correlation of A with B's
-  lightness (luma or Lab L, as recorded); labels -> F1 between label
-  boundaries and B's Canny edges; generic -> none (shift alone).
+  lightness (luma, or Lab L* as make-gray computes it, as recorded); labels -> F1
+  between label boundaries and B's Canny edges (make-edges' Canny, boolean); generic -> none (shift alone).
 * **Content**: standard deviation of A and B, edge density, label pixels per
   palette class (and outside the palette).
 """
@@ -36,6 +36,8 @@ from pairforge import kinds
 from pairforge.errors import ConfigError, SampleError
 from pairforge.imageio import pack_rgb, unpack_rgb
 from pairforge.palettes import nearest_colors
+from pairforge.pipelines.canny import canny_mask
+from pairforge.pipelines.gray import lab_lightness
 from pairforge.sources import StageSpec, cached_stage
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,8 @@ class EdgeRecipe:
     """How edges of B are made for the edges agreement.
 
     Attributes:
-        name: ``canny`` (OpenCV Canny with median thresholds, make-edges' canny
-            recipe) or ``dataset`` (the dataset's own stage, e.g. HED).
+        name: ``canny`` (make-edges' Canny recipe itself, as a boolean map:
+            :func:`pairforge.pipelines.canny.canny_mask`) or ``dataset`` (the dataset's own stage, e.g. HED).
         stage: for ``dataset``, the stage recipe (built once per worker process).
     """
 
@@ -98,7 +100,7 @@ class EdgeRecipe:
     def edges(self, photo: np.ndarray) -> np.ndarray:
         """Binary edge map (True on edges) of an RGB photo ``(H, W, 3)`` uint8, same size."""
         if self.stage is None:
-            return canny_edges(photo)
+            return canny_mask(photo)
         return cached_stage(self.stage)(photo, "check").a < 128
 
 
@@ -244,7 +246,7 @@ class PairMeasurer:
             structure_b = gradient_magnitude(gray_b) if recipe.proxy else edges_b.astype(np.float32)
             return (ink_a.astype(np.float32), structure_b,
                     edge_f1(ink_a, edges_b, tolerance), float(ink_a.mean()))
-        edges_b = canny_edges(b)
+        edges_b = canny_mask(b)
         if kinds.of(kind).palette:
             boundaries = label_boundaries(a)
             return (boundaries.astype(np.float32), gradient_magnitude(gray_b),
@@ -328,22 +330,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image.astype(np.float32)
     return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B
-
-
-def lab_lightness(image: np.ndarray) -> np.ndarray:
-    """CIE L* scaled to 0..255 (as make-gray --space lab), float32."""
-    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    return lab[..., 0] * (255.0 / 100.0)
-
-
-def canny_edges(photo: np.ndarray) -> np.ndarray:
-    """make-edges' Canny recipe (blur 3, thresholds 0.66 / 1.33 x median) as a boolean edge map."""
-    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY) if photo.ndim == 3 else photo
-    gray = cv2.GaussianBlur(gray, (3, 3), 0)
-    median = float(np.median(gray))
-    low = int(max(0.0, 0.66 * median))
-    high = int(min(255.0, max(low + 1.0, 1.33 * median)))
-    return cv2.Canny(gray, low, high, L2gradient=True) > 0
 
 
 def gradient_magnitude(gray: np.ndarray) -> np.ndarray:
