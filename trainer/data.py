@@ -38,6 +38,7 @@ from pairforge.shardset import (
     recorded_shards,
     verify_shards,
 )
+from pairforge.storage import Location
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
     """
     pattern_urls: tuple[str, ...] = ()
     meta_path: str | Path | None = dataset_json or None
-    if not Path(shards).is_dir():
+    if not Location(shards).is_dir():
         pattern_urls = tuple(expand_urls(shards))
         if not dataset_json:
             meta_path = dataset_json_beside(pattern_urls[0]) if pattern_urls else None
