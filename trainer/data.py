@@ -31,21 +31,16 @@ from webdataset.shardlists import expand_urls
 from pairforge.errors import DatasetError, SampleError
 from pairforge.shards import DatasetInfo, ShardMismatch, decode_shard_sample
 from pairforge.shardset import (
-    check_shards,
-    dataset_json_beside,
-    open_shard_set,
-    open_tar,
-    recorded_shards,
-    verify_shards,
+    check_shards as check_shards,  # these three are re-exported: the loop uses them
 )
+from pairforge.shardset import dataset_json_beside, open_shard_set, open_tar
+from pairforge.shardset import recorded_shards as recorded_shards
+from pairforge.shardset import verify_shards as verify_shards
 from pairforge.storage import Location
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
 cv2.setNumThreads(1)
-
-
-__all__ = ["check_shards", "recorded_shards", "verify_shards"]  # the core reader's, used through this module too
 
 
 def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: str | None = None) -> DatasetInfo:
