@@ -76,7 +76,7 @@ def stored_size(urls: tuple[str, ...]) -> tuple[int, int] | None:
     for url in urls[:1]:
         if Location(url).remote:
             return None
-        for _, fields in read_shard(ShardReading(url)):  # the core reader; a damaged tar yields nothing
+        for _, fields in read_shard(ShardReading(url)):  # the core reader: never raises, stops at damage
             try:
                 meta = json.loads(fields.get("json", b"{}"))
                 if isinstance(meta, dict) and "height" in meta and "width" in meta:
