@@ -20,7 +20,8 @@ from pairforge.files import write_atomic
 from pairforge.imageio import encode_png
 from pairforge.paths import OutputError, describe_path
 from pairforge.shards import decode_shard_sample
-from pairforge.tars import ShardReading, read_shard
+from pairforge.shardset import list_shards
+from pairforge.tars import read_shard
 
 
 class Sample(NamedTuple):
@@ -56,19 +57,19 @@ def sample_pairs(shards_dir: str | Path, dataset: dict[str, Any], count: int, se
     """
     rng = random.Random(seed)
     drawn = Drawn()
-    shards = [shard for shard in dataset["shards"] if shard["count"] > 0]
+    shards = [shard for shard in list_shards(dataset, shards_dir) if shard.expected > 0]
     if not shards:
         return drawn
     wanted: dict[str, int] = {}
     for _ in range(count):
-        shard = rng.choices(shards, weights=[s["count"] for s in shards])[0]
-        wanted[shard["name"]] = wanted.get(shard["name"], 0) + 1
-    by_name = {shard["name"]: shard for shard in shards}
+        shard = rng.choices(shards, weights=[s.expected for s in shards])[0]
+        wanted[shard.name] = wanted.get(shard.name, 0) + 1
+    by_name = {shard.name: shard for shard in shards}
     for name in sorted(wanted):
         shard = by_name[name]
-        split = shard.get("split") or name.rsplit("-", 1)[0]
-        picked = set(rng.sample(range(shard["count"]), min(wanted[name], shard["count"])))
-        reading = ShardReading(str(Path(shards_dir) / name), shard["count"])
+        split = shard.split
+        picked = set(rng.sample(range(shard.expected), min(wanted[name], shard.expected)))
+        reading = shard.reading()
         for key, fields in read_shard(reading, wanted=lambda index, key: index in picked):  # noqa: B023
             try:
                 a, b = decode_shard_sample(fields, gray_a=dataset["a_channels"] == 1)

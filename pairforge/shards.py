@@ -11,8 +11,9 @@ Tars are written under a temporary name and renamed when complete, with a fixed
 mtime and samples in key order, so the same input gives byte-identical shards
 whatever the worker count; a rerun skips shards whose stats and checksum match.
 
-Every reader of a shard set (``train``, ``evaluate``, ``inspect``, ``check``) first calls
-:func:`verify_shard_set`: a shard whose size, sample count or stats file differs from
+Every reader of a shard set (``train``, ``evaluate``, ``inspect``, ``check``) opens it with
+:func:`pairforge.shardset.open_shard_set`, which reads dataset.json (:func:`read_dataset_file`)
+and calls :func:`verify_shard_set`: a shard whose size, sample count or stats file differs from
 dataset.json (or whose sha256 does, when asked) is refused with its name and the way out,
 unless the user allows a modified set explicitly.
 """
@@ -36,17 +37,18 @@ import numpy as np
 
 from pairforge import __version__
 from pairforge.errors import ConfigError, DatasetError, SampleError
-from pairforge.files import atomic_path, file_sha256, is_temporary_name, read_regular
+from pairforge.files import atomic_path, file_sha256, is_temporary_name
 from pairforge.imageio import encode_jpeg, encode_png
 from pairforge.keys import assign_split, split_position
 from pairforge.pairs import (
     summary_rows,
     write_json,
 )
-from pairforge.paths import absolute, describe_path, ensure_output_dir, is_remote, relative_source
+from pairforge.paths import absolute, describe_path, ensure_output_dir, relative_source
 from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
+from pairforge.storage import Location
 from pairforge.tally import run_writers
 from pairforge.tars import ShardReading, ShardTarWriter, count_samples
 
@@ -148,7 +150,7 @@ class DatasetInfo:
         splits: dict[str, tuple[str, ...]] = {}
         counts: dict[str, int] = {}
         for name, split in data.get("splits", {}).items():
-            splits[name] = tuple(str(Path(base) / shard) for shard in split.get("shards", []))
+            splits[name] = tuple(Location(base).child(shard).url for shard in split.get("shards", []))
             counts[name] = int(split.get("count", 0))
         return cls(
             kind=str(data.get("kind", "generic")),
@@ -464,31 +466,32 @@ def decode_shard_sample(sample: Mapping[str, Any], gray_a: bool, swap: bool = Fa
 
 def read_dataset(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Load the ``dataset.json`` of a shard folder (see :func:`read_dataset_file`)."""
-    return read_dataset_file(Path(shards_dir) / DATASET_NAME, shards_dir)
+    return read_dataset_file(Location(shards_dir).child(DATASET_NAME).url, shards_dir)
 
 
 def read_dataset_file(path: str | os.PathLike[str], shards: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Load a ``dataset.json`` with a clear error when it is missing, unreadable or of another format.
 
     Args:
-        path: the dataset.json file.
+        path: the dataset.json file (read through :class:`pairforge.storage.Location`).
         shards: what the user named (a folder, pattern or URL), for the error message.
 
     Raises:
         DatasetError: missing, unreadable, not JSON, or not a pairforge shard set.
     """
-    path = Path(path)
-    if not path.is_file():
+    location = Location(path)
+    if not location.is_file():
         raise DatasetError(
-            f"{path}: dataset.json not found (is {shards or path.parent} a shard folder written by `pairforge shard`?)"
+            f"{location}: dataset.json not found (is {shards or location.parent} a shard folder written by "
+            "`pairforge shard`?)"
         )
     try:
-        data = json.loads(read_regular(path).decode("utf-8"))
+        data = json.loads(location.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: unreadable dataset.json ({exc})") from None
+        raise DatasetError(f"{location}: unreadable dataset.json ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != SHARDS_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise DatasetError(f"{path}: format {found!r} is not {SHARDS_FORMAT!r}")
+        raise DatasetError(f"{location}: format {found!r} is not {SHARDS_FORMAT!r}")
     return data
 
 
@@ -586,13 +589,13 @@ def verify_shard_set(
     Raises:
         ModifiedShardsError: something differs and ``allow_modified`` is false.
     """
-    if is_remote(os.fspath(folder)):
+    if Location(folder).remote:
         return []
     entries = [entry for entry in dataset.get("shards", []) if isinstance(entry, dict) and "name" in entry]
     chosen = [entry for entry in entries if names is None or entry["name"] in names]
     mismatches = _split_mismatches(dataset, folder, {entry["name"] for entry in chosen}, entries)
     for entry in chosen:
-        problem = _shard_mismatch(Path(folder) / entry["name"], entry, full)
+        problem = _shard_mismatch(Location(folder).child(entry["name"]), entry, full)
         if problem is not None:
             mismatches.append(problem)
     if mismatches and not allow_modified:
@@ -617,41 +620,42 @@ def _split_mismatches(dataset: Mapping[str, Any], folder: str | os.PathLike[str]
             reason = f"split {split!r} records {record.get('count')} samples, its shards {total}"
         else:
             continue
-        problems.append(ShardMismatch(DATASET_NAME, str(Path(folder) / DATASET_NAME), reason))
+        problems.append(ShardMismatch(DATASET_NAME, Location(folder).child(DATASET_NAME).url, reason))
     return problems
 
 
-def _shard_mismatch(path: Path, entry: Mapping[str, Any], full: bool) -> ShardMismatch | None:
+def _shard_mismatch(location: Location, entry: Mapping[str, Any], full: bool) -> ShardMismatch | None:
     """What differs between one shard and its dataset.json entry (None when nothing does)."""
     name = entry["name"]
+    path = location.url
     try:
-        info = os.stat(path)
+        info = location.stat()
     except OSError:
-        return ShardMismatch(name, str(path), "missing (listed in dataset.json)", samples=0)
+        return ShardMismatch(name, path, "missing (listed in dataset.json)", samples=0)
     if not stat.S_ISREG(info.st_mode):
-        return ShardMismatch(name, str(path), "not a regular file", samples=0)
+        return ShardMismatch(name, path, "not a regular file", samples=0)
     reasons = []
     recorded_bytes = int(entry.get("bytes", -1))
     if recorded_bytes >= 0 and info.st_size != recorded_bytes:
         reasons.append(f"{info.st_size} bytes, dataset.json records {recorded_bytes}")
     recorded_count = int(entry.get("count", -1))
-    reading = ShardReading(str(path), recorded_count if recorded_count >= 0 else None)
+    reading = ShardReading(path, recorded_count if recorded_count >= 0 else None)
     count_samples(reading)  # headers only
     if reading.error:
         reasons.append(f"unreadable after {reading.samples} samples ({reading.error})")
     elif recorded_count >= 0 and reading.samples != recorded_count:
         reasons.append(f"{reading.samples} samples, dataset.json records {recorded_count}")
-    stats = _load_stats(stats_path_for(path)) if not reasons else None
+    stats = _load_stats(location.parent.child(stats_name_for(location.name))) if not reasons else None
     for field_name in ("sha256", "bytes", "count") if stats is not None else ():
         if field_name in stats and field_name in entry and stats[field_name] != entry[field_name]:
             reasons.append(f"its stats file records {field_name} {stats[field_name]}, dataset.json "
                            f"{entry[field_name]} (a shard of another set?)")
             break
-    if full and not reasons and entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+    if full and not reasons and entry.get("sha256") and location.sha256() != entry["sha256"]:
         reasons.append("sha256 differs from dataset.json")
     if not reasons:
         return None
-    return ShardMismatch(name, str(path), "; ".join(reasons), max(0, recorded_bytes - info.st_size), reading.samples)
+    return ShardMismatch(name, path, "; ".join(reasons), max(0, recorded_bytes - info.st_size), reading.samples)
 
 
 class _HashingWriter:
@@ -675,14 +679,20 @@ class _HashingWriter:
         self.file.flush()
 
 
+def stats_name_for(tar_name: str) -> str:
+    """``train-000000.tar -> train-000000.stats.json``."""
+    return tar_name[: -len(".tar")] + ".stats.json"
+
+
 def stats_path_for(tar_path: Path) -> Path:
-    return tar_path.with_name(tar_path.name[: -len(".tar")] + ".stats.json")
+    return tar_path.with_name(stats_name_for(tar_path.name))
 
 
-def _load_stats(path: Path) -> dict[str, Any] | None:
+def _load_stats(path: Path | Location) -> dict[str, Any] | None:
+    """A stats file's record (None when it is missing, unreadable or not JSON)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return json.loads(Location(str(path)).read_bytes())
+    except (OSError, ValueError):
         return None
 
 

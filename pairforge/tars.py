@@ -1,28 +1,36 @@
-"""WebDataset tars: deterministic writing, and reading that says what it could not read.
+"""Shard tars: deterministic writing, and reading that says what it could not read.
 
-Same layout as ``webdataset.TarWriter(..., mtime=0)``: one regular file per
-sample field, ``<key>.<field>``, fixed owner, mode and mtime, so identical
-input gives byte-identical tars. It uses only the standard library because a
-shard worker that imports webdataset also imports torch, which costs every
-worker process about a second before its first sample.
+:class:`ShardTarWriter` writes one regular file per sample field, ``<key>.<field>``, with fixed
+owner, mode and mtime, so identical input gives byte-identical tars. Its tars are POSIX.1-2001
+(PAX) tars: a member whose name fits ustar (ASCII, at most 100 bytes) gets a plain ustar header,
+a longer or non-ASCII key adds a PAX ``path`` record. With webdataset 1.0.2 this is byte for
+byte what ``webdataset.TarWriter(stream, mtime=0)`` writes for the same fields (pinned in
+tests/pairforge/test_tars.py): its ``format`` argument defaults to USTAR but is never passed to
+``tarfile.open``, so Python's default, PAX, applies. Should webdataset start honouring that
+default, its tars would differ from ours only for long or non-ASCII keys (USTAR refuses a name
+over 100 bytes that it cannot split at a slash). It uses only the standard library because a
+shard worker that imports webdataset also imports torch, which costs every worker process about
+a second before its first sample.
 
-:func:`read_shard` is the core's reader of one local shard (``check``, ``inspect``,
-``evaluate``): it groups members into samples as WebDataset does, skips the data of samples
-it is not asked for by seeking, and records in a :class:`ShardReading` how many samples were
-complete and why it stopped early (a truncated or damaged tar), so a caller can name the
-shard and count what it lost instead of stopping or staying silent. :func:`count_samples`
-counts a shard's samples from its headers alone, several times faster than ``tarfile``
-(the shard-set verification that every reader runs first).
+:func:`read_shard` is the core's reader of one shard's samples (``check``, ``inspect``,
+``evaluate``, ``train --dry-run``; the train stream opens its tars through the same
+:class:`~pairforge.storage.Location`): it groups members into samples as WebDataset does, skips
+the data of samples it is not asked for by seeking, and records in a :class:`ShardReading` how
+many samples were complete and why it stopped early (a truncated or damaged tar), so a caller
+can name the shard and count what it lost instead of stopping or staying silent.
+:func:`count_samples` counts a shard's samples from its headers alone, several times faster
+than ``tarfile`` (the shard-set verification that every reader runs first).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from pairforge.storage import Location
 
 MTIME = 0
 MODE = 0o444
@@ -38,7 +46,8 @@ class ShardTarWriter:
     """
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._tar = tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT)  # as webdataset; long keys get a PAX header
+        # PAX (Python's default, and what webdataset 1.0.2's TarWriter really writes): long keys fit
+        self._tar = tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT)
 
     def write(self, sample: dict[str, bytes | str]) -> None:
         key = sample["__key__"]
@@ -112,29 +121,38 @@ def sample_key(name: str) -> tuple[str, str]:
 
 def read_shard(reading: ShardReading,
                wanted: Callable[[int, str], bool] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """The samples of one local shard tar, in order: ``(key, {field: bytes})``.
+    """The samples of one shard tar, in order: ``(key, {field: bytes})``.
 
     Args:
-        reading: the shard (``path``, ``expected``); updated as the tar is read.
+        reading: the shard (``path``: a local path or URL, opened by
+            :meth:`pairforge.storage.Location.open`; ``expected``); updated as the tar is read.
         wanted: ``wanted(index, key)`` says which samples to read; the others are counted but
-            their data is skipped (seeking, not reading). Default: every sample.
+            their data is skipped (seeking, not reading, where the stream can seek). Default:
+            every sample.
 
     A tar that cannot be opened, whose data ends inside a member, that lacks its end-of-archive
     block (cut at a member boundary) or whose next header is damaged stops the iteration: the
     samples before it are yielded and counted in ``reading.samples``, the sample in progress is
-    not, and the reason goes to ``reading.error``. Nothing is raised.
+    not, and the reason goes to ``reading.error``. Nothing is raised. A stream that cannot seek
+    (a ``pipe:`` command) is read through; there a tar cut at a member boundary reads as whole
+    and shows as samples missing against ``expected``.
     """
     try:
-        with open(reading.path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            with tarfile.open(fileobj=handle, mode="r:") as tar:
-                yield from _samples(tar, handle, size, reading, wanted)
+        with Location(reading.path).open() as handle:
+            if getattr(handle, "seekable", lambda: False)():  # a URL's stream may not say
+                size = handle.seek(0, 2)
+                handle.seek(0)
+                with tarfile.open(fileobj=handle, mode="r:") as tar:
+                    yield from _samples(tar, handle, size, reading, wanted)
+            else:
+                with tarfile.open(fileobj=handle, mode="r|") as tar:
+                    yield from _samples(tar, None, None, reading, wanted)
     except (OSError, tarfile.TarError, EOFError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         reading.error = reading.error or reason
 
 
-def _samples(tar: tarfile.TarFile, handle: BinaryIO, size: int, reading: ShardReading,
+def _samples(tar: tarfile.TarFile, handle: BinaryIO | None, size: int | None, reading: ShardReading,
              wanted: Callable[[int, str], bool] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
     key: str | None = None
     fields: dict[str, bytes] = {}
@@ -150,12 +168,18 @@ def _samples(tar: tarfile.TarFile, handle: BinaryIO, size: int, reading: ShardRe
                     yield key, fields
             key, fields = name, {}
             keep = wanted is None or wanted(reading.samples, name)
-        if member.offset_data + member.size > size:
+        if size is not None and member.offset_data + member.size > size:
             reading.error = f"the file ends inside sample {name} (truncated)"
             return
         if keep:
             data = tar.extractfile(member)
             fields[field] = data.read() if data is not None else b""
+    if handle is None:  # a stream: tarfile read it to its end-of-archive block, or raised
+        if key is not None:
+            reading.samples += 1
+            if keep:
+                yield key, fields
+        return
     handle.seek(tar.offset)  # tarfile stops quietly at a missing or damaged header: tell them from the end
     end = handle.read(BLOCK)
     if len(end) < BLOCK:
@@ -168,7 +192,6 @@ def _samples(tar: tarfile.TarFile, handle: BinaryIO, size: int, reading: ShardRe
             yield key, fields
 
 
-
 def count_samples(reading: ShardReading) -> None:
     """Count the complete samples of one local shard from its tar headers alone (no data is read).
 
@@ -179,8 +202,8 @@ def count_samples(reading: ShardReading) -> None:
     ``reading.error`` (the sample in progress is not counted).
     """
     try:
-        with open(reading.path, "rb", buffering=0) as handle:
-            _count(handle, os.fstat(handle.fileno()).st_size, reading)
+        with Location(reading.path).open(buffering=0) as handle:
+            _count(handle, handle.seek(0, 2), reading)
     except OSError as exc:
         reading.error = exc.strerror or str(exc)
 

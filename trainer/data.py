@@ -6,15 +6,17 @@ than readers), read with WebDataset, shuffled (a uniform permutation of the epoc
 reader's share fits in the shuffle buffer, else a seeded streaming buffer), decoded and batched
 inside the worker. Each batch records the worker's raw stream position, so a resumed run skips the
 consumed samples without decoding them and continues exactly.
+
+Shard sets are opened, listed, verified and their tars opened by the core reader
+(:mod:`pairforge.shardset`); WebDataset only expands the opened tars into samples here, so
+the stream groups, orders and skips exactly as it always has.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import chain, count, islice
 from pathlib import Path
@@ -27,21 +29,18 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 from pairforge.errors import DatasetError, SampleError
-from pairforge.shards import (
-    DatasetInfo,
-    ShardMismatch,
-    decode_shard_sample,
-    read_dataset_file,
-    verify_shard_set,
+from pairforge.shards import DatasetInfo, ShardMismatch, decode_shard_sample
+from pairforge.shardset import (
+    check_shards as check_shards,  # these three are re-exported: the loop uses them
 )
+from pairforge.shardset import dataset_json_beside, open_shard_set, open_tar
+from pairforge.shardset import recorded_shards as recorded_shards
+from pairforge.shardset import verify_shards as verify_shards
+from pairforge.storage import Location
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
 cv2.setNumThreads(1)
-
-
-def _is_url(text: str) -> bool:
-    return "://" in text or text.startswith("pipe:")
 
 
 def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: str | None = None) -> DatasetInfo:
@@ -56,19 +55,15 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
     Raises:
         DatasetError: no dataset.json, an unknown format, or no train shards.
     """
-    folder = Path(shards)
     pattern_urls: tuple[str, ...] = ()
-    if folder.is_dir():
-        meta_path = Path(dataset_json) if dataset_json else folder / "dataset.json"
-    else:
+    meta_path: str | Path | None = dataset_json or None
+    if not Location(shards).is_dir():
         pattern_urls = tuple(expand_urls(shards))
-        if dataset_json:
-            meta_path = Path(dataset_json)
-        elif pattern_urls and not _is_url(pattern_urls[0]):
-            meta_path = Path(pattern_urls[0]).parent / "dataset.json"
-        else:
+        if not dataset_json:
+            meta_path = dataset_json_beside(pattern_urls[0]) if pattern_urls else None
+        if meta_path is None:
             raise DatasetError(f"{shards}: not a local folder; pass --dataset-json with the shard set's dataset.json")
-    info = DatasetInfo.from_dataset(read_dataset_file(meta_path, shards), meta_path.parent)
+    info = open_shard_set(shards, dataset_json=meta_path, named=shards, verify=False).info
     splits = dict(info.splits)
     if pattern_urls:
         splits["train"] = pattern_urls
@@ -79,64 +74,8 @@ def load_dataset_info(shards: str, dataset_json: str | None = None, val_shards: 
     return replace(info, splits=splits)
 
 
-def check_shards(urls: tuple[str, ...]) -> None:
-    """Open each shard and read its first tar header, before any training step.
-
-    Raises:
-        DatasetError: naming the first shard that is missing or unreadable.
-    """
-    for url in urls:
-        try:
-            if _is_url(url):
-                stream = wds.gopen(url)
-                try:
-                    header = stream.read(512)
-                finally:
-                    stream.close()
-            else:
-                if not os.path.isfile(url):
-                    raise DatasetError(f"shard {url}: missing")
-                with open(url, "rb") as handle:
-                    header = handle.read(512)
-        except DatasetError:
-            raise
-        except Exception as exc:  # gopen raises many kinds (OSError, ValueError, pipe errors)
-            raise DatasetError(f"shard {url}: unreadable ({exc})") from None
-        if len(header) < 512:
-            raise DatasetError(f"shard {url}: unreadable (empty or shorter than one tar header)")
-        try:
-            tarfile.TarInfo.frombuf(header, tarfile.ENCODING, "surrogateescape")
-        except tarfile.HeaderError as exc:
-            raise DatasetError(f"shard {url}: not a tar file ({exc})") from None
-
-
 ShardProblem = ShardMismatch
 """A shard that differs from dataset.json (:class:`pairforge.shards.ShardMismatch`)."""
-
-
-def recorded_shards(info: DatasetInfo) -> dict[str, dict[str, Any]]:
-    """Shard URL -> its dataset.json entry (``count``, ``bytes``, ``sha256``), for local shard sets."""
-    entries: dict[str, dict[str, Any]] = {}
-    for entry in info.raw.get("shards", []) if info.base else []:
-        if isinstance(entry, dict) and "name" in entry:
-            entries[str(Path(info.base) / entry["name"])] = entry
-    return entries
-
-
-def verify_shards(info: DatasetInfo, urls: tuple[str, ...], full: bool = False,
-                  allow_modified: bool = False) -> list[ShardMismatch]:
-    """:func:`pairforge.shards.verify_shard_set` on the shards of ``urls`` that dataset.json lists.
-
-    Sizes, sample counts and stats files are always compared; sha256 when ``full``.
-
-    Raises:
-        ModifiedShardsError: a shard differs and ``allow_modified`` is false.
-    """
-    recorded = recorded_shards(info)
-    names = {recorded[url]["name"] for url in urls if url in recorded}
-    if not names:
-        return []
-    return verify_shard_set(info.raw, info.base, names, full=full, allow_modified=allow_modified)
 
 
 def decode_pair(sample: dict[str, Any], encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +121,36 @@ def collate(items: list[tuple[str, int, np.ndarray, np.ndarray]]) -> dict[str, A
 def _warn_and_continue(exc: Exception) -> bool:
     logger.warning("skipping unreadable shard data: %s", exc)
     return True
+
+
+def _opened(urls: list[str], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
+    """``{"url", "stream"}`` per shard, opened by the core reader (:func:`pairforge.shardset.open_tar`),
+    as WebDataset's ``url_opener`` hands them on; each stream is closed once its shard is read."""
+    for url in urls:
+        try:
+            stream = open_tar(url)
+        except Exception as exn:  # a URL's opener raises many kinds; the handler decides, as in WebDataset
+            exn.args = (*exn.args, url)
+            if handler(exn):
+                continue
+            break
+        try:
+            yield {"url": url, "stream": stream}
+        finally:
+            try:
+                stream.close()
+            except Exception as exn:  # a pipe: command's exit status, once its shard is read
+                _warn_and_continue(exn)
+
+
+def tar_samples(urls: list[str], handler: Callable[[Exception], bool] = _warn_and_continue) -> Iterator[dict[str, Any]]:
+    """WebDataset samples (``__key__``, ``__url__``, one entry per field) of ``urls``, in order.
+
+    The tars are opened by the core reader; WebDataset expands and groups them (its
+    ``tarfile_to_samples`` with the opener replaced), and ``handler`` decides what an error does.
+    """
+    files = wds.tariterators.tar_file_expander(_opened(urls, handler), handler=handler)
+    return wds.tariterators.group_by_keys(files, handler=handler)
 
 
 @dataclass
@@ -266,7 +235,7 @@ class PairStream(torch.utils.data.IterableDataset):
         """Raw samples of ``urls`` in order; samples a shard lacks against dataset.json go to ``lost[0]``."""
         for url in urls:
             read = 0
-            for sample in wds.tarfile_to_samples(handler=_warn_and_continue)(iter([{"url": url}])):
+            for sample in tar_samples([url]):
                 read += 1
                 yield sample
             missing = self.expected.get(url, read) - read
@@ -391,7 +360,7 @@ def iterate_split(
     Yields:
         batches as :func:`collate` makes them.
     """
-    samples = wds.tarfile_to_samples(handler=_warn_and_continue)(iter([{"url": url} for url in urls]))
+    samples = tar_samples(list(urls))
     pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []
     seen = 0
     for sample in samples:

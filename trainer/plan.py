@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pairforge.errors import PairforgeError
+from pairforge.storage import Location
+from pairforge.tars import ShardReading, read_shard
 from pairforge.trainer import checkpoint
 from pairforge.trainer.config import TrainConfig, resolve_precision
 from pairforge.trainer.loop import resolve_config, resolve_device
@@ -73,18 +74,15 @@ def describe_plan(config: TrainConfig, resume: str | None = None) -> tuple[dict[
 def stored_size(urls: tuple[str, ...]) -> tuple[int, int] | None:
     """(height, width) of the first sample of the first local shard, from its .json (None if unknown)."""
     for url in urls[:1]:
-        if not Path(url).is_file():
+        if Location(url).remote:
             return None
-        try:
-            with tarfile.open(url) as tar:
-                for member in tar:
-                    if member.isfile() and member.name.endswith(".json"):
-                        handle = tar.extractfile(member)
-                        meta = json.loads(handle.read()) if handle else {}
-                        if "height" in meta and "width" in meta:
-                            return int(meta["height"]), int(meta["width"])
-        except (OSError, tarfile.TarError, ValueError):
-            return None
+        for _, fields in read_shard(ShardReading(url)):  # the core reader: never raises, stops at damage
+            try:
+                meta = json.loads(fields.get("json", b"{}"))
+                if isinstance(meta, dict) and "height" in meta and "width" in meta:
+                    return int(meta["height"]), int(meta["width"])
+            except (ValueError, TypeError):
+                return None
     return None
 
 

@@ -8,7 +8,7 @@ The per-sample scores themselves are :func:`pairforge.trainer.evaluation.evaluat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ from torch import nn
 
 from pairforge import kinds
 from pairforge.errors import DatasetError, PairforgeError, SampleError
-from pairforge.paths import is_remote
 from pairforge.shards import ShardMismatch, decode_shard_sample
+from pairforge.shardset import check_shards, recorded_shards, verify_shards
 from pairforge.tars import ShardReading, read_shard
 from pairforge.trainer.compare import PictureRow, table_rows, write_comparison
-from pairforge.trainer.data import check_shards, load_dataset_info, recorded_shards, verify_shards
+from pairforge.trainer.data import load_dataset_info
 from pairforge.trainer.evaluation import EvaluationReport, Segmenter, evaluate_pairs, write_report
 from pairforge.trainer.gallery import example_rows_html
 from pairforge.trainer.inference import InferenceConfig, Predictor
@@ -118,7 +118,7 @@ def load_split(shards: str, split: str, limit: int | None = None, allow_modified
         if limit is not None and len(result.pairs) >= limit:
             break
         reading = ShardReading(url, expected.get(url))
-        for key, fields in _shard_samples(reading):
+        for key, fields in read_shard(reading):  # a local file, or a URL read as a stream
             if limit is not None and len(result.pairs) >= limit:
                 break
             try:
@@ -133,24 +133,6 @@ def load_split(shards: str, split: str, limit: int | None = None, allow_modified
                 result.unreadable += reading.missing
                 result.notes.append(reading.problem())
     return result
-
-
-def _shard_samples(reading: ShardReading) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, fields)`` of one shard: the core reader for local files, WebDataset for URLs.
-
-    Either way a shard that ends early or breaks stops quietly with the reason in ``reading``.
-    """
-    if not is_remote(reading.path):
-        yield from read_shard(reading)
-        return
-    import webdataset as wds
-
-    errors: list[Exception] = []
-    # the handler records the error and stops this shard (append returns None)
-    for sample in wds.tarfile_to_samples(handler=errors.append)(iter([{"url": reading.path}])):
-        reading.samples += 1
-        yield str(sample["__key__"]), sample
-    reading.error = str(errors[0]).split(" @ ")[0] if errors else ""
 
 
 def palette_classes(palette: dict[str, Any] | None) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:

@@ -32,13 +32,8 @@ from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image
 from pairforge.keys import assign_split, chunk, unique_keys_per_split
 from pairforge.pairs import PairsInfo, discover, split_ab, write_json, write_jsonl
 from pairforge.runner import RunnerConfig, run_partitions
-from pairforge.shards import (
-    DATASET_NAME,
-    ShardMismatch,
-    decode_shard_sample,
-    read_dataset,
-    verify_shard_set,
-)
+from pairforge.shards import DATASET_NAME, ShardMismatch, decode_shard_sample
+from pairforge.shardset import open_shard_set
 from pairforge.sources import capture
 from pairforge.tars import ShardReading, read_shard
 
@@ -181,7 +176,8 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
                 allow_modified: bool = False) -> DatasetSource:
     """Describe a pair folder or shard set (a folder with dataset.json) and cut it into tasks.
 
-    A shard set is first compared with its dataset.json (:func:`pairforge.shards.verify_shard_set`).
+    A shard set is opened by the core reader (:func:`pairforge.shardset.open_shard_set`), which
+    compares it with its dataset.json first.
 
     Raises:
         DatasetError: the folder does not exist, its metadata is malformed, or it holds shard
@@ -192,10 +188,10 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder: pass a pair folder (make-*, combine) or a shard set (shard)")
     if (root / DATASET_NAME).exists():
-        dataset = read_dataset(root)
-        modified = verify_shard_set(dataset, root, allow_modified=allow_modified)
+        shard_set = open_shard_set(root, allow_modified=allow_modified)
+        dataset, modified = shard_set.dataset, shard_set.modified
         source = dataset.get("source") or {}
-        tasks = tuple(ShardRef(s["name"], s["split"], str(root / s["name"]), int(s["count"])) for s in dataset["shards"])
+        tasks = tuple(ShardRef(s.name, s.split, s.url, s.expected) for s in shard_set.shards())
         return DatasetSource(str(root), "shards", dataset.get("kind", "generic"), int(dataset.get("a_channels", 3)),
                              dataset.get("palette"), upgrade(source.get("stage"), str(source.get("kind", ""))), tasks,
                              expected=sum(task.expected for task in tasks), pairs_dir=str(source.get("pairs_dir") or ""),

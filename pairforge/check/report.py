@@ -64,7 +64,7 @@ class DrawGallery:
                 continue
             strip = draw_strip(self.kind, *outcome)
             path = Path(self.out_dir) / names[identity]
-            path.write_bytes(encode_jpeg(strip, 85))
+            write_atomic(path, encode_jpeg(strip, 85))
             written.append(identity)
         return written
 

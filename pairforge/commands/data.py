@@ -153,10 +153,10 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int,
     train, evaluate and check do: a modified set is refused unless --allow-modified-shards.
     """
     from pairforge.contact import check_sheet_path, contact_sheet, sample_pairs, write_contact_sheet
-    from pairforge.shards import read_dataset, verify_shard_set
+    from pairforge.shardset import open_shard_set
 
-    dataset = read_dataset(shards_dir)
-    modified = verify_shard_set(dataset, shards_dir, allow_modified=allow_modified_shards)
+    shard_set = open_shard_set(shards_dir, allow_modified=allow_modified_shards)
+    dataset, modified = shard_set.dataset, shard_set.modified
     sheet = sheet or shards_dir / "contact_sheet.png"
     check_sheet_path(sheet, shards_dir, dataset)
     for mismatch in modified:
