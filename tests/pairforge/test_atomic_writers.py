@@ -22,7 +22,6 @@ ALLOWED = {
     ("paths.py", "open"): "ensure_output_dir's write probe: a temporary-named file (.pairforge-write-test-*) "
                           "written and removed at once to prove the folder is writable, never an output",
     ("locks.py", "open"): "the folder lock (.pairforge.lock) is opened 'a+b' and held, never written as content",
-    ("datacard.py", "write_text"): "the data card is made atomic by the shard/build part of issue 22 (another branch)",
 }
 """(file relative to pairforge/, call) -> why a direct write is right there."""
 
