@@ -148,6 +148,7 @@ def test_bad_input_corpus_is_rejected_with_reasons(tmp_path: Path, skimage_photo
     assert len(samples) + len(rejects) == len(expected)  # inputs seen = written + rejected
 
 
+@pytest.mark.slow
 def test_workers_1_and_2_give_identical_shards(tmp_path: Path, make_ab_folder) -> None:
     make_ab_folder(tmp_path / "pairs", 30, size=32)
     run_cli("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "one"), "-j", "1", "--samples-per-shard", "7")
@@ -168,6 +169,7 @@ def test_max_shard_bytes_cuts_shards(tmp_path: Path, make_ab_folder) -> None:
     assert len(dataset["shards"]) >= 4 and all(s["count"] <= 3 for s in dataset["shards"])
 
 
+@pytest.mark.slow
 def test_crash_and_resume_gives_identical_output(tmp_path: Path, make_ab_folder) -> None:
     make_ab_folder(tmp_path / "pairs", 240, size=96)
     command = [sys.executable, "-m", "pairforge", "-q", "shard", str(tmp_path / "pairs"), "-j", "1", "--samples-per-shard", "8"]
@@ -214,6 +216,7 @@ def test_changed_input_rebuilds_only_its_shard(tmp_path: Path, make_ab_folder) -
     assert "shards reused" in output and " 3" in output.split("shards reused")[1].splitlines()[0]
 
 
+@pytest.mark.slow
 def test_scheduler_runs_on_a_local_cluster(tmp_path: Path, make_ab_folder) -> None:
     from dask.distributed import LocalCluster
 

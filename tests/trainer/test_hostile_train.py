@@ -17,6 +17,8 @@ from pairforge.errors import ConfigError
 from pairforge.trainer import checkpoint
 from pairforge.trainer.loop import resolve_config, resume_config, train
 
+pytestmark = pytest.mark.slow  # subprocess and multi-run lifecycles; the fast set keeps a tiny resume (test_recipe)
+
 
 class _Evil:
     def __init__(self, marker: str) -> None:

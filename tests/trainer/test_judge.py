@@ -41,6 +41,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path: Path) -> None:
         load_judge(tmp_path)
 
 
+@pytest.mark.slow
 def test_train_judge_and_evaluate_labels_cli(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", kind="labels", count=4, size=48, shards=1, val=2)
     result = CliRunner().invoke(cli, ["train-judge", str(shards), "--steps", "20", "--batch-size", "2",

@@ -108,6 +108,7 @@ def test_training_scale_runs_at_crop_size_and_returns_input_size() -> None:
     assert seen == [(300, 200)]
 
 
+@pytest.mark.slow
 def test_validation_uses_per_image_statistics(tmp_path: Path) -> None:
     """The loop's validation score is the test-time network's (per-image statistics), recomputed here."""
     shards = write_shards(tmp_path / "shards", kind="edges", count=4, size=72, shards=1, val=2)
