@@ -24,7 +24,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# the quick loop while changing code: everything not marked slow (under a minute on 2 cores)
+# the quick loop while changing code: everything not marked slow
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
