@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch first, pinned: on CPU-only machines this picks the local CPU build; the project itself needs torch>=2.3.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the quick loop while changing code: everything not marked slow
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

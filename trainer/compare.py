@@ -9,16 +9,17 @@ layout of the paper's Figure 4).
 from __future__ import annotations
 
 import csv
-import html
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pairforge.files import atomic_path
+from pairforge.page import Cell, escape, img_html, table_html, write_page
 from pairforge.trainer.gallery import save_display_image
 
 # name -> (paper-style label, +1 higher is better / -1 lower is better / 0 no direction)
@@ -126,50 +127,37 @@ def write_comparison(
 
     columns = columns_of(summaries)
     best = best_values(summaries, columns)
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = []
+    rows_html: list[dict[str, Any]] = []
     for name, summary in summaries.items():
-        cells = [f"<td>{html.escape(name)}</td>"]
+        row: dict[str, Any] = {"run": name}
         for column in columns:
             value = summary.get(column)
             text = "-" if value is None else f"{value:.4f}"
-            bold = value is not None and column in best and f"{value:.4f}" == f"{best[column]:.4f}"
-            cells.append(f"<td class='n'>{'<b>' + text + '</b>' if bold else text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+            bold = value is not None and column in best and text == f"{best[column]:.4f}"
+            row[column] = Cell(f"<b>{text}</b>" if bold else text, numeric=True)
+        rows_html.append(row)
     real = upper_bound(summaries)
     if real:
-        cells = "".join(f"<td class='n'>{real[c]:.4f}</td>" if c in real else "<td class='n'>-</td>" for c in columns)
-        body.append(f"<tr class='bound'><td>real photos (upper bound)</td>{cells}</tr>")
-    table = (f"<table><caption>Scores ({ARROWS[1]} higher is better, {ARROWS[-1]} lower is better; best in bold)"
-             f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        rows_html.append({"run": "real photos (upper bound)",
+                          **{c: Cell(f"{real[c]:.4f}" if c in real else "-", numeric=True) for c in columns}})
+    caption = f"Scores ({ARROWS[1]} higher is better, {ARROWS[-1]} lower is better; best in bold)"
+    table = table_html(caption, ["run", *columns], rows_html, headings=header,
+                       row_classes=[""] * len(summaries) + ["bound"])
 
     picture_html = ""
     if pictures:
         image_dir = folder / "compare_images"
         lines = ["<table class='pictures'><caption>The same inputs through every run</caption><thead><tr><th></th>"
-                 + "".join(f"<th>{html.escape(key)}</th>" for key in keys) + "</tr></thead><tbody>"]
-        for index, row in enumerate(pictures):
-            cells = [f"<th>{html.escape(row.label)}</th>"]
-            for column, image in enumerate(row.images):
+                 + "".join(f"<th>{escape(key)}</th>" for key in keys) + "</tr></thead><tbody>"]
+        for index, picture in enumerate(pictures):
+            cells = [f"<th>{escape(picture.label)}</th>"]
+            for column, image in enumerate(picture.images):
                 relative = f"compare_images/{index:02d}_{column:02d}.png"
-                save_display_image(image, image_dir.parent / relative, nearest=row.label in nearest_rows)
-                cells.append(f'<td><img src="{html.escape(relative)}" alt="{html.escape(row.label)}"></td>')
+                save_display_image(image, image_dir.parent / relative, nearest=picture.label in nearest_rows)
+                cells.append(f"<td>{img_html(relative, alt=picture.label)}</td>")
             lines.append("<tr>" + "".join(cells) + "</tr>")
         lines.append("</tbody></table>")
         picture_html = "<h2>Pictures</h2>" + "".join(lines)
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{table}{picture_html}</body></html>"
-    )
-    paths["html"].write_text(page, encoding="utf-8")
+    write_page(paths["html"], title, f"<h1>{escape(title)}</h1>{table}{picture_html}")
     return paths
 
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:1em;background:#fafafa}
-table{border-collapse:collapse;margin-bottom:1em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}caption{text-align:left;font-weight:bold;padding:4px}
-tr.bound td{color:#555;font-style:italic}table.pictures img{width:256px;height:auto;display:block}
-table.pictures th{vertical-align:middle}
-"""

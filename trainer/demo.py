@@ -6,11 +6,11 @@ with held-out inputs, outputs and targets, L1 vs L1+cGAN, loss curves and metric
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
 
+from pairforge.page import escape, img_html, table_html, write_page
 from pairforge.trainer.config import TrainConfig
 from pairforge.trainer.data import default_num_workers
 from pairforge.trainer.report import LOSS_NAMES, read_metrics, svg_curve
@@ -101,13 +101,13 @@ def data_description(task: str, facades: int, size: int, seed: int, sources: lis
         return (f"{facades} procedural facades (<code>synth facades</code>, seed {seed}, {size}x{size}); held out: "
                 f"{HELD_OUT_FACADES} facades of seed {seed + 1}")
     return ("random crops of scikit-image's bundled photos ("
-            + html.escape(", ".join(s for s in sources if s not in HELD_OUT_SOURCES))
-            + "); held out: " + html.escape(", ".join(s for s in sources if s in HELD_OUT_SOURCES)))
+            + escape(", ".join(s for s in sources if s not in HELD_OUT_SOURCES))
+            + "); held out: " + escape(", ".join(s for s in sources if s in HELD_OUT_SOURCES)))
 
 
 def _figure(output: Path, path: Path, label: str) -> str:
-    rel = path.relative_to(output).as_posix()
-    return f'<figure><img src="{rel}" loading="lazy" width="192"><figcaption>{html.escape(label)}</figcaption></figure>'
+    image = img_html(path.relative_to(output).as_posix(), alt=label, lazy=True, width=192)
+    return f"<figure>{image}<figcaption>{escape(label)}</figcaption></figure>"
 
 
 def _task_section(output: Path, result: dict[str, Any]) -> str:
@@ -122,7 +122,7 @@ def _task_section(output: Path, result: dict[str, Any]) -> str:
     metrics_path = Path(result["eval"]) / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     means = metrics.get("means", {})
-    metric_rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in means.items())
+    metric_table = table_html("", ["metric", "value"], [{"metric": k, "value": v} for k, v in means.items()])
     pictures, comparison = [], []
     l1_dir = Path(result["l1_predict"]) if result.get("l1_predict") else None
     for produced in sorted(p for p in predict_dir.glob("*.png")):
@@ -130,7 +130,7 @@ def _task_section(output: Path, result: dict[str, Any]) -> str:
         source, target = predict_dir / "inputs" / f"{name}.png", predict_dir / "targets" / f"{name}.png"
         cells = [_figure(output, path, label) for label, path in
                  (("input", source), ("output", produced), ("target", target)) if path.exists()]
-        pictures.append(f'<div class="row"><h4>{html.escape(name)}</h4>{"".join(cells)}</div>')
+        pictures.append(f'<div class="row"><h4>{escape(name)}</h4>{"".join(cells)}</div>')
         if l1_dir is not None and (l1_dir / f"{name}.png").exists():
             cells = [_figure(output, path, label) for label, path in
                      (("input", source), ("L1 alone", l1_dir / f"{name}.png"), ("L1 + cGAN", produced),
@@ -147,16 +147,16 @@ def _task_section(output: Path, result: dict[str, Any]) -> str:
             "determine).</p>" + "".join(comparison)
         )
     return f"""
-<section><h2>{html.escape(TASKS[task])}</h2>
-<p>Photos: {result.get('data', '')}. A made with: {html.escape(str(result['detector']))}.
-Shards: <code>{html.escape(str(result['shards']))}</code>,
-run: <a href="{(run_dir / 'report.html').relative_to(output).as_posix()}">{html.escape(run_dir.name)}</a>,
+<section><h2>{escape(TASKS[task])}</h2>
+<p>Photos: {result.get('data', '')}. A made with: {escape(str(result['detector']))}.
+Shards: <code>{escape(str(result['shards']))}</code>,
+run: <a href="{(run_dir / 'report.html').relative_to(output).as_posix()}">{escape(run_dir.name)}</a>,
 all predictions: <a href="{(predict_dir / 'index.html').relative_to(output).as_posix()}">index.html</a>.</p>
 <h3>Held-out inputs (never seen in training)</h3>{''.join(pictures) or '<p>no predictions</p>'}
 {comparison_html}
 <h3>Loss curves</h3><div class="curves">{''.join(curves) or '<p>no metrics logged</p>'}</div>
 <h3>Validation metrics (mean over the val split)</h3>
-<table><tr><th>metric</th><th>value</th></tr>{metric_rows or '<tr><td colspan=2>none</td></tr>'}</table>
+{metric_table if means else '<p>none</p>'}
 </section>"""
 
 
@@ -164,25 +164,14 @@ def write_demo_report(output: Path, results: list[dict[str, Any]], seconds: floa
     """demo/report.html: per task, held-out inputs | outputs | targets, L1 vs L1+cGAN, loss curves and metrics."""
     sections = [_task_section(output, result) for result in results]
     budget = f"{steps:,} steps of batch 4 on half-size crops" if steps else "a few minutes of training"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>pairforge demo</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} figure{{display:inline-block;margin:4px;text-align:center}}
-img{{image-rendering:pixelated;border:1px solid #ccc}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px}}
-.curves svg{{margin-right:12px}} section{{margin-bottom:3em}}</style></head><body>
-<h1>pairforge demo</h1>
+    body = f"""<h1>pairforge demo</h1>
 <p>For each task: pairs built from photos that need no download, packed into WebDataset shards, a small pix2pix
 (U-Net + PatchGAN, L1 + cGAN, 32-channel networks) trained on them, run on inputs held back from training and
 evaluated. Total time: {seconds / 60:.1f} minutes.</p>
-<p><strong>What to expect:</strong> these are small models trained briefly ({html.escape(budget)}). The procedural
+<p><strong>What to expect:</strong> these are small models trained briefly ({escape(budget)}). The procedural
 facades are regular enough for such a model to turn held-out edge maps into recognisable facades, with plausible
 rather than correct colours, and with visible artefacts; colorization of real photos gives plausible but partly
 wrong colours (often too much of one hue). Neither is what a
 full-size model trained for hours on real data gives: train longer on more data for real results.</p>
-{''.join(sections)}
-</body></html>"""
-    path = output / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+{''.join(sections)}"""
+    return write_page(output / "report.html", "pairforge demo", body, narrow=True)

@@ -31,13 +31,13 @@ import torch
 from pairforge import kinds
 from pairforge.files import atomic_path, write_atomic
 from pairforge.lab import rgb_to_lab
+from pairforge.page import table_html
 from pairforge.trainer import metrics
 from pairforge.trainer.compare import header_label
-from pairforge.trainer.gallery import table_html, write_tables_page
+from pairforge.trainer.gallery import write_tables_page
 from pairforge.trainer.spectrum import spectrum_scores
 
 EDGE_TOLERANCE = 2
-IMAGE_METRICS = ("l1", "psnr", "ssim")
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -247,8 +247,13 @@ def evaluate_pairs(
     return report
 
 
-def write_report(report: EvaluationReport, folder: str | Path, title: str = "pairforge evaluate") -> dict[str, Path]:
+def write_report(report: EvaluationReport, folder: str | Path, title: str = "pairforge evaluate",
+                 examples: str = "") -> dict[str, Path]:
     """Write ``metrics.json``, ``metrics.csv`` (one row per sample) and ``metrics.html``.
+
+    Args:
+        examples: an HTML section shown above the per-sample table
+            (:func:`pairforge.trainer.gallery.example_rows_html`).
 
     Returns:
         format -> path.
@@ -271,20 +276,8 @@ def write_report(report: EvaluationReport, folder: str | Path, title: str = "pai
         names = ["pixel_accuracy", "class_accuracy", "class_iou"]
         tables.append(table_html("FCN-score (the judge on generated vs real photos)", ["photos", *names],
                                  [{"photos": name, **scores} for name, scores in report.task.items()]))
+    tables += [examples] if examples else []
     tables.append(table_html("per sample", columns, report.rows))
     write_tables_page(paths["html"], title, tables)
     return paths
 
-
-def comparison_table(summaries: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
-    """One row per run (like the paper's ablation tables): header and formatted cells.
-
-    Args:
-        summaries: run name -> :meth:`EvaluationReport.summary`.
-    """
-    columns: list[str] = []
-    for summary in summaries.values():
-        columns += [c for c in summary if c not in columns]
-    header = ["run", *columns]
-    rows = [[name, *(f"{summary[c]:.4f}" if c in summary else "-" for c in columns)] for name, summary in summaries.items()]
-    return header, rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from pairforge.files import write_atomic
+from pairforge.page import escape, img_html, write_page
 
 CURVES = (
     ("loss_g_l1", "generator L1 loss (outputs in [-1, 1])"),
@@ -108,9 +108,9 @@ def svg_curve(points: list[tuple[float, float]], title: str, width: int = 360, h
     last_x, last_y = finite[-1]
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
-        f'<title>{html.escape(title)}</title>'
+        f'<title>{escape(title)}</title>'
         f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>'
-        f'<text x="{pad}" y="16" font-size="12">{html.escape(title)}</text>'
+        f'<text x="{pad}" y="16" font-size="12">{escape(title)}</text>'
         f'<text x="{width - pad}" y="16" font-size="10" text-anchor="end">last {last_y:.4g} (step {last_x:.0f})</text>'
         f'<text x="2" y="{sy(y_high) + 4:.1f}" font-size="9">{y_high:.4g}</text>'
         f'<text x="2" y="{sy(y_low) + 4:.1f}" font-size="9">{y_low:.4g}</text>'
@@ -235,13 +235,13 @@ def write_report(run_dir: Path) -> Path:
         encoded = base64.b64encode(samples[-1].read_bytes()).decode("ascii")
         step = samples[-1].stem.replace("step-", "").lstrip("0") or "0"
         earlier = "".join(
-            f'<li><a href="samples/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>' for p in reversed(samples[:-1])
+            f'<li><a href="samples/{escape(p.name)}">{escape(p.stem)}</a></li>' for p in reversed(samples[:-1])
         )
         sample_html = (
-            f"<h2>Samples at step {html.escape(step)}: A (input) | G(A) (output) | B (target)</h2>"
+            f"<h2>Samples at step {escape(step)}: A (input) | G(A) (output) | B (target)</h2>"
             "<p>Validation pairs when the dataset has a val split, else the first training batch; each row is "
             "one pair.</p>"
-            f'<img class="grid" alt="A | G(A) | B" src="data:image/png;base64,{encoded}">'
+            + img_html(f"data:image/png;base64,{encoded}", alt="A | G(A) | B", css_class="grid")
             + (f"<details><summary>earlier samples</summary><ul>{earlier}</ul></details>" if earlier else "")
         )
     config_path = run_dir / "config.json"
@@ -251,22 +251,12 @@ def write_report(run_dir: Path) -> Path:
     table = summary_rows(summary, _read_json(config_path), run_dir)
     status = "finished" if summary else "running (this page is rewritten as training goes on: reload it)"
     summary_html = "<h2>Summary</h2><table>" + "".join(
-        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>" for name, value in [("status", status),
-                                                                                                  *table]
+        f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in [("status", status), *table]
     ) + "</table>"
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>pairforge run {html.escape(run_dir.name)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} svg{margin:4px}"
-        " table{border-collapse:collapse} th{text-align:left;font-weight:normal;color:#555;padding:3px 16px 3px 0}"
-        " td{padding:3px 0} img.grid{width:100%;max-width:1100px;image-rendering:pixelated;border:1px solid #ccc}"
-        "</style>"
-        f"</head><body><h1>Run {html.escape(run_dir.name)}</h1>"
-        f"{summary_html}<h2>Curves</h2><div>{''.join(charts) or '<p>no metrics yet</p>'}</div>"
+    body = (
+        f"<h1>Run {escape(run_dir.name)}</h1>"
+        f"{summary_html}<h2>Curves</h2><div class='curves'>{''.join(charts) or '<p>no metrics yet</p>'}</div>"
         f"{sample_html}<h2>Config</h2><details><summary>config.json</summary>"
-        f"<pre>{html.escape(config_text)}</pre></details>"
-        "</body></html>"
+        f"<pre>{escape(config_text)}</pre></details>"
     )
-    target = run_dir / "report.html"
-    write_atomic(target, page)
-    return target
+    return write_page(run_dir / "report.html", f"pairforge run {run_dir.name}", body, narrow=True)

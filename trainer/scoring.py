@@ -236,9 +236,10 @@ def evaluate_run(run_path: str, label: str, generator: nn.Module, run_config: di
     report.settings = predictor.describe()
     if data is not None:  # what could not be read is part of the result
         report.data = data.record()
-    paths = write_report(report, folder, title=title)
     images = {key: (a, o, b) for (key, a, b), o in zip(run_pairs, outputs, strict=True)}  # input, output, target
-    _add_example_images(paths["html"], report.rows, images, kind)
+    # the best and worst rows (by L1) with their input | output | target images, above the per-sample table
+    examples = example_rows_html(folder, report.rows, images, nearest_input=kinds.of(kind).drawn)
+    paths = write_report(report, folder, title=title, examples=examples)
     return RunScore(run_path, label, report, paths, outputs, predictor)
 
 
@@ -246,16 +247,6 @@ def _swapped(pairs: Sequence[Pair], a_channels: int) -> list[Pair]:
     """(key, B as the input, A as the target) for a run trained BtoA."""
     return [(k, b if a_channels == 3 else b[..., 0], a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2))
             for k, a, b in pairs]
-
-
-def _add_example_images(page: Path, rows: list[dict[str, Any]], images: dict[str, Any], kind: str) -> None:
-    """Add the best and worst rows (by L1) with their input | output | target images to metrics.html."""
-    section = example_rows_html(page.parent, rows, images, nearest_input=kinds.of(kind).drawn)
-    if section:
-        text = page.read_text(encoding="utf-8")
-        marker = "<br><table><caption>per sample"
-        text = text.replace(marker, section + marker, 1) if marker in text else text.replace("</body>", section + "</body>")
-        page.write_text(text, encoding="utf-8")
 
 
 def summary_lines(scores: Sequence[RunScore]) -> list[str]:

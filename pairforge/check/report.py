@@ -32,6 +32,7 @@ from pairforge.check.check import (
 from pairforge.check.measures import gradient_magnitude, label_boundaries, to_gray
 from pairforge.files import write_atomic
 from pairforge.imageio import encode_jpeg
+from pairforge.page import document, table_html
 from pairforge.runner import RunnerConfig, run_partitions
 
 log = logging.getLogger(__name__)
@@ -203,12 +204,7 @@ def render_report(result: CheckResult, gallery: dict[str, str]) -> str:
     data = json.dumps(table, ensure_ascii=True).replace("<", "\\u003c")
     title = f"pairforge check: {source.root}"
     script = PAGE_SCRIPT.replace("__PROBLEM_ORDER__", json.dumps(list(PROBLEMS)))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-{PAGE_STYLE}</style></head><body>
-<h1>{html.escape(title)}</h1>
+    return document(title, f"""<h1>{html.escape(title)}</h1>
 <p class="muted">{html.escape(source.layout)} · kind {html.escape(source.kind)} · {result.checked:,} pairs checked in {result.seconds:.1f} s on {html.escape(result.runner)} ·
 shift limit {config.max_shift} px · near-duplicates within {config.near_distance}/64 pHash bits</p>
 <div class="cards">{_cards_html(result, counts, leaking)}</div>
@@ -224,8 +220,7 @@ shift limit {config.max_shift} px · near-duplicates within {config.near_distanc
 <tbody id="rows"></tbody></table>
 <script id="data" type="application/json">{data}</script>
 <script>
-{script}</script></body></html>
-"""
+{script}</script>""", narrow=True)
 
 
 def _cards_html(result: CheckResult, counts: Counter, leaking: list[dict[str, Any]]) -> str:
@@ -287,27 +282,17 @@ def _classes_html(class_stats: dict[str, Any]) -> str:
 
 def _clusters_html(clusters: list[dict[str, Any]], leaking: list[dict[str, Any]]) -> str:
     """The duplicate clusters as a table (leaking ones first and in red), at most 300 rows."""
-    cluster_rows = "".join(
-        f'<tr class="{"bad" if cluster["leakage"] else ""}"><td>{cluster["id"]}</td><td>{cluster["size"]}</td>'
-        f'<td>{html.escape(", ".join(cluster["splits"]))}</td><td>{"exact" if cluster["exact"] else "near"}</td>'
-        f'<td>{html.escape(", ".join(member["split"] + "/" + member["key"] for member in cluster["members"][:8]))}'
-        f'{" ..." if cluster["size"] > 8 else ""}</td></tr>'
-        for cluster in clusters[:300])
+    shown = clusters[:300]
+    rows = [{"id": cluster["id"], "size": cluster["size"], "splits": ", ".join(cluster["splits"]),
+             "match": "exact" if cluster["exact"] else "near",
+             "members": ", ".join(member["split"] + "/" + member["key"] for member in cluster["members"][:8])
+             + (" ..." if cluster["size"] > 8 else "")} for cluster in shown]
+    table = table_html("", ["id", "size", "splits", "match", "members"], rows,
+                       row_classes=["bad" if cluster["leakage"] else "" for cluster in shown])
     return (f'<h2>Duplicate clusters ({len(clusters)}, {len(leaking)} spanning splits)</h2>'
-            + ('<table><tr><th>id</th><th>size</th><th>splits</th><th>match</th><th>members</th></tr>'
-               f'{cluster_rows}</table>' if clusters else '<p class="muted">none</p>')
+            + (table if clusters else '<p class="muted">none</p>')
             + ('<p class="muted">first 300 shown; all in check.json</p>' if len(clusters) > 300 else ""))
 
-
-PAGE_STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1280px}
-h1{font-size:20px} h2{font-size:16px;margin-top:28px}
-.cards{display:flex;flex-wrap:wrap;gap:10px} .card{border:1px solid #ccc;border-radius:6px;padding:10px 14px;min-width:110px}
-.card .n{font-size:22px;font-weight:600} .card.bad{border-color:#c0392b;background:#fdf0ee} .card.good{border-color:#3a9a5b;background:#eef8f1}
-.hists{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0} figcaption{font-size:12px;color:#555}
-table{border-collapse:collapse;font-size:13px} td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:middle}
-tr.bad td{background:#fdf0ee} .muted{color:#888} p.bad{color:#c0392b}
-#controls{margin:8px 0;display:flex;gap:12px;align-items:center} img.strip{height:96px;image-rendering:auto}
-"""
 
 PAGE_SCRIPT = """const rows = JSON.parse(document.getElementById('data').textContent);
 const order = __PROBLEM_ORDER__;

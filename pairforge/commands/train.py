@@ -177,7 +177,7 @@ def train_command(shards: str | None, resume: str | None, steps: int | None, dry
     with train_progress("train") as progress:
         result = train(config, resume=resume, progress=progress, verify=verify)
     if os.environ.get("RANK", "0") == "0":
-        _summary(result, dataclasses.asdict(result))
+        _summary(dataclasses.asdict(result))
 
 
 def _given(name: str) -> bool:
@@ -188,7 +188,7 @@ def _given(name: str) -> bool:
     return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
-def _summary(result: object, values: dict[str, object]) -> None:
+def _summary(values: dict[str, object]) -> None:
     """The one-screen summary printed at the end of a run."""
     click.echo("")
     click.echo(f"run        {values['run_dir']}")

@@ -719,13 +719,6 @@ def _noise(rng: np.random.Generator, size: int, cell: int) -> np.ndarray:
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def _block_noise(rng: np.random.Generator, size: int, height: int, width: int) -> np.ndarray:
-    """One random value per ``height x width`` block (brick tones). Shape: ``(size, size)`` float32."""
-    rows, cols = -(-size // height) + 1, -(-size // width) + 1
-    values = rng.standard_normal((rows, cols)).astype(np.float32)
-    return np.repeat(np.repeat(values, height, axis=0), width, axis=1)[:size, :size]
-
-
 def _hsv_color(rng: np.random.Generator, hue: float, saturation: float, value: float) -> np.ndarray:
     """An RGB colour (float32, 0..1) from HSV components in 0..1."""
     hsv = np.array([[[hue * 360.0 % 360.0, saturation, value]]], dtype=np.float32)

@@ -35,6 +35,7 @@ def test_judge_verdict_needs_the_real_photos_clearly_above_every_row() -> None:
     assert not ok and "pixel accuracy" in why
 
 
+@pytest.mark.slow
 def test_smoke_budget_end_to_end(tmp_path: Path) -> None:
     script = _script()
     out = tmp_path / "out"

@@ -270,6 +270,7 @@ def corpus128():
     return load_corpus(size=128, short_side=640, margin=16)
 
 
+@pytest.mark.slow
 def test_labels_shift_detection(tmp_path, corpus128):
     """>= 95% of label maps shifted by 2-10 px against their photo flagged, <= 2% of clean pairs flagged.
 

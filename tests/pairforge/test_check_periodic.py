@@ -152,6 +152,7 @@ def test_periodic_clean_pairs_not_flagged_shifted_pairs_found(tmp_path, periodic
     assert len(misaligned & set(shifted)) >= 0.95 * len(shifted), (len(misaligned & set(shifted)), len(shifted))
 
 
+@pytest.mark.slow
 def test_sketched_facades_not_misaligned_by_a_period(tmp_path):
     """Edges of another hand than Canny (half of its contours) on facades: the window grid's period is no shift.
 
@@ -200,6 +201,7 @@ DEMO_FLAGGED = (26, 30, 41, 55, 88, 113, 158, 160)
 """The demo's facades (seed 0, 128 px) today's check flagged as misaligned, 1.6-34 px (issue 20)."""
 
 
+@pytest.mark.slow
 def test_demo_hed_facades_are_not_misaligned(tmp_path):
     """The demo's edges data, made as the demo makes it (HED, --shards), for the facades that were flagged."""
     _hed_weights_or_skip()
@@ -224,6 +226,7 @@ def test_demo_hed_facades_are_not_misaligned(tmp_path):
     assert alignment == []
 
 
+@pytest.mark.slow
 def test_hed_facades_shifted_are_found(tmp_path):
     """HED edges of facade windows against B shifted by 4-8 px: misaligned (measured against B's gradients)."""
     _hed_weights_or_skip()
@@ -252,6 +255,7 @@ def test_hed_facades_shifted_are_found(tmp_path):
         assert problems[key]["shift"] == [pytest.approx(-dx, abs=1.5), pytest.approx(-dy, abs=1.5)]
 
 
+@pytest.mark.slow
 def test_hed_photo_tiles_are_measured_against_b_gradients(tmp_path):
     """HED edges of 80 px photo tiles: the Canny proxy's texture edges are not HED's contours, B's gradients are.
 
@@ -296,6 +300,7 @@ LOOKALIKES = (11, 61, 93)
 (pHash distance exactly 10, dHash 21 of 64)."""
 
 
+@pytest.mark.slow
 def test_distinct_lookalike_facades_not_clustered_copies_still_are(tmp_path):
     """Distinct look-alikes across train/val are no leakage; a re-encode, a resize and a crop of each still are."""
     from pairforge.pipelines.synthetic.facades import FacadesConfig, render_facade

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from pairforge.cli import cli
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a relative -o, as `make demo` runs it (default: demo/)
     out = tmp_path / "demo"

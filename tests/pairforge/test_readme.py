@@ -71,6 +71,7 @@ def test_quickstart_block_is_parsed() -> None:
     assert all(c[0] in TINY for c in commands), [c[0] for c in commands]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not README.is_file(), reason="README.md not shipped")
 def test_readme_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_official_layout_keeps_splits(tmp_path: Path, make_ab_folder) -> None:
     assert sorted(p.name for p in (tmp_path / "shards").glob("*.tar")) == ["test-000000.tar", "train-000000.tar", "val-000000.tar"]
 
 
-def _bad_corpus(root: Path, good: np.ndarray) -> dict[str, str | None]:
+def _bad_corpus(root: Path, good: np.ndarray, png_header_only: Callable[[int, int], bytes]) -> dict[str, str | None]:
     """Write odd files; returns name -> expected reject reason fragment (None = accepted)."""
     root.mkdir(parents=True, exist_ok=True)
     ab = Image.fromarray(good)
@@ -111,8 +112,6 @@ def _bad_corpus(root: Path, good: np.ndarray) -> dict[str, str | None]:
     (root / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     expected["cut.png"] = "truncated"
     save("odd.png", Image.fromarray(good[:, :-1]), "PNG", "odd width")
-    from tests_support_png import png_header_only  # type: ignore[import-not-found]
-
     (root / "huge.png").write_bytes(png_header_only(100_000, 100_000))
     expected["huge.png"] = "too large"
     save("name.with.dots.png", ab, "PNG", None)
@@ -129,10 +128,10 @@ def _bad_corpus(root: Path, good: np.ndarray) -> dict[str, str | None]:
     return expected
 
 
-def test_bad_input_corpus_is_rejected_with_reasons(tmp_path: Path, skimage_photos: list[np.ndarray], monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+def test_bad_input_corpus_is_rejected_with_reasons(tmp_path: Path, skimage_photos: list[np.ndarray],
+                                                   png_header_only: Callable[[int, int], bytes]) -> None:
     good = np.ascontiguousarray(np.concatenate([skimage_photos[1][:64, :64], skimage_photos[1][64:128, :64]], axis=1))
-    expected = _bad_corpus(tmp_path / "pairs", good)
+    expected = _bad_corpus(tmp_path / "pairs", good, png_header_only)
     output = run_cli("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1")
     rejects = {Path(row["path"]).name: row["reason"] for row in map(json.loads, (tmp_path / "shards" / "rejects.jsonl").read_text().splitlines())}
     for name, reason in expected.items():
@@ -149,6 +148,7 @@ def test_bad_input_corpus_is_rejected_with_reasons(tmp_path: Path, skimage_photo
     assert len(samples) + len(rejects) == len(expected)  # inputs seen = written + rejected
 
 
+@pytest.mark.slow
 def test_workers_1_and_2_give_identical_shards(tmp_path: Path, make_ab_folder) -> None:
     make_ab_folder(tmp_path / "pairs", 30, size=32)
     run_cli("shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "one"), "-j", "1", "--samples-per-shard", "7")
@@ -169,6 +169,7 @@ def test_max_shard_bytes_cuts_shards(tmp_path: Path, make_ab_folder) -> None:
     assert len(dataset["shards"]) >= 4 and all(s["count"] <= 3 for s in dataset["shards"])
 
 
+@pytest.mark.slow
 def test_crash_and_resume_gives_identical_output(tmp_path: Path, make_ab_folder) -> None:
     make_ab_folder(tmp_path / "pairs", 240, size=96)
     command = [sys.executable, "-m", "pairforge", "-q", "shard", str(tmp_path / "pairs"), "-j", "1", "--samples-per-shard", "8"]
@@ -215,6 +216,7 @@ def test_changed_input_rebuilds_only_its_shard(tmp_path: Path, make_ab_folder) -
     assert "shards reused" in output and " 3" in output.split("shards reused")[1].splitlines()[0]
 
 
+@pytest.mark.slow
 def test_scheduler_runs_on_a_local_cluster(tmp_path: Path, make_ab_folder) -> None:
     from dask.distributed import LocalCluster
 

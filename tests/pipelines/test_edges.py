@@ -152,6 +152,7 @@ def test_hed_pairs_follow_the_fit_and_describe_the_weights(hed_stage: EdgesStage
     assert provenance["precision"] == "fp32" and provenance["device"] == "cpu"
 
 
+@pytest.mark.slow
 @needs_hed_weights
 def test_hed_batch_with_mixed_sizes_matches_single_calls() -> None:
     stage = EdgesStage(EdgesConfig(device="cpu", batch_size=2, fit=FitConfig(size=96, fit="none")))

@@ -1,10 +1,11 @@
-"""Small shard sets written in tmp_path, in the format the shard writer produces."""
+"""Small shard sets written in tmp_path by pairforge's own shard writer."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,15 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import webdataset as wds
 
+from pairforge.files import file_sha256
 from pairforge.pipelines.edges import EdgesConfig, EdgesStage
 from pairforge.pipelines.geometry import FitConfig
+from pairforge.runner import RunnerConfig
+from pairforge.sample import PairSample
+from pairforge.shards import DatasetInfo, ShardConfig, write_shard_set
+from pairforge.sources import SourceItem
+from pairforge.tars import ShardTarWriter
 from pairforge.trainer.config import TrainConfig
 
 PALETTE = {
@@ -48,6 +54,60 @@ def make_pair(photo: np.ndarray, kind: str, index: int) -> tuple[np.ndarray, np.
     return np.ascontiguousarray(photo[:, ::-1]), photo
 
 
+@dataclass(frozen=True)
+class FixedPairs:
+    """Shard reader of the fixtures: each item's key -> its ready-made (A, B), recorded as ``kind``."""
+
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    kind: str
+
+    def __call__(self, item: SourceItem) -> PairSample:
+        a, b = self.pairs[item.key]
+        return PairSample(item.key, a, b, {"kind": self.kind, "source": item.path})
+
+
+def write_pair_shards(root: Path, pairs: dict[str, tuple[str, np.ndarray, np.ndarray]], kind: str,
+                      source: dict[str, Any], samples_per_shard: int = 1000) -> Path:
+    """Shards, stats files and dataset.json written by pairforge's own shard writer (in-process, B as PNG).
+
+    Args:
+        pairs: key -> (split, A, B); each sample records ``<index>.png`` as its source.
+        source: dataset.json's ``source``.
+    """
+    items = [SourceItem(key, f"{index}.png", split) for index, (key, (split, _, _)) in enumerate(pairs.items())]
+    reader = FixedPairs({key: (a, b) for key, (_, a, b) in pairs.items()}, kind)
+    a_channels = 1 if all(a.ndim == 2 for _, a, _ in pairs.values()) else 3
+    info = DatasetInfo(kind=kind, a_channels=a_channels, palette=PALETTE if kind == "labels" else None, source=source)
+    write_shard_set(items, reader, info, ShardConfig(out_dir=str(root), samples_per_shard=samples_per_shard,
+                                                     lossless=True), RunnerConfig(workers=1))
+    return root
+
+
+def corrupt_b(root: Path, keys: tuple[str, ...]) -> None:
+    """Replace the B of ``keys`` by bytes that are not a PNG, keeping dataset.json and the stats files true."""
+    dataset = json.loads((root / "dataset.json").read_text())
+    for entry in dataset["shards"]:
+        path = root / entry["name"]
+        with tarfile.open(path) as tar:
+            samples: dict[str, dict[str, bytes | str]] = {}
+            for member in tar.getmembers():
+                key, name = member.name.split(".", 1)
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                samples.setdefault(key, {"__key__": key})[name] = b"\x89PNG\r\n\x1a\n-not-really-a-png" if (
+                    key in keys and name.startswith("b.")) else data
+        if not set(samples) & set(keys):
+            continue
+        with open(path, "wb") as stream, ShardTarWriter(stream) as writer:
+            for sample in samples.values():
+                writer.write(sample)
+        entry.update(bytes=path.stat().st_size, sha256=file_sha256(path))
+        stats_path = root / entry["name"].replace(".tar", ".stats.json")
+        stats = json.loads(stats_path.read_text())
+        stats.update(bytes=entry["bytes"], sha256=entry["sha256"])
+        stats_path.write_text(json.dumps(stats))
+    (root / "dataset.json").write_text(json.dumps(dataset, indent=2))
+
+
 def write_shards(
     root: Path,
     kind: str = "edges",
@@ -58,50 +118,15 @@ def write_shards(
     corrupt_keys: tuple[str, ...] = (),
 ) -> Path:
     """Write ``count`` train pairs over ``shards`` tars (+ ``val`` pairs) and dataset.json."""
-    root.mkdir(parents=True, exist_ok=True)
     photos = _photos(size)
-    meta_shards = []
-    splits = {}
-    for split, number, shard_count in (("train", count, shards), ("val", val, 1)):
-        if number == 0:
-            continue
-        names = []
-        per_shard = -(-number // shard_count)
-        for shard_index in range(shard_count):
-            name = f"{split}-{shard_index:06d}.tar"
-            path = root / name
-            written = 0
-            with wds.TarWriter(str(path), mtime=0) as sink:
-                for index in range(shard_index * per_shard, min(number, (shard_index + 1) * per_shard)):
-                    photo = np.roll(photos[index % len(photos)], 7 * index, axis=1)
-                    a, b = make_pair(photo, kind, index)
-                    key = f"{split}_{index:05d}"
-                    a_bytes = cv2.imencode(".png", a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_RGB2BGR))[1].tobytes()
-                    b_bytes = cv2.imencode(".png", cv2.cvtColor(b, cv2.COLOR_RGB2BGR))[1].tobytes()
-                    if key in corrupt_keys:
-                        b_bytes = b"\x89PNG\r\n\x1a\n-not-really-a-png"
-                    meta = {"key": key, "source": f"{index}.png", "height": size, "width": size, "kind": kind, "split": split}
-                    sink.write({"__key__": key, "a.png": a_bytes, "b.png": b_bytes, "json": json.dumps(meta).encode()})
-                    written += 1
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            stats = {"count": written, "bytes": path.stat().st_size, "sha256": digest}
-            (root / f"{split}-{shard_index:06d}.stats.json").write_text(json.dumps(stats))
-            meta_shards.append({"name": name, "split": split, **stats})
-            names.append(name)
-        splits[split] = {"count": number, "shards": names}
-    dataset = {
-        "format": "pairforge.shards/1",
-        "kind": kind,
-        "a_channels": 1 if kind in ("edges", "gray") else 3,
-        "b_channels": 3,
-        "b_format": "png",
-        "palette": PALETTE if kind == "labels" else None,
-        "splits": splits,
-        "shards": meta_shards,
-        "source": {"kind": kind, "stage": {}, "command": "test fixture"},
-        "created_by": "tests",
-    }
-    (root / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    pairs: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
+    for split, number in (("train", count), ("val", val)):
+        for index in range(number):
+            photo = np.roll(photos[index % len(photos)], 7 * index, axis=1)
+            pairs[f"{split}_{index:05d}"] = (split, *make_pair(photo, kind, index))
+    write_pair_shards(root, pairs, kind, {"kind": kind, "stage": {}, "command": "test fixture"},
+                      samples_per_shard=-(-count // shards))
+    corrupt_b(root, corrupt_keys)
     return root
 
 
@@ -142,24 +167,9 @@ def tiny_config() -> Callable[..., TrainConfig]:
 def write_stage_shards(root: Path, photos: list[np.ndarray], size: int = 64) -> Path:
     """Shards whose A was made by the real Canny edges stage, with its describe() recorded."""
     stage = EdgesStage(EdgesConfig(detector="canny", fit=FitConfig(size=size)))
-    root.mkdir(parents=True)
-    shards, splits = [], {}
+    pairs: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
     for split, chosen in (("train", photos), ("val", photos[:2])):
-        name = f"{split}-000000.tar"
-        with wds.TarWriter(str(root / name), mtime=0) as sink:
-            for index, photo in enumerate(chosen):
-                pair = stage(photo, f"{split}_{index}")
-                a = cv2.imencode(".png", pair.a)[1].tobytes()
-                b = cv2.imencode(".png", cv2.cvtColor(pair.b, cv2.COLOR_RGB2BGR))[1].tobytes()
-                meta = {"key": f"{split}_{index}", "source": f"{index}.png", "height": size, "width": size,
-                        "kind": "edges", "split": split}
-                sink.write({"__key__": f"{split}_{index}", "a.png": a, "b.png": b, "json": json.dumps(meta).encode()})
-        data = (root / name).read_bytes()
-        shards.append({"name": name, "split": split, "count": len(chosen), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()})
-        splits[split] = {"count": len(chosen), "shards": [name]}
-    dataset = {"format": "pairforge.shards/1", "kind": "edges", "a_channels": 1, "b_channels": 3, "b_format": "png",
-               "palette": None, "splits": splits, "shards": shards,
-               "source": {"kind": "edges", "stage": stage.describe(), "command": "test"}, "created_by": "tests"}
-    (root / "dataset.json").write_text(json.dumps(dataset))
-    return root
+        for index, photo in enumerate(chosen):
+            pair = stage(photo, f"{split}_{index}")
+            pairs[f"{split}_{index}"] = (split, pair.a, pair.b)
+    return write_pair_shards(root, pairs, "edges", {"kind": "edges", "stage": stage.describe(), "command": "test"})

@@ -30,6 +30,8 @@ from pairforge.trainer import checkpoint, run
 from pairforge.trainer.loop import train
 from pairforge.trainer.run import resume_config
 
+pytestmark = pytest.mark.slow  # subprocess and multi-run lifecycles; the fast set keeps a tiny resume (test_recipe)
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--crop-size", "64", "--load-size", "72", "--generator", "unet", "--generator-channels", "8",
         "--discriminator-channels", "8", "--num-workers", "0", "--batch-size", "2", "--shuffle-buffer", "8",

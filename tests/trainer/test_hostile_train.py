@@ -18,6 +18,8 @@ from pairforge.trainer import checkpoint
 from pairforge.trainer.loop import resolve_config, train
 from pairforge.trainer.run import resume_config
 
+pytestmark = pytest.mark.slow  # subprocess and multi-run lifecycles; the fast set keeps a tiny resume (test_recipe)
+
 
 class _Evil:
     def __init__(self, marker: str) -> None:

@@ -19,6 +19,7 @@ from pairforge.trainer.transforms import colors_to_ids, palette_colors
 from tests.trainer.conftest import PALETTE, _photos, make_pair, make_tiny_config, write_shards
 
 
+@pytest.mark.slow
 def test_judge_any_size_and_training_beats_majority() -> None:
     colors = palette_colors(PALETTE)
     samples = [(b, colors_to_ids(a, colors)) for a, b in (make_pair(p, "labels", i) for i, p in enumerate(_photos(48)))]
@@ -41,6 +42,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path: Path) -> None:
         load_judge(tmp_path)
 
 
+@pytest.mark.slow
 def test_train_judge_and_evaluate_labels_cli(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", kind="labels", count=4, size=48, shards=1, val=2)
     result = CliRunner().invoke(cli, ["train-judge", str(shards), "--steps", "20", "--batch-size", "2",
@@ -100,6 +102,7 @@ def test_the_full_budget_is_the_judge_configs_default_and_auto_follows_the_devic
     assert judge_budget("full", "cpu") == ("full", full)
 
 
+@pytest.mark.slow
 def test_train_judge_budget_sets_the_judge_and_options_override_it(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", kind="labels", count=2, size=32, shards=1, val=0)
     result = CliRunner().invoke(cli, ["train-judge", str(shards), "--budget", "full", "--steps", "8", "--batch-size",

@@ -6,6 +6,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -80,6 +81,7 @@ def _losses(run_dir: Path) -> dict[int, dict[str, float]]:
             if row.get("split") != "val"}
 
 
+@pytest.mark.slow
 def test_two_resumes_without_gan_match_one_run(shard_factory, tiny_config, tmp_path: Path) -> None:
     """L1 only (no D, no D optimizer in the checkpoint): 2 + 2 + 2 steps give the 6-step run bit for bit."""
     shards = shard_factory(kind="edges", count=6, shards=2)

@@ -282,6 +282,7 @@ def _labels_reference(tmp_path: Path, in_channels: int = 3, name: str = "latest_
     return reference, checkpoint
 
 
+@pytest.mark.slow
 def test_imported_labels_model_is_judged_and_compared_like_a_trained_run(tmp_path: Path) -> None:
     """Done-when of issue 21 §2: import --like / --palette, then evaluate --judge --compare, no hand editing."""
     from pairforge.trainer.scoring import load_split
@@ -405,6 +406,7 @@ def _reference_ab_folder(root: Path, count: int = 4, side: int = 64) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_like_a_reference_ab_folder_reads_it_the_way_the_reference_trained(tmp_path: Path) -> None:
     """facades holds photo|labels and trains BtoA: imported --like its plain shards the run reads them BtoA, --like
     shards swapped by `shard --direction BtoA` AtoB; both feed the labels and score the same."""

@@ -17,6 +17,7 @@ def _weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(list_checkpoints(run_dir)[-1] / f"{name}.safetensors"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_is_exact(shard_factory, tiny_config, tmp_path: Path, workers: int) -> None:
     shards = shard_factory(kind="edges", count=6, shards=2)

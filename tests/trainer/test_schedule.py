@@ -53,6 +53,7 @@ def test_resuming_as_planned_keeps_the_schedule() -> None:
     assert extend_schedule(old, step=5, total_steps=6) is old
 
 
+@pytest.mark.slow
 def test_resume_steps_keeps_lr_continuous_and_nothing_left_says_so(shard_factory, tmp_path: Path) -> None:
     root = shard_factory(kind="edges", count=4, shards=1, size=40)
     runs = tmp_path / "runs"

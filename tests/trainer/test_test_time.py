@@ -109,6 +109,7 @@ def test_training_scale_runs_at_crop_size_and_returns_input_size() -> None:
     assert seen == [(300, 200)]
 
 
+@pytest.mark.slow
 def test_validation_uses_per_image_statistics(tmp_path: Path) -> None:
     """The loop's validation score is the test-time network's as predict runs it (per-image statistics,
     dropout on, its noise seeded with predict's default seed 0 before each batch), recomputed here."""

@@ -86,6 +86,7 @@ def run_and_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return run, shards, inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_quiet_hides_the_progress_bar(command: str, run_and_inputs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     run, shards, inputs = run_and_inputs
@@ -101,6 +102,7 @@ def test_quiet_hides_the_progress_bar(command: str, run_and_inputs: tuple[Path, 
     assert summary in quiet.stdout  # the summary stays
 
 
+@pytest.mark.slow
 def test_quiet_hides_the_training_bar(run_and_inputs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     _, shards, _ = run_and_inputs
     tiny = ["--steps", "2", "--load-size", "40", "--crop-size", "32", "--generator", "unet", "--generator-channels",
