@@ -13,6 +13,8 @@ from string import Template
 from typing import Any
 
 from pairforge import __version__
+from pairforge.files import write_atomic
+from pairforge.storage import child
 
 TO_FILL = "TO BE FILLED (unknown to pairforge; edit this card)"
 
@@ -81,6 +83,7 @@ def render_card(
 
 
 def write_card(out_dir: str | Path, text: str) -> Path:
-    path = Path(out_dir) / "DATA_CARD.md"
-    path.write_text(text, encoding="utf-8")
+    """Write ``DATA_CARD.md`` in ``out_dir`` (a folder or a URL, :mod:`pairforge.storage`); returns where."""
+    path = child(out_dir, "DATA_CARD.md")
+    write_atomic(path, text)
     return path

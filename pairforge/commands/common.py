@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -185,11 +186,36 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 
 def command_line() -> str:
-    """The command as the user typed it (recorded in pairs.json and data cards)."""
+    """The command as the user typed it (recorded in pairs.json and data cards), URLs without
+    user-info or query strings (:func:`pairforge.storage.safe_url`)."""
     import shlex
+
+    from pairforge.storage import safe_url
 
     context = click.get_current_context(silent=True)
     argv = context.meta.get("pairforge.argv") if context else None
     if argv is None:
         argv = sys.argv[1:]
-    return " ".join(["pairforge", *(shlex.quote(arg) for arg in argv)])
+    return " ".join(["pairforge", *(shlex.quote(safe_url(arg)) for arg in argv)])
+
+
+class PathOrURL(click.ParamType):
+    """A local path (checked as :class:`click.Path` with the same options, given as a ``Path``) or an
+    fsspec URL such as ``s3://bucket/photos`` (given as a ``str``; checked when it is used).
+
+    A URL is taken without user-info and query string (:func:`pairforge.storage.safe_url`):
+    credentials come from the environment, where every Dask worker finds them too, and never
+    travel in a URL that pairforge records.
+    """
+
+    name = "path"
+
+    def __init__(self, **path_options: Any) -> None:
+        self.path = click.Path(path_type=Path, **path_options)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from pairforge.storage import is_url, safe_url
+
+        if isinstance(value, str) and is_url(value):
+            return safe_url(value)
+        return self.path.convert(value, param, ctx)
