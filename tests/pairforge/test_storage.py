@@ -98,11 +98,12 @@ class Proxy:
         self.listener: socket.socket | None = None
         self.put_limit: int | None = None
         self.puts = 0
+        self.method = b"PUT "
         self.lock = threading.Lock()
         self.connections: list[socket.socket] = []
 
-    def start(self, put_limit: int | None = None) -> None:
-        self.put_limit, self.puts = put_limit, 0
+    def start(self, put_limit: int | None = None, method: bytes = b"PUT ") -> None:
+        self.put_limit, self.puts, self.method = put_limit, 0, method
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -142,7 +143,7 @@ class Proxy:
     def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(1 << 16):
-                if from_client and data.startswith(b"PUT "):
+                if from_client and data.startswith(self.method):
                     with self.lock:
                         self.puts += 1
                         over = self.put_limit is not None and self.puts > self.put_limit
@@ -379,6 +380,24 @@ def test_server_stopped_mid_build_then_rerun_reuses_finished_shards(s3: dict, lo
     assert again.returncode == 0, again.stderr
     assert f"shards reused {complete}" in " ".join(again.stdout.split())
     assert tars(objects(s3["client"], "fault/shards")) == tars(local_files(local_build))
+
+
+def test_server_gone_while_workers_read_photos_stops_the_run(s3: dict, tmp_path: Path) -> None:
+    """A photo that cannot be read because the server went away is not a reject: the run stops."""
+    upload(s3["client"], "readfault/photos", photo_bytes())
+    proxy = s3["proxy"]
+    proxy.stop()
+    proxy.start(put_limit=4, method=b"GET ")  # the listing, then the first photos; the rest find no server
+    try:
+        result = run(["make-gray", "s3://data/readfault/photos", "--shards", str(tmp_path / "shards"), "-j", "1"],
+                     s3["env"], cwd=tmp_path)
+    finally:
+        proxy.stop()
+        proxy.start()
+    assert result.returncode == 1, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert errors and "cannot reach the storage server while reading s3://data/readfault/photos/" in errors[0]
+    assert not (tmp_path / "shards" / "dataset.json").exists()
 
 
 def test_missing_bucket_is_one_line(s3: dict, tmp_path: Path) -> None:
