@@ -14,6 +14,7 @@ from typing import Any
 
 from pairforge import __version__
 from pairforge.files import write_atomic
+from pairforge.storage import child
 
 TO_FILL = "TO BE FILLED (unknown to pairforge; edit this card)"
 
@@ -82,7 +83,7 @@ def render_card(
 
 
 def write_card(out_dir: str | Path, text: str) -> Path:
-    """Write ``DATA_CARD.md`` into ``out_dir`` atomically (UTF-8); returns its path."""
-    path = Path(out_dir) / "DATA_CARD.md"
+    """Write ``DATA_CARD.md`` in ``out_dir`` (a folder or a URL, :mod:`pairforge.storage`); returns where."""
+    path = child(out_dir, "DATA_CARD.md")
     write_atomic(path, text)
     return path

@@ -14,12 +14,14 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pairforge.errors import PairforgeError
 from pairforge.paths import describe_path
+from pairforge.storage import is_url, upload
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -103,10 +105,18 @@ def is_own_file(name: str) -> bool:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` (else it is removed).
 
+    ``path`` may be a URL: the temporary is then a local file (in the temp folder,
+    ``TMPDIR``), uploaded to the URL once the block succeeds.
+
     Raises:
         DiskFullError: the disk filled up while writing (the temporary is removed, ``path``
             is untouched).
+        StorageError: the upload of a URL target failed (nothing appears at the URL).
     """
+    if is_url(path):
+        with _uploaded(os.fspath(path)) as tmp:
+            yield tmp
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
@@ -120,6 +130,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def _uploaded(url: str) -> Iterator[Path]:
+    """A local temporary that is uploaded to ``url`` when the block succeeds, and removed in any case."""
+    handle, name = tempfile.mkstemp(prefix=".pairforge-upload-", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        upload(tmp, url)
+    except BaseException as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(tmp, exc.errno) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> int:
     """Write ``data`` (text as UTF-8) to ``path`` atomically; returns the byte count."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -129,7 +156,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> int:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+    """Hex sha256 of a file (or an object at a URL), read in 1 MiB blocks."""
+    if is_url(path):
+        from pairforge.storage import sha256
+
+        return sha256(os.fspath(path))
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):

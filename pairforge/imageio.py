@@ -22,6 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pairforge.errors import SampleError
 from pairforge.files import file_type, write_atomic
+from pairforge.storage import is_url
+from pairforge.storage import read_bytes as read_url
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -59,7 +61,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A regular file's bytes, or a SampleError saying why they cannot be read (see :func:`_open_regular`)."""
+    """A regular file's bytes, or a SampleError saying why they cannot be read (see :func:`_open_regular`).
+
+    A URL is read by the process that calls this (a Dask worker reads its own inputs): a
+    missing object is a reject, a storage failure (server, credentials) a
+    :class:`pairforge.storage.StorageError` that stops the run.
+    """
+    if is_url(path):
+        try:
+            return read_url(os.fspath(path))
+        except FileNotFoundError:
+            raise SampleError("file not found", "the object was deleted after the listing") from None
     with os.fdopen(_open_regular(path), "rb") as handle:
         try:
             return handle.read()

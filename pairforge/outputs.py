@@ -12,6 +12,13 @@
 
 and then holds the folder's lock (:func:`pairforge.locks.hold`) until the command ends, so a
 second command writing the same folder stops at once and names the first.
+
+A URL output (``--shards s3://bucket/shards``, :mod:`pairforge.storage`) goes through the
+same checks (nesting compared on the URLs, another command's marker objects, a probe object
+written and deleted) but is not locked: an object store has no lock that its server releases
+when the holder dies (a ``kill -9`` would leave a lock object for a person to delete), and a
+shard set's objects are each written whole, so two writers of the same set never leave a
+torn object. Only shard sets may be written to a URL so far.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from pairforge import storage
 from pairforge.locks import hold
 from pairforge.paths import OutputError, describe_path, ensure_output_dir, is_remote, refuse_nested
+from pairforge.storage import is_url
 
 PAIR_FOLDER = "pair folder"
 SHARD_FOLDER = "shard folder"
@@ -40,7 +49,10 @@ MARKERS: tuple[tuple[str, str, str], ...] = (
 
 
 def made_by(folder: str | os.PathLike[str]) -> list[tuple[str, str, str]]:
-    """The :data:`MARKERS` present in ``folder`` (none for a folder no pairforge command wrote)."""
+    """The :data:`MARKERS` present in ``folder`` (a folder or a URL; none for one no pairforge command wrote)."""
+    if is_url(folder):
+        present = set(storage.names(os.fspath(folder)))
+        return [marker for marker in MARKERS if marker[0] in present]
     folder = Path(folder)
     return [marker for marker in MARKERS if (folder / marker[0]).exists()]
 
@@ -71,7 +83,12 @@ def check_output(
     """
     for source, source_what in (inputs or {}).items():
         refuse_nested(source, folder, source_what, what)
-    if not is_remote(os.fspath(folder)):
+    if is_url(folder):
+        if what != SHARD_FOLDER:
+            raise OutputError(f"{describe_path(folder)}: a {what} cannot be written to a URL yet; write it to a "
+                              "local folder (a builder's --shards and `pairforge shard -o` accept URLs)")
+        refuse_foreign(folder, what)
+    elif not is_remote(os.fspath(folder)):
         refuse_foreign(folder, what)
 
 
@@ -93,7 +110,10 @@ def own_output(
         FolderBusyError: another process owns the folder.
     """
     check_output(folder, what, inputs)
-    if is_remote(os.fspath(folder)):  # object stores have no folders to lock
+    if is_url(folder):  # no lock on a bucket: see the module's docstring
+        yield ensure_output_dir(folder, what)
+        return
+    if is_remote(os.fspath(folder)):
         yield Path(folder)
         return
     path = ensure_output_dir(folder, what)

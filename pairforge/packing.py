@@ -124,7 +124,7 @@ def shard_pair_folder(
             f"pair folder {pairs_dir} not found: make one with `pairforge make-edges PHOTOS` or "
             "`pairforge combine A_DIR B_DIR`, or pass an existing pix2pix dataset folder"
         )
-    with own_output(Path(config.out_dir), SHARD_FOLDER, {pairs_dir: "pair folder"}):  # before any work; one writer
+    with own_output(config.out_dir, SHARD_FOLDER, {pairs_dir: "pair folder"}):  # before any work; one writer
         read_info = PairsInfo.read(pairs_dir)
         info = read_info or PairsInfo(kind="generic", a_channels=3, command="(official pix2pix layout)")
         found, rejects = discover(pairs_dir)

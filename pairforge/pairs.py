@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ from pairforge.errors import DatasetError, SampleError, reject_row
 from pairforge.files import atomic_path, is_own_file, read_regular, write_atomic
 from pairforge.imageio import is_image_path
 from pairforge.paths import absolute, has_surrogates
+from pairforge.storage import is_url, safe_url
+from pairforge.storage import walk as storage_walk
 
 PAIRS_FORMAT = "pairforge.pairs/1"
 MANIFEST_NAME = "manifest.jsonl"
@@ -102,17 +104,22 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
     Returns:
         (image files, reject rows ``{"path", "reason"}``).
     """
-    root = Path(absolute(root))
-    if not root.exists():
-        raise DatasetError(f"input folder {root} does not exist")
-    if not root.is_dir():
-        raise DatasetError(f"{root} is not a folder")
-    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries: list[tuple[str, PurePath, str]]
+    if is_url(root):
+        entries = _walk_url(os.fspath(root))
+        subdirs = sorted({rel.parts[0] for _, rel, _ in entries if len(rel.parts) > 1})
+    else:
+        root = Path(absolute(root))
+        if not root.exists():
+            raise DatasetError(f"input folder {root} does not exist")
+        if not root.is_dir():
+            raise DatasetError(f"{root} is not a folder")
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        entries = [(str(path), path.relative_to(root), hidden) for path, hidden in _walk(root)]
     has_splits = any(name in ("train", "val", "test") for name in subdirs)
     found: list[FoundFile] = []
     rejects: list[dict[str, str]] = []
-    for path, hidden in _walk(root):
-        relative = path.relative_to(root)
+    for path, relative, hidden in entries:
         if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
             continue
         if hidden:
@@ -120,17 +127,41 @@ def discover(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[
             continue
         if has_splits:
             if len(relative.parts) == 1:
-                rejects.append(reject_row(str(path), "outside split folders",
+                rejects.append(reject_row(path, "outside split folders",
                                           "the folder has train/, val/ or test/; files beside them are not used"))
                 continue
-            split, inner = relative.parts[0], Path(*relative.parts[1:])
+            split, inner = relative.parts[0], type(relative)(*relative.parts[1:])
         else:
             split, inner = "", relative
         if not is_image_path(path):
-            rejects.append(reject_row(str(path), "unsupported file type", repr(path.suffix or "(none)")))
+            rejects.append(reject_row(path, "unsupported file type", repr(relative.suffix or "(none)")))
             continue
-        found.append(FoundFile(str(path), split, inner.with_suffix("").as_posix()))
+        found.append(FoundFile(path, split, inner.with_suffix("").as_posix()))
     return found, rejects
+
+
+def _walk_url(root: str) -> list[tuple[str, PurePath, str]]:
+    """The objects under the URL ``root`` as :func:`_walk` sees files: ``(url, relative, hidden)``.
+
+    Listed by the client only (no object is read); a hidden "folder" (a key component
+    starting with ``.``) is one entry, pairforge's own temporaries are left out.
+    """
+    entries: list[tuple[str, PurePath, str]] = []
+    hidden_folders: set[str] = set()
+    base = safe_url(root).rstrip("/")
+    for url, relative_text in storage_walk(root):
+        relative = PurePosixPath(relative_text)
+        if is_own_file(relative.name):
+            continue
+        folders = [index for index, part in enumerate(relative.parts[:-1]) if part.startswith(".")]
+        if folders:
+            folder = "/".join(relative.parts[: folders[0] + 1])
+            if folder not in hidden_folders:
+                hidden_folders.add(folder)
+                entries.append((f"{base}/{folder}", PurePosixPath(folder), "folder"))
+            continue
+        entries.append((url, relative, "file" if relative.name.startswith(".") else ""))
+    return entries
 
 
 def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[list[Path], list[dict[str, str]]]:

@@ -21,15 +21,11 @@ import uuid
 from pathlib import Path
 
 from pairforge.errors import PairforgeError
+from pairforge.storage import is_url, safe_url
 
 
 class OutputError(PairforgeError):
     """An output folder that cannot be created or written."""
-
-
-def absolute(path: str | os.PathLike[str]) -> str:
-    """``path`` made absolute against this process's working folder (symlinks kept)."""
-    return os.path.abspath(os.fspath(path))
 
 
 def is_remote(text: str) -> bool:
@@ -37,13 +33,29 @@ def is_remote(text: str) -> bool:
     return "://" in text or text.startswith("pipe:")
 
 
+def absolute(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute against this process's working folder (symlinks kept); a URL as given."""
+    text = os.fspath(path)
+    return text if is_url(text) else os.path.abspath(text)
+
+
 def ensure_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
     """Create ``path`` (and its parents) and check that a file can be written in it.
+
+    A URL (see :mod:`pairforge.storage`) has no folder to create: a probe object is written
+    and deleted there instead, and the URL is returned as given (a ``str``).
 
     Raises:
         OutputError: naming the folder and the cause (permission, read-only file system,
             a parent that is a file, no space...).
+        StorageError: a URL whose bucket is missing, whose credentials are refused or whose
+            server cannot be reached.
     """
+    if is_url(path):
+        from pairforge.storage import check_writable
+
+        check_writable(os.fspath(path), what)
+        return os.fspath(path)  # type: ignore[return-value]  # a URL stays a str
     folder = Path(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -67,26 +79,33 @@ def refuse_nested(
     An output inside its input is read back as input on the next run (pairs built from
     their own pairs); an input inside its output can be changed or removed while it is read.
     Both are compared after resolving symbolic links, so ``ph/../ph`` or a link to the
-    input counts too. URLs are left to the storage layer.
+    input counts too. Two URLs are compared as written (without user-info or query); a URL
+    and a local path never nest.
 
     Raises:
         OutputError: naming both folders and what to do instead.
     """
-    if is_remote(os.fspath(input_dir)) or is_remote(os.fspath(output_dir)):
+    if is_url(input_dir) and is_url(output_dir):
+        source_url, target_url = (safe_url(url).rstrip("/") + "/" for url in (input_dir, output_dir))
+        same = source_url == target_url
+        inside, contains = target_url.startswith(source_url), source_url.startswith(target_url)
+    elif is_remote(os.fspath(input_dir)) or is_remote(os.fspath(output_dir)):
         return
-    source, target = Path(os.path.realpath(input_dir)), Path(os.path.realpath(output_dir))
-    if source == target:
+    else:
+        source, target = Path(os.path.realpath(input_dir)), Path(os.path.realpath(output_dir))
+        same, inside, contains = source == target, source in target.parents, target in source.parents
+    if same:
         raise OutputError(
             f"the {output_what} {describe_path(output_dir)} is the {input_what}: its outputs would be read "
             "back as input and its files overwritten; choose another output folder (-o)"
         )
-    if source in target.parents:
+    if inside:
         raise OutputError(
             f"the {output_what} {describe_path(output_dir)} is inside the {input_what} "
             f"{describe_path(input_dir)}: a rerun would read its outputs back as input; "
             "choose an output folder outside it (-o)"
         )
-    if target in source.parents:
+    if contains:
         raise OutputError(
             f"the {input_what} {describe_path(input_dir)} is inside the {output_what} "
             f"{describe_path(output_dir)}, which this command writes and cleans; "
@@ -103,7 +122,10 @@ def os_reason(exc: OSError) -> str:
 
 
 def describe_path(path: str | os.PathLike[str]) -> str:
-    """A path for a message: non-UTF-8 bytes shown as ``\\xNN`` instead of failing to print."""
+    """A path for a message: non-UTF-8 bytes shown as ``\\xNN`` instead of failing to print; a URL
+    without its user-info or query (:func:`pairforge.storage.safe_url`)."""
+    if is_url(path):
+        return safe_url(path)
     return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
 
 
@@ -111,6 +133,9 @@ def relative_source(path: str, root: str | None) -> str:
     """``path`` relative to the input ``root`` (``/``-separated) when it lies inside it, else as given."""
     if not root:
         return path
+    if is_url(root):
+        base = safe_url(root).rstrip("/") + "/"
+        return path[len(base):] if path.startswith(base) else path
     try:
         relative = os.path.relpath(path, root)
     except ValueError:  # another drive on Windows

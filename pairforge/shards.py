@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pairforge import __version__
+from pairforge import __version__, storage
 from pairforge.errors import ConfigError, DatasetError, SampleError
 from pairforge.files import atomic_path, file_sha256, is_temporary_name
 from pairforge.imageio import encode_jpeg, encode_png
@@ -48,7 +48,7 @@ from pairforge.paths import absolute, describe_path, ensure_output_dir, relative
 from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.sources import SourceItem, iter_samples
-from pairforge.storage import Location
+from pairforge.storage import Location, child, is_url, safe_url
 from pairforge.tally import run_writers
 from pairforge.tars import ShardReading, ShardTarWriter, count_samples
 
@@ -250,14 +250,13 @@ class WriteShard:
     """Input root: sample sources are recorded relative to it."""
 
     def __call__(self, task: ShardTask) -> ShardResult:
-        out_dir = Path(self.out_dir)
-        tar_path = out_dir / task.name
+        tar_path = child(self.out_dir, task.name)  # a Path, or a URL (written through a local temporary)
         stats_path = stats_path_for(tar_path)
         previous = _load_stats(stats_path)
-        if previous and previous.get("plan") == task.plan and tar_path.exists():
+        if previous and previous.get("plan") == task.plan and _exists(tar_path):
             if file_sha256(tar_path) == previous.get("sha256"):
                 return ShardResult(previous, reused=True)
-        stats_path.unlink(missing_ok=True)
+        _remove(stats_path)
         rejects: list[dict[str, str]] = []
         count = 0
         with atomic_path(tar_path) as tmp_path, open(tmp_path, "wb") as file, _HashingWriter(file) as stream:
@@ -364,7 +363,7 @@ def write_shard_set(
         NothingUsableError: no input gave a sample (after writing rejects.jsonl).
     """
     out_dir = ensure_output_dir(absolute(config.out_dir), "shard folder")
-    root = absolute(info.root) if info.root else None
+    root = safe_url(absolute(info.root)) if info.root else None
     items = assign_splits(items, config)
     assignment = None
     if config.splits_file:
@@ -383,13 +382,14 @@ def write_shard_set(
     results, tally = run_writers(function, tasks, runner, out_dir, len(items), early_rejects, on_progress,
                                  unit="shards", resume="finished shards are complete and kept: run the same command "
                                  "again to write the others (it reuses the finished ones)")
-    _remove_temporaries(out_dir)  # of workers killed mid-shard whose task was rerun elsewhere
+    if not is_url(out_dir):  # a URL's temporaries are local to the worker that wrote them
+        _remove_temporaries(out_dir)  # of workers killed mid-shard whose task was rerun elsewhere
     if root is not None:
         info = replace(info, source={**info.source, "root": root})
     dataset = dataset_json(info, [result.stats for result in results], config.b_format)
     if assignment is not None:
         dataset["split_assignment"] = assignment.describe(moved, unlisted)
-    write_json(out_dir / DATASET_NAME, dataset)
+    write_json(child(out_dir, DATASET_NAME), dataset)  # last: the shard set is complete
     summary = ShardSummary(
         seen=tally.seen,
         written=tally.written,
@@ -684,7 +684,10 @@ def stats_name_for(tar_name: str) -> str:
     return tar_name[: -len(".tar")] + ".stats.json"
 
 
-def stats_path_for(tar_path: Path) -> Path:
+def stats_path_for(tar_path: Any) -> Any:
+    """The stats file of a shard (a Path, or a URL for a shard at a URL)."""
+    if is_url(tar_path):
+        return os.fspath(tar_path)[: -len(".tar")] + ".stats.json"
     return tar_path.with_name(stats_name_for(tar_path.name))
 
 
@@ -696,6 +699,17 @@ def _load_stats(path: Path | Location) -> dict[str, Any] | None:
         return None
 
 
+def _exists(path: Any) -> bool:
+    return storage.exists(path) if is_url(path) else path.exists()
+
+
+def _remove(path: Any) -> None:
+    if is_url(path):
+        storage.remove(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _remove_temporaries(out_dir: Path) -> None:
     """Delete ``.<shard>.tar.tmp<pid>`` files (a worker killed while writing leaves one; older
     versions named them ``.tar.tmp-<pid>``)."""
@@ -705,12 +719,16 @@ def _remove_temporaries(out_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _remove_stale(out_dir: Path, keep: set[str]) -> None:
+def _remove_stale(out_dir: Any, keep: set[str]) -> None:
     """Delete shards and stats of an earlier, different plan, and leftover temporaries."""
-    _remove_temporaries(out_dir)
-    for path in out_dir.iterdir():
-        match = _SHARD_NAME.match(path.name)
+    if is_url(out_dir):
+        entries = storage.names(out_dir)
+    else:
+        _remove_temporaries(out_dir)
+        entries = [path.name for path in out_dir.iterdir()]
+    for entry in entries:
+        match = _SHARD_NAME.match(entry)
         if match and f"{match['split']}-{match['index']}.tar" not in keep:
-            log.info("removing %s from an earlier plan", path.name)
-            path.unlink(missing_ok=True)
+            log.info("removing %s from an earlier plan", entry)
+            _remove(child(out_dir, entry))
 

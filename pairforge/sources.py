@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pairforge import storage
 from pairforge.errors import SampleError
 from pairforge.imageio import DEFAULT_MAX_PIXELS, read_image, read_label_image
 from pairforge.pairs import split_ab
 from pairforge.registry import load_target
 from pairforge.sample import PairSample
+from pairforge.storage import StorageError, is_url
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,13 @@ class SourceItem:
     extras: tuple[tuple[str, str, str], ...] = ()
 
     def fingerprint(self) -> str:
-        """Path, size and mtime of every file: changes when an input changes."""
+        """Path, size and mtime (an object's size and ETag) of every file: changes when an input changes."""
         parts = []
         for path in (self.path, *(extra[1] for extra in self.extras)):
+            if is_url(path):
+                info = storage.stat(path)
+                parts.append(f"{path}:{info.size}:{info.version}" if info else f"{path}:missing")
+                continue
             try:
                 stat = os.stat(path)
                 parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -54,6 +60,9 @@ class SourceItem:
 
     def input_bytes(self) -> int:
         """Size of the main file (0 when unreadable): used to plan shard sizes."""
+        if is_url(self.path):
+            info = storage.stat(self.path)
+            return info.size if info else 0
         try:
             return os.path.getsize(self.path)
         except OSError:
@@ -166,6 +175,8 @@ def capture(reader: Callable[[Any], PairSample], item: Any) -> PairSample | Samp
         return reader(item)
     except SampleError as exc:
         return exc
+    except StorageError:  # the bucket, not this sample: stop the run instead of rejecting every input
+        raise
     except MemoryError:
         return SampleError("out of memory", "while processing this image")
     except Exception as exc:  # a stage bug or library failure on odd input: report, keep going

@@ -1,33 +1,300 @@
-"""Where a shard set's bytes come from: :class:`Location`, the one seam between the reader and storage.
+"""Remote storage: fsspec URLs (``s3://``, ``gs://``, ``az://``, ``memory://``...) as dataset locations.
 
-Every byte the core reads from a shard set goes through a :class:`Location`: dataset.json,
-the stats files, the tars (as a byte stream), the size and kind of a file, the listing of a
-folder and a shard's sha256. The reader (:mod:`pairforge.shardset`, :func:`pairforge.tars.read_shard`,
-:func:`pairforge.tars.count_samples`, :func:`pairforge.shards.verify_shard_set`) never calls
-``open`` or ``os.stat`` on a shard set itself.
+The one place pairforge talks to object storage. Everything else keeps local paths on
+the code it always had and asks :func:`is_url` first; a URL goes through the few functions
+here, each of which turns the protocol library's failures into one :class:`StorageError`
+line naming the (sanitised) URL:
 
-Today a location is a local path, or a URL / ``pipe:`` command (:func:`pairforge.paths.is_remote`),
-which is opened as a read-only stream with WebDataset's ``gopen`` (what ``train`` and
-``evaluate`` have always accepted). Remote storage (fsspec URLs, issue 23) plugs in here and in
-the atomic writer (:mod:`pairforge.files`), nowhere else: the remote branch of each method below
-is the place.
+* an unknown protocol, or one whose package is missing (``pip install pairforge[s3]``);
+* a missing bucket, refused credentials (never the secret), an unreachable server.
+
+Credentials come from each library's own chain (environment, config files, instance roles);
+an S3-compatible server (MinIO, moto) is named by ``AWS_ENDPOINT_URL``. A URL is recorded
+(dataset.json, rejects, data cards, messages) only through :func:`safe_url`: no user-info,
+no query string, no fragment.
+
+Objects are written whole: :func:`upload` puts a finished local file (a multipart upload is
+completed only at its end), so an object never appears half-written. Object stores have no
+rename and no lock; see :func:`pairforge.outputs.own_output` for the lock rule.
+
+Reading a shard set goes through :class:`Location`, the one seam between the shard reader
+(:mod:`pairforge.shardset`, :func:`pairforge.tars.read_shard`, :func:`pairforge.tars.count_samples`,
+:func:`pairforge.shards.verify_shard_set`) and storage: dataset.json, the stats files, the tars
+(as byte streams), sizes, listings and sha256s. A local path is read with ``open``/``os.stat``;
+an fsspec URL through the functions of this module; a ``pipe:`` command (what ``train`` has
+always accepted) with WebDataset's ``gopen``, as a stream only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
 
-from pairforge.files import file_sha256, read_regular
-from pairforge.paths import is_remote
+from pairforge.errors import PairforgeError
+
+EXTRAS = {
+    "s3": "s3", "s3a": "s3",
+    "gs": "gcs", "gcs": "gcs",
+    "az": "azure", "abfs": "azure", "abfss": "azure", "adl": "azure",
+}
+"""Protocol -> the pairforge extra that installs its fsspec package (``pip install pairforge[EXTRA]``)."""
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+class StorageError(PairforgeError):
+    """Remote storage cannot be used: unknown protocol, missing bucket, refused credentials, no server.
+
+    Raised instead of the protocol library's error (which may carry request details), with
+    the URL as :func:`safe_url` writes it. Stops a run: it is not a per-sample reject.
+    """
+
+
+def is_url(text: str | os.PathLike[str]) -> bool:
+    """``scheme://...`` (any fsspec protocol, ``file://`` included); a local path otherwise."""
+    return bool(_URL.match(os.fspath(text)))
+
+
+def safe_url(url: str | os.PathLike[str]) -> str:
+    """``url`` without user-info (``key:secret@``), query string or fragment: the form pairforge records."""
+    text = os.fspath(url)
+    if not is_url(text):
+        return text
+    parts = urlsplit(text)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def join(base: str, *names: str) -> str:
+    """``base/name/...`` for a URL (``/``-separated, never collapsing ``scheme://``)."""
+    return "/".join([base.rstrip("/"), *(name.strip("/") for name in names)])
+
+
+def parent(url: str) -> str:
+    """The URL of the folder that holds ``url``."""
+    scheme, _, path = url.partition("://")
+    return f"{scheme}://{posixpath.dirname(path.rstrip('/'))}"
+
+
+def name(url: str) -> str:
+    """The last component of ``url``."""
+    return posixpath.basename(url.rstrip("/"))
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec file system for ``url`` and the path inside it (``bucket/key``).
+
+    Raises:
+        StorageError: the protocol is unknown, or its package is not installed (names the extra).
+    """
+    import fsspec
+
+    protocol = url.partition("://")[0].lower()
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError:
+        extra = EXTRAS.get(protocol)
+        how = f"`pip install pairforge[{extra}]`" if extra else "the fsspec package for it"
+        raise StorageError(f"{safe_url(url)}: the {protocol}:// protocol needs a package that is not "
+                           f"installed; install it with {how}") from None
+    except ValueError:
+        known = ", ".join(sorted({f"{p}://" for p in EXTRAS} | {"file://", "memory://"}))
+        raise StorageError(f"{safe_url(url)}: unknown storage protocol {protocol!r}; use a local path or a "
+                           f"URL fsspec knows ({known}, ...)") from None
+    return fs, path
+
+
+def _bucket(url: str) -> str:
+    return url.partition("://")[2].split("/", 1)[0]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
+                         "ServerDisconnectedError", "ConnectionError", "ReadTimeoutError", "TimeoutError"})
+
+
+def describe_failure(url: str, exc: BaseException, doing: str) -> str:
+    """One line for a failure of the protocol library on ``url`` (no secrets, no request details)."""
+    shown = safe_url(url)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") if url.startswith(("s3://", "s3a://")) else None
+    server = f" (server {safe_url(endpoint)})" if endpoint else ""
+    if _is_connection_error(exc):
+        return (f"cannot reach the storage server while {doing} {shown}{server}: {type(exc).__name__}; "
+                "check that the server runs and its address (AWS_ENDPOINT_URL for S3-compatible servers), "
+                "then run the command again")
+    if isinstance(exc, PermissionError):
+        return (f"access denied while {doing} {shown}: the credentials were refused or lack permission; "
+                "check them (for S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) and "bucket" in text.lower():
+        return f"bucket {_bucket(shown)!r} does not exist (while {doing} {shown}); create it or fix the URL"
+    if isinstance(exc, FileNotFoundError):
+        return f"{shown} does not exist (while {doing} it)"
+    return f"storage error while {doing} {shown}: {type(exc).__name__}"
+
+
+@contextmanager
+def errors(url: str, doing: str) -> Iterator[None]:
+    """Turn the protocol library's failures inside the block into one :class:`StorageError`."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:  # s3fs, gcsfs, adlfs and their HTTP clients raise their own types
+        raise StorageError(describe_failure(url, exc, doing)) from None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object of a listing: its URL, size and a version token (ETag or mtime)."""
+
+    url: str
+    size: int
+    version: str
+
+
+_KNOWN: dict[str, ObjectInfo] = {}
+"""Objects seen by :func:`walk` in this process: planning asks their size and version without a request each."""
+
+
+def _info_of(url: str, info: dict[str, Any]) -> ObjectInfo:
+    version = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or ""
+    return ObjectInfo(url, int(info.get("size") or 0), str(version).strip('"'))
+
+
+def walk(root: str) -> list[tuple[str, str]]:
+    """Every object under the URL ``root``, sorted: ``(url, path relative to root)``.
+
+    Raises:
+        StorageError: no objects under ``root``, a missing bucket, refused credentials, no server.
+    """
+    fs, path = filesystem(root)
+    base = safe_url(root).rstrip("/")
+    with errors(root, "listing"):
+        found = fs.find(path, detail=True)
+    prefix = path.rstrip("/") + "/"
+    entries = []
+    for key, info in sorted(found.items()):
+        if info.get("type") == "directory" or not key.startswith(prefix):
+            continue
+        relative = key[len(prefix):]
+        url = f"{base}/{relative}"
+        _KNOWN[url] = _info_of(url, info)
+        entries.append((url, relative))
+    if not entries:
+        with errors(root, "listing"):
+            fs.ls(path)  # a missing bucket or folder says so
+        raise StorageError(f"input folder {base} does not exist or holds no objects")
+    return entries
+
+
+def stat(url: str) -> ObjectInfo | None:
+    """Size and version of the object at ``url`` (None when there is none)."""
+    if url in _KNOWN:
+        return _KNOWN[url]
+    fs, path = filesystem(url)
+    try:
+        with errors(url, "reading"):
+            return _info_of(url, fs.info(path))
+    except StorageError:
+        if not exists(url):
+            return None
+        raise
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    with errors(url, "reading"):
+        return bool(fs.exists(path))
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole object (FileNotFoundError when there is none; other failures: :class:`StorageError`)."""
+    fs, path = filesystem(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc).lower():
+            raise StorageError(describe_failure(url, exc, "reading")) from None
+        raise FileNotFoundError(safe_url(url)) from None
+    except Exception as exc:
+        raise StorageError(describe_failure(url, exc, "reading")) from None
+
+
+def sha256(url: str) -> str:
+    """Hex sha256 of an object, streamed in 1 MiB blocks."""
+    fs, path = filesystem(url)
+    digest = hashlib.sha256()
+    with errors(url, "reading"), fs.open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload(local: str | os.PathLike[str], url: str) -> None:
+    """Put a finished local file at ``url`` (the object appears only once complete)."""
+    fs, path = filesystem(url)
+    with errors(url, "writing"):
+        fs.put_file(os.fspath(local), path)
+
+
+def remove(url: str) -> None:
+    """Delete the object at ``url`` if there is one."""
+    fs, path = filesystem(url)
+    with errors(url, "deleting"):
+        if fs.exists(path):
+            fs.rm_file(path)
+    _KNOWN.pop(url, None)
+
+
+def names(folder: str) -> list[str]:
+    """Names of the objects directly in the URL ``folder`` (empty when there are none)."""
+    fs, path = filesystem(folder)
+    with errors(folder, "listing"):
+        try:
+            entries = fs.ls(path, detail=False, refresh=True)
+        except FileNotFoundError as exc:
+            if "bucket" in str(exc).lower():
+                raise
+            return []
+    return sorted(posixpath.basename(entry.rstrip("/")) for entry in entries)
+
+
+def check_writable(folder: str, what: str) -> None:
+    """Write and delete a probe object in ``folder``: a missing bucket or refused credentials fail here.
+
+    Raises:
+        StorageError: naming the folder and the cause.
+    """
+    import uuid
+
+    probe = join(folder, f".pairforge-write-test-{uuid.uuid4().hex}")
+    fs, path = filesystem(probe)
+    with errors(folder, f"writing the {what}"):
+        fs.pipe_file(path, b"ok")
+        fs.rm_file(path)
+
+
+def child(folder: str | os.PathLike[str], entry: str) -> Any:
+    """``folder/entry``: a :class:`~pathlib.Path` for a local folder, a URL ``str`` for a URL."""
+    from pathlib import Path
+
+    return join(os.fspath(folder), entry) if is_url(folder) else Path(folder) / entry
 
 
 @dataclass(frozen=True)
 class Location:
-    """A file or folder of a shard set, named by a location string (a local path, a URL or ``pipe:``).
+    """A file or folder of a shard set, named by a location string: a local path, an fsspec URL
+    (:func:`is_url`) or a ``pipe:`` command.
 
     Attributes:
         url: the location as the user or dataset.json named it (``str(location)`` gives it back).
@@ -39,49 +306,80 @@ class Location:
         object.__setattr__(self, "url", os.fspath(self.url))
 
     def __str__(self) -> str:
-        return self.url
+        return safe_url(self.url)
 
     @property
     def remote(self) -> bool:
-        """A URL or ``pipe:`` command: readable as a stream only (no size, listing or seeking today)."""
-        return is_remote(self.url)
+        """Not a local path: an fsspec URL or a ``pipe:`` command."""
+        return is_url(self.url) or self.url.startswith("pipe:")
+
+    @property
+    def pipe(self) -> bool:
+        """A ``pipe:`` command: readable as a stream only (no size, listing or seeking)."""
+        return self.url.startswith("pipe:")
 
     @property
     def name(self) -> str:
+        from pathlib import Path
+
         return self.url.rstrip("/").rsplit("/", 1)[-1] if self.remote else Path(self.url).name
 
     @property
     def parent(self) -> Location:
         if self.remote:
             return Location(self.url.rstrip("/").rsplit("/", 1)[0])
+        from pathlib import Path
+
         return Location(str(Path(self.url).parent))
 
     def child(self, name: str) -> Location:
         """``name`` inside this folder (local paths joined as :class:`pathlib.Path` joins them)."""
+        from pathlib import Path
+
         if self.remote:
             return Location(f"{self.url.rstrip('/')}/{name}")
         return Location(str(Path(self.url) / name))
 
     def is_dir(self) -> bool:
-        return not self.remote and os.path.isdir(self.url)
+        if self.pipe:
+            return False
+        if self.remote:
+            fs, path = filesystem(self.url)
+            with errors(self.url, "reading"):
+                return bool(fs.isdir(path))
+        return os.path.isdir(self.url)
 
     def is_file(self) -> bool:
-        return not self.remote and os.path.isfile(self.url)
+        if self.pipe:
+            return False
+        if self.remote:
+            return stat(self.url) is not None
+        return os.path.isfile(self.url)
 
     def stat(self) -> os.stat_result:
-        """Size and kind of a local file (follows links).
+        """Size and kind of a file (follows links; an object is a regular file of its size).
 
         Raises:
-            OSError: missing or unreadable, or a remote location (not answered today).
+            OSError: missing or unreadable, or a ``pipe:`` command (no size to tell).
+            StorageError: the storage cannot be reached (a URL).
         """
+        if self.pipe:
+            raise OSError(f"{self.url}: a command's output has no size")
         if self.remote:
-            raise OSError(f"{self.url}: not a local file")
+            import stat as stat_module
+
+            info = stat(self.url)
+            if info is None:
+                raise FileNotFoundError(safe_url(self.url))
+            return os.stat_result((stat_module.S_IFREG | 0o444, 0, 0, 1, 0, 0, info.size, 0, 0, 0))
         return os.stat(self.url)
 
     def list(self) -> list[str]:
-        """Names in this local folder, sorted (remote: none are listed today)."""
-        if self.remote:
+        """Names in this folder, sorted (a ``pipe:`` command: none)."""
+        if self.pipe:
             return []
+        if self.remote:
+            return names(self.url)
         return sorted(os.listdir(self.url))
 
     def read_bytes(self) -> bytes:
@@ -92,30 +390,48 @@ class Location:
 
         Raises:
             OSError: missing, unreadable or not a regular file.
+            StorageError: the storage cannot be reached (a URL).
         """
-        if not self.remote:
-            return read_regular(self.url)
-        with self.open() as stream:
-            return stream.read()
+        if self.pipe:
+            with self.open() as stream:
+                return stream.read()
+        if self.remote:
+            return read_bytes(self.url)
+        from pairforge.files import read_regular
+
+        return read_regular(self.url)
 
     def open(self, buffering: int = -1) -> BinaryIO:
-        """A binary read stream; a local file's is seekable, a remote one's may not be.
+        """A binary read stream; a local file's or an object's is seekable, a command's is not.
 
         Raises:
-            OSError: the file cannot be opened (remote: whatever ``gopen`` raises).
+            OSError: the file cannot be opened.
+            StorageError: the storage cannot be reached (a URL).
         """
-        if not self.remote:
-            return open(self.url, "rb", buffering=buffering)  # noqa: SIM115 (the caller closes it)
-        from webdataset import gopen  # imports torch: only for URLs
+        if self.pipe:
+            from webdataset import gopen  # imports torch: only for commands
 
-        return gopen(self.url, "rb")
+            return gopen(self.url, "rb")
+        if self.remote:
+            fs, path = filesystem(self.url)
+            try:
+                return fs.open(path, "rb")
+            except FileNotFoundError:
+                raise FileNotFoundError(safe_url(self.url)) from None
+            except Exception as exc:
+                raise StorageError(describe_failure(self.url, exc, "reading")) from None
+        return open(self.url, "rb", buffering=buffering)  # noqa: SIM115 (the caller closes it)
 
     def sha256(self) -> str:
         """Hex sha256 of the whole file, read in 1 MiB blocks."""
-        if not self.remote:
-            return file_sha256(self.url)
-        digest = hashlib.sha256()
-        with self.open() as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        if self.pipe:
+            digest = hashlib.sha256()
+            with self.open() as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        if self.remote:
+            return sha256(self.url)
+        from pairforge.files import file_sha256
+
+        return file_sha256(self.url)

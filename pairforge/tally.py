@@ -23,6 +23,7 @@ from pairforge.files import is_temporary_name
 from pairforge.pairs import REJECTS_NAME, NothingUsableError, reason_class, write_jsonl
 from pairforge.paths import describe_path
 from pairforge.runner import Interrupted, RunnerConfig, run_partitions, stop_on_signals
+from pairforge.storage import child, is_url
 
 
 class PartitionOutcome(Protocol):
@@ -65,7 +66,7 @@ class Tally:
     def require_some(self, out_dir: Path) -> None:
         """Raise :class:`NothingUsableError` (with the reasons) when nothing was written."""
         if self.written == 0:
-            raise NothingUsableError(str(out_dir), self.seen, self.rejected, out_dir / REJECTS_NAME)
+            raise NothingUsableError(describe_path(out_dir) if is_url(out_dir) else str(out_dir), self.seen, self.rejected, child(out_dir, REJECTS_NAME))
 
 
 def run_writers(
@@ -111,7 +112,8 @@ def run_writers(
         with stop_on_signals():
             results = run_partitions(function, tasks, runner, on_result=finished)
     except Interrupted as stop:
-        remove_temporaries(out_dir)
+        if not is_url(out_dir):  # a URL's temporaries are local files, removed by the writer itself
+            remove_temporaries(out_dir)
         raise RunInterrupted(
             f"interrupted by {stop.name}: {len(done)} of {len(tasks)} {unit} finished "
             f"({sum(result.written for result in done)} samples written) in {describe_path(out_dir)}, "
@@ -120,7 +122,7 @@ def run_writers(
     rejects = [*early_rejects, *(reject for result in results for reject in result.rejects)]
     tally = Tally(inputs + len(early_rejects), sum(result.written for result in results), rejects)
     assert tally.seen == tally.written + len(tally.rejects), "lost inputs"
-    write_jsonl(out_dir / REJECTS_NAME, tally.rejects)
+    write_jsonl(child(out_dir, REJECTS_NAME), tally.rejects)
     return results, tally
 
 

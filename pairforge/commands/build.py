@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from pairforge.commands.common import (
+    PathOrURL,
     command_line,
     echo_collisions,
     print_shard_result,
@@ -32,16 +33,17 @@ from pairforge.pipelines.labels import LABEL_INPUTS, SIZE_MISMATCH_POLICIES, UNK
 def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """PHOTOS, output, size/fit, fused shard mode, pair format, runner options."""
     decorators = [
-        click.argument("photos", type=click.Path(exists=True, file_okay=False, path_type=Path)),
-        click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("pairs"),
+        click.argument("photos", type=PathOrURL(exists=True, file_okay=False)),
+        click.option("-o", "--output", type=PathOrURL(file_okay=False), default=Path("pairs"),
                      show_default=True, help="Pair folder to write."),
         click.option("--size", type=click.IntRange(8, 16384), default=256, show_default=True,
                      help="Output side in pixels (see --fit)."),
         click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
                      help="crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
                           "none: short side to SIZE, keep aspect."),
-        click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would."),
+        click.option("--shards", "shards_dir", type=PathOrURL(file_okay=False), default=None,
+                     help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would; "
+                          "a folder or a URL (s3://bucket/shards, README: Remote storage)."),
         click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True,
                      help="Format of the AB pair files (label maps and edges stay lossless in shards)."),
         click.option("--overwrite", is_flag=True,
@@ -55,7 +57,7 @@ def builder_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def _photo_items(photos: Path) -> tuple[list[Any], list[dict[str, str]]]:
+def _photo_items(photos: Path | str) -> tuple[list[Any], list[dict[str, str]]]:
     from pairforge.matching import source_items
     from pairforge.pairs import discover
 
@@ -193,7 +195,7 @@ def make_gray_command(space: str, gray_tolerance: int, **options: Any) -> None:
 
 @click.command("make-labels")
 @builder_options
-@click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+@click.option("--labels", "labels_dir", type=PathOrURL(exists=True, file_okay=False), required=True,
               help="Folder of label maps, matched to photos by name (class-id PNGs or colour-coded images).")
 @click.option("--palette", default=None, metavar="cityscapes|FILE.json",
               help="Built-in palette name or a palette JSON file [default: automatic distinct colours].")

@@ -211,14 +211,17 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
 
 
 def command_line() -> str:
-    """The command as the user typed it (recorded in pairs.json and data cards)."""
+    """The command as the user typed it (recorded in pairs.json and data cards), URLs without
+    user-info or query strings (:func:`pairforge.storage.safe_url`)."""
     import shlex
+
+    from pairforge.storage import safe_url
 
     context = click.get_current_context(silent=True)
     argv = context.meta.get("pairforge.argv") if context else None
     if argv is None:
         argv = sys.argv[1:]
-    return " ".join(["pairforge", *(shlex.quote(arg) for arg in argv)])
+    return " ".join(["pairforge", *(shlex.quote(safe_url(arg)) for arg in argv)])
 
 
 def warn(line: str) -> None:
@@ -236,17 +239,19 @@ def echo_collisions(collisions: dict[str, list[str]]) -> None:
 
 def print_shard_result(result: ShardSetResult) -> None:
     """The closing table and lines of a shard run (``shard`` and the builders' fused ``--shards`` mode)."""
+    from pairforge.storage import child
+
     config, summary, dataset = result.config, result.summary, result.dataset
     rows = summary.as_rows()
     if result.collisions:
         rows.append(("key collisions renamed", result.collisions))
     print_table(f"shard -> {config.out_dir}", rows)
     warn_empty_splits(summary.counts, config.val_fraction, config.test_fraction)
-    click.echo(f"dataset: {Path(config.out_dir) / 'dataset.json'}   card: {result.card_path}")
+    click.echo(f"dataset: {child(config.out_dir, 'dataset.json')}   card: {result.card_path}")
     if dataset.get("split_assignment"):
         click.echo("split file {file}: {moved} pairs moved, {not_listed} not listed".format(**dataset["split_assignment"]))
     if sum(summary.rejected.values()):
-        click.echo(f"rejected inputs and reasons: {Path(config.out_dir) / 'rejects.jsonl'}")
+        click.echo(f"rejected inputs and reasons: {child(config.out_dir, 'rejects.jsonl')}")
 
 
 def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None, test_fraction: float = 0.0) -> None:
@@ -259,3 +264,25 @@ def warn_empty_splits(counts: dict[str, int], val_fraction: float | None = None,
                    "has nothing to read; add a val/ folder or more samples", err=True)
     if test_fraction and not counts.get("test"):
         click.echo(f"warning: the test split is empty (--test-fraction {test_fraction} gave none)", err=True)
+
+
+class PathOrURL(click.ParamType):
+    """A local path (checked as :class:`click.Path` with the same options, given as a ``Path``) or an
+    fsspec URL such as ``s3://bucket/photos`` (given as a ``str``; checked when it is used).
+
+    A URL is taken without user-info and query string (:func:`pairforge.storage.safe_url`):
+    credentials come from the environment, where every Dask worker finds them too, and never
+    travel in a URL that pairforge records.
+    """
+
+    name = "path"
+
+    def __init__(self, **path_options: Any) -> None:
+        self.path = click.Path(path_type=Path, **path_options)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from pairforge.storage import is_url, safe_url
+
+        if isinstance(value, str) and is_url(value):
+            return safe_url(value)
+        return self.path.convert(value, param, ctx)

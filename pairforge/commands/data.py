@@ -12,6 +12,7 @@ import click
 from pairforge import kinds
 from pairforge.commands.build import run_and_report
 from pairforge.commands.common import (
+    PathOrURL,
     command_line,
     print_shard_result,
     print_table,
@@ -40,9 +41,9 @@ def _suffix_pair(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @click.command("combine")
-@click.argument("a_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("b_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("pairs"), show_default=True,
+@click.argument("a_dir", type=PathOrURL(exists=True, file_okay=False))
+@click.argument("b_dir", type=PathOrURL(exists=True, file_okay=False))
+@click.option("-o", "--output", type=PathOrURL(file_okay=False), default=Path("pairs"), show_default=True,
               help="Pair folder to write.")
 @click.option("--suffix", "suffixes", default=None, metavar="_A,_B", callback=_suffix_pair,
               help="Match x_A.* with x_B.* (like the official --use_AB) instead of identical names.")
@@ -53,7 +54,7 @@ def _suffix_pair(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
               help="With --size. crop: short side to SIZE, centre crop; pad: letterbox; stretch: ignore aspect; "
                    "none: short side to SIZE, keep aspect.")
-@click.option("--shards", "shards_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--shards", "shards_dir", type=PathOrURL(file_okay=False), default=None,
               help="Fused mode: write a shard set here in one pass (no pair files), as `pairforge shard` would.")
 @click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True,
               help="Format of the AB files (JPEG quality: --quality).")
@@ -82,7 +83,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
     what = SHARD_FOLDER if options["shards_dir"] else PAIR_FOLDER
     inputs = {a_dir: "A folder", b_dir: "B folder"}
     check_output(target, what, inputs)
-    created = not target.exists()
+    created = not isinstance(target, str) and not target.exists()  # a URL (str) has no folder to remove
     ensure_output_dir(target, what)  # before any work
     try:
         items, rejects = match_folders(a_dir, b_dir, suffixes)
@@ -99,8 +100,9 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
 
 @click.command("shard")
 @click.argument("pairs_dir", type=click.Path(path_type=Path), default=Path("pairs"))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("shards"), show_default=True,
-              help="Shard folder to write (a rerun completes it, reusing finished shards).")
+@click.option("-o", "--output", type=PathOrURL(file_okay=False), default=Path("shards"), show_default=True,
+              help="Shard folder to write, or a URL (s3://bucket/shards); a rerun completes it, reusing finished "
+                   "shards.")
 @click.option("--force-ab", is_flag=True,
               help="Take every image of a folder without pairs.json as an AB pair (A left half, B right half), even "
                    "when it does not look like one (width = 2 x height).")

@@ -28,4 +28,6 @@ def test_links_are_resolved_and_siblings_pass(tmp_path: Path) -> None:
         refuse_nested(photos, tmp_path / "link" / "pairs")
     refuse_nested(photos, tmp_path / "photos-pairs")  # a shared prefix is not nesting
     refuse_nested(photos, tmp_path / "pairs")
-    refuse_nested("s3://bucket/photos", "s3://bucket/photos/pairs")  # the storage layer's job
+    with pytest.raises(OutputError, match="is inside"):  # URLs are compared too (pairforge/storage.py)
+        refuse_nested("s3://bucket/photos", "s3://bucket/photos/pairs")
+    refuse_nested("s3://bucket/photos", "/data/photos/pairs")  # a URL and a local path never nest
