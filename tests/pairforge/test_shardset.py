@@ -81,9 +81,11 @@ def test_locations_join_like_paths_and_urls() -> None:
     assert Location("s3://bucket/set/").child("a.tar").url == "s3://bucket/set/a.tar"
     assert Location("s3://bucket/set/a.tar").parent.url == "s3://bucket/set"
     assert Location("s3://bucket/set/a.tar").name == "a.tar" and Location("s3://b/x").remote
-    assert not Location("s3://b/x").is_file() and Location("s3://b/x").list() == []
-    with pytest.raises(OSError, match="not a local file"):
-        Location("s3://b/x").stat()
+    command = Location("pipe:cat shards/a.tar")  # a command's output: a stream, nothing more
+    assert command.remote and command.pipe and not command.is_file() and command.list() == []
+    with pytest.raises(OSError, match="has no size"):
+        command.stat()
+    assert str(Location("s3://key:secret@bucket/set?x=1")) == "s3://bucket/set"  # never a credential in a message
 
 
 def test_every_byte_of_a_shard_set_is_read_through_the_seam(shard_set: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -265,9 +265,11 @@ def local_files(folder: Path) -> dict[str, bytes]:
 
 
 def comparable(dataset: dict) -> dict:
-    """dataset.json without what names the input (its root and the command line)."""
+    """dataset.json without what names the input (its root and the command line, also in the stage's provenance)."""
     source = {key: value for key, value in dataset["source"].items() if key not in ("root", "command")}
-    return {**dataset, "source": source}
+    stage = source.get("stage", {})
+    provenance = {key: value for key, value in stage.get("provenance", {}).items() if key != "command"}
+    return {**dataset, "source": {**source, "stage": {**stage, "provenance": provenance}}}
 
 
 @pytest.fixture(scope="module")
