@@ -89,3 +89,11 @@ def make_ab_folder(skimage_photos: list[np.ndarray]):  # noqa: ANN201 - returns 
         return write_ab_folder(root, skimage_photos, count, **options)  # type: ignore[arg-type]
 
     return factory
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Tests that start real services (the S3 server, a Dask cluster) or read the session's trained run are
+    ``slow``: ``make test`` and CI run them, the fast loop (``pytest -m "not slow"``, ``make test-fast``)
+    leaves them out."""
+    if {"s3", "cluster", "tiny_edges_run"} & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)

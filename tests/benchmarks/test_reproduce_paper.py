@@ -71,6 +71,7 @@ def test_unknown_row_is_a_usage_error(tmp_path: Path) -> None:
         _script().main(["--rows", "l3", "--work-dir", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_only_finished_tabulates_what_exists_and_says_what_is_missing(tmp_path: Path) -> None:
     script = _script()
     common = ["--budget", "smoke", "--work-dir", str(tmp_path / "work"), "--device", "cpu", "--workers", "1"]

@@ -85,6 +85,7 @@ def shard_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "shards"
 
 
+@pytest.mark.slow
 def test_quiet_hides_the_judge_progress_bar(tmp_path: Path) -> None:
     from tests.trainer.conftest import write_shards
 

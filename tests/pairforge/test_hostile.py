@@ -370,6 +370,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
     assert not any(elsewhere.iterdir()), "the workers wrote into their own working folder"
 
 
+@pytest.mark.slow
 def test_7_cluster_from_another_folder(dask_cluster: str, photos: Path, tmp_path: Path, monkeypatch) -> None:
     client_dir = tmp_path / "client"
     client_dir.mkdir()
@@ -415,6 +416,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001 - a pred
 # -- 3. one writer per pair folder and shard set ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_issue20_3_two_shard_runs_into_one_folder(tmp_path: Path, make_ab_folder) -> None:
     """Two real processes: the second stops at once and names the first, which finishes a complete set."""
     from pairforge.locks import holder
@@ -660,6 +662,7 @@ def test_issue20_9_combine_rejects_a_strip(photos: Path, tmp_path: Path) -> None
 # -- 12. an interrupted shard run says what it finished; inspect names a corrupt sample -----------------
 
 
+@pytest.mark.slow
 def test_issue20_12_sigterm_during_shard_says_what_was_finished(tmp_path: Path, make_ab_folder) -> None:
     make_ab_folder(tmp_path / "ab", 120, size=64)
     out = tmp_path / "s"

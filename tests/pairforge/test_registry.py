@@ -163,6 +163,7 @@ def test_a_declared_kind_is_checked_as_it_declares(photo_dir: Path, tmp_path: Pa
     assert agreement["count"] == 4 and agreement["max"] < -0.9
 
 
+@pytest.mark.slow
 def test_toy_builder_shards_card_and_predict_from_photos(toy: type, photo_dir: Path, tmp_path: Path) -> None:
     from pairforge.trainer.loop import train
     from tests.trainer.conftest import make_tiny_config

@@ -50,6 +50,7 @@ def keys(results: list[tuple[int, list[str]]]) -> list[list[str]]:
     return [seen for _, seen in results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_results_in_task_order_and_progress_per_partition(workers: int) -> None:
     tasks = partitions(5)
@@ -90,6 +91,7 @@ def test_unreachable_scheduler_is_one_clear_error(monkeypatch) -> None:
         run_partitions(Summarise(), partitions(1), RunnerConfig(scheduler=f"tcp://127.0.0.1:{port}"))
 
 
+@pytest.mark.slow
 def test_the_same_partitions_run_on_a_distributed_cluster() -> None:
     from dask.distributed import LocalCluster
 

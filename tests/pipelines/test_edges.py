@@ -135,6 +135,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: object) -> None:
         EdgesStage(EdgesConfig(weights=f"{tmp_path}/nowhere.weights.h5", device="cpu"))
 
 
+@pytest.mark.slow
 @needs_hed_weights
 def test_hed_pairs_follow_the_fit_and_describe_the_weights(hed_stage: EdgesStage) -> None:
     photo = skimage.data.rocket()  # 427 x 640
@@ -168,6 +169,7 @@ def test_hed_batch_with_mixed_sizes_matches_single_calls() -> None:
         assert (single.a != result.a).mean() < 0.002
 
 
+@pytest.mark.slow
 @needs_hed_weights
 def test_hed_raw_mode_keeps_the_soft_map() -> None:
     stage = EdgesStage(EdgesConfig(device="cpu", raw=True, fit=FitConfig(size=96)))
@@ -186,6 +188,7 @@ def test_hed_stage_rejects_bad_input(hed_stage: EdgesStage) -> None:
         hed_stage(np.zeros((64, 64, 3), np.uint16), "deep")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detector", ["canny", pytest.param("hed", marks=needs_hed_weights)])
 def test_stage_survives_pickling_for_process_workers(detector: str) -> None:
     stage = EdgesStage(EdgesConfig(detector=detector, device="cpu", fit=FitConfig(size=64)))

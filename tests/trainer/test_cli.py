@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from pairforge.cli import cli
@@ -21,6 +22,7 @@ def test_dry_run_prints_the_resolved_config(shard_factory) -> None:
     assert config["model"]["in_channels"] == 4  # three classes + ignore, one-hot
 
 
+@pytest.mark.slow
 def test_train_then_resume_writes_the_run_folder(shard_factory, tmp_path) -> None:
     root = shard_factory(kind="edges", count=4, shards=2)
     runs = tmp_path / "runs"

@@ -142,6 +142,7 @@ def edge_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     return shards, Path(first), Path(second)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_with_compare(edge_runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     shards, first, second = edge_runs
     result = CliRunner().invoke(cli, ["evaluate", str(first), str(shards), "--compare", str(second), "-o",

@@ -42,6 +42,7 @@ def _reference(generator: torch.nn.Module, x: torch.Tensor, config: dict,
 
 
 
+@pytest.mark.slow
 def test_torchscript_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> None:
     generator, config = load_checked_generator(run_dir)
     multiple = size_multiple(config)
@@ -57,6 +58,7 @@ def test_torchscript_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> N
     assert np.abs(module(pair)[1:].detach().numpy() - module(-x).detach().numpy()).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_torchscript_running_statistics_option(run_dir: Path, tmp_path: Path) -> None:
     generator, config = load_checked_generator(run_dir)
     multiple = size_multiple(config)
@@ -67,6 +69,7 @@ def test_torchscript_running_statistics_option(run_dir: Path, tmp_path: Path) ->
     assert '"norm_stats": "running"' in result.sidecar.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed (pip install pairforge[onnx])")
 def test_onnx_round_trip_dynamic_size(run_dir: Path, tmp_path: Path) -> None:
     import onnxruntime

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -21,6 +22,7 @@ def test_l1_metric_known_answer() -> None:
     assert torch.allclose(metrics.l1(prediction, target), torch.tensor([(1.0 + 11 * 0.25) / 12]))
 
 
+@pytest.mark.slow
 def test_validation_l1_equals_evaluate_l1(tmp_path: Path) -> None:
     # instance norm and no dropout: eval-mode validation and evaluate run the very same function;
     # no augmentation and crop = stored size: they see the very same pixels

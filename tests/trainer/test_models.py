@@ -112,6 +112,7 @@ ABLATIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ABLATIONS))
 def test_each_ablation_runs_two_steps(name: str, shard_factory, tiny_config, tmp_path) -> None:
     options = dict(ABLATIONS[name])

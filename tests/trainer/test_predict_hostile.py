@@ -58,6 +58,7 @@ def _table(stdout: str, name: str) -> int:
     return int(re.search(rf"^{name}\s+(\d+)$", stdout, re.M).group(1))  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_every_input_of_a_folder_is_predicted_or_a_reject_and_a_fifo_never_hangs(tiny_edges_run: Path,
                                                                                tmp_path: Path) -> None:
     inputs = tmp_path / "edges"
@@ -154,6 +155,7 @@ def test_an_empty_folder_and_an_output_inside_the_input_are_refused(tiny_edges_r
     assert sorted(p.name for p in inputs.iterdir()) == ["a.png"]
 
 
+@pytest.mark.slow
 def test_a_strip_is_refused_by_the_size_it_is_processed_at(tiny_edges_run: Path, tmp_path: Path) -> None:
     """1x50000 px is tiny as a file, but --scale train runs it at 64x3200000: a reject, not gigabytes and minutes.
 

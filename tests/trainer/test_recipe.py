@@ -59,6 +59,7 @@ def test_lsgan_targets_are_one_and_zero() -> None:
     assert generator_gan_loss(_t(0.5), "lsgan").item() == pytest.approx(0.25, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_optimizers_use_the_decayed_learning_rate(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
     """The lr each Adam step actually uses: 2 constant steps, then 1 - k/3 (catches decay never applied)."""
     used: list[tuple[int, float]] = []
@@ -105,6 +106,7 @@ def test_pix2pix_augment_crops_anywhere_and_flips_half_the_time() -> None:
     assert 15 <= flips <= 45
 
 
+@pytest.mark.slow
 def test_lambda_l1_scales_the_l1_gradient(edge_shards: Path, tiny_config, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The gradient reaching the L1 term is exactly lambda (0 removes it). Catches --lambda-l1 0 keeping L1."""
@@ -122,6 +124,7 @@ def test_lambda_l1_scales_the_l1_gradient(edge_shards: Path, tiny_config, tmp_pa
         assert grads == [lambda_l1, lambda_l1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [True, False])
 def test_unconditional_changes_what_the_discriminator_sees(edge_shards: Path, tiny_config, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch, conditional: bool) -> None:
@@ -164,6 +167,7 @@ def test_fcn_score_with_a_class_absent_from_the_ground_truth() -> None:
     assert scores["class_iou"] == pytest.approx((3 / 4 + 2 / 5) / 2)
 
 
+@pytest.mark.slow
 def test_resume_is_exact_with_default_nondeterministic_kernels(edge_shards: Path, tiny_config, tmp_path: Path) -> None:
     """deterministic=False (the default): CPU resume still continues exactly."""
     straight = train(tiny_config(edge_shards, tmp_path / "straight", steps=4))

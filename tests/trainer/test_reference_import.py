@@ -139,7 +139,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [case if case == "unet_128_batch" else pytest.param(case, marks=pytest.mark.slow)
+                                  for case in CASES])  # one case in the fast loop (`pytest -m "not slow"`)
 def test_imported_run_predicts_like_the_reference(case: str, tmp_path: Path) -> None:
     build, expected_generator, size = CASES[case]
     reference = _init_reference(build(), seed=len(case))

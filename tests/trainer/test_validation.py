@@ -65,6 +65,7 @@ def test_validation_runs_dropout_on_and_repeats_for_the_same_weights(
     assert result.validation == passes[-1][0]
 
 
+@pytest.mark.slow
 def test_validation_leaves_training_unchanged(val_shards: Path, tmp_path: Path) -> None:
     """Validating every step gives the very same training losses as never validating: the seeded
     test-time noise does not reseed the training RNG (the dropout noise of the next steps)."""

@@ -136,6 +136,7 @@ def test_output_feeds_make_labels(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "palette.json").read_text())["name"] == "facades"
 
 
+@pytest.mark.slow
 def test_every_small_size_renders() -> None:
     """Blinds one pixel tall crashed ``_awning`` (IndexError) at most sizes below 80 (seed 0: index 14)."""
     for size in range(32, 80):
