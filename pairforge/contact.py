@@ -17,11 +17,11 @@ import numpy as np
 
 from pairforge.errors import DatasetError, SampleError
 from pairforge.files import write_atomic
-from pairforge.storage import is_url
 from pairforge.imageio import encode_png
 from pairforge.paths import OutputError, describe_path
 from pairforge.shards import decode_shard_sample
 from pairforge.shardset import list_shards
+from pairforge.storage import is_url
 from pairforge.tars import read_shard
 
 

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import click
 
 from pairforge import kinds
-from pairforge.commands.common import PathOrURL, print_table, progress, resolve_workers, runner_options
+from pairforge.commands.common import (
+    PathOrURL,
+    print_table,
+    progress,
+    resolve_workers,
+    runner_options,
+)
 
 if TYPE_CHECKING:
     from pairforge.check import DatasetSource, MeasureConfig
