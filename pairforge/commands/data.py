@@ -99,7 +99,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
 
 
 @click.command("shard")
-@click.argument("pairs_dir", type=click.Path(path_type=Path), default=Path("pairs"))
+@click.argument("pairs_dir", type=PathOrURL(), default=Path("pairs"))
 @click.option("-o", "--output", type=PathOrURL(file_okay=False), default=Path("shards"), show_default=True,
               help="Shard folder to write, or a URL (s3://bucket/shards); a rerun completes it, reusing finished "
                    "shards.")
@@ -113,7 +113,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
 @click.option("--splits", "splits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Split file from `pairforge check --fix-splits` (keeps duplicate clusters in one split).")
 @runner_options
-def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
+def shard_command(pairs_dir: Path | str, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
                   max_shard_bytes: int | None, lossless: bool, quality: int, val_fraction: float, test_fraction: float,
                   license_: str | None, source: str | None, splits_file: Path | None, workers: int | None,
                   scheduler: str | None, max_pixels: int) -> None:

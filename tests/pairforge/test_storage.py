@@ -533,8 +533,14 @@ def test_train_streams_from_the_bucket_resumes_exactly_and_evaluates(s3: dict, b
     evaluated = run(["evaluate", str(resumed.run_dir), bucket_shards, "-o", str(tmp_path / "eval")], s3["env"],
                     cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
-    scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert "s3://data/chain/shards" in json.dumps(scores) or scores
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # predict reads its inputs from a bucket folder too (here the photos, A rebuilt by the dataset's stage)
+    predicted = run(["predict", str(resumed.run_dir), "s3://data/chain/photos", "--from-photos", "-o",
+                     str(tmp_path / "pred")], s3["env"], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    record = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert (record["inputs"], record["predicted"], record["skipped"]) == ("s3://data/chain/photos", 12, 2)
+    assert (tmp_path / "pred" / "astronaut-0.png").is_file()
 
 
 def test_server_gone_while_training_is_one_line(s3: dict, bucket_shards: str, tmp_path: Path) -> None:
@@ -559,3 +565,31 @@ def test_server_gone_while_training_is_one_line(s3: dict, bucket_shards: str, tm
     lines = [line for line in stderr.splitlines() if line.startswith("Error")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
     assert lines[0].startswith("Error: cannot reach the storage server while reading s3://data/chain/shards/"), lines
+
+
+def test_shard_a_pair_folder_in_the_bucket_equals_local(s3: dict, tmp_path: Path) -> None:
+    """``shard s3://…/pairs``: pairs.json, the manifest and the pair images are read from the bucket."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, data in photo_bytes().items():
+        (photos / name).write_bytes(data)
+    made = run(["make-gray", str(photos), "--size", "64", "-o", str(tmp_path / "pairs"), "-j", "1"], {})
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "pairs" / "stray.png").write_bytes(photo_bytes()["coffee-1.png"])  # not in the manifest
+    upload(s3["client"], "pairs-in/pairs", {path.relative_to(tmp_path / "pairs").as_posix(): path.read_bytes()
+                                            for path in (tmp_path / "pairs").rglob("*") if path.is_file()})
+    local = run(["shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1"], {})
+    assert local.returncode == 0, local.stderr
+    remote = run(["shard", "s3://data/pairs-in/pairs", "-o", "s3://data/pairs-in/shards", "-j", "1"], s3["env"],
+                 cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr
+    assert "1 files in s3://data/pairs-in/pairs are not in its manifest.jsonl" in remote.stderr
+    written = objects(s3["client"], "pairs-in/shards")
+    assert tars(written) == tars(local_files(tmp_path / "shards")) and tars(written)
+    dataset = json.loads(written["dataset.json"])
+    assert comparable(dataset) == comparable(json.loads((tmp_path / "shards" / "dataset.json").read_bytes()))
+    rejects = [json.loads(line) for line in written["rejects.jsonl"].decode().splitlines()]
+    assert {"s3://data/pairs-in/pairs/stray.png"} <= {row["path"] for row in rejects}
+    missing = run(["shard", "s3://data/pairs-in/none", "-o", str(tmp_path / "s2")], s3["env"], cwd=tmp_path)
+    assert missing.returncode == 1 and error_lines(missing) == [
+        "Error: s3://data/pairs-in/none does not exist (while listing it)"], missing.stderr
