@@ -90,11 +90,12 @@ def shard(pairs: Path, target: str, workers: int, per_shard: int) -> float:
     return seconds
 
 
-def train(shards: str, out: Path, steps: int, workers: int) -> dict:
+def train(shards: str, out: Path, steps: int, workers: int, channels: int, crop: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "pairforge", "-q", "train", shards, "-o", str(out), "--steps", str(steps),
-               "--device", "cpu", "--num-workers", str(workers), "--batch-size", "4", "--crop-size", "256",
-               "--generator-channels", "16", "--discriminator-channels", "16", "--val-every", "0",
+               "--device", "cpu", "--num-workers", str(workers), "--batch-size", "4", "--generator", "unet", "--crop-size", str(crop),
+               "--load-size", str(crop + crop // 8), "--generator-channels", str(channels),
+               "--discriminator-channels", str(channels), "--val-every", "0",
                "--sample-every", "0", "--checkpoint-every", "0", "--log-every", "10"]
     run_measured(command)
     return json.loads(next(out.glob("*/summary.json")).read_text())
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternated runs of each target (median reported)")
     parser.add_argument("--steps", type=int, default=40, help="training steps per train run (0: skip training)")
     parser.add_argument("--train-workers", type=int, default=1)
+    parser.add_argument("--train-channels", type=int, default=16, help="first-layer filters of both networks")
+    parser.add_argument("--train-crop", type=int, default=256, help="crop size (a small net and crop stress the data)")
+    parser.add_argument("--skip-shard", action="store_true", help="write both shard sets once, untimed (to measure training only)")
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_storage_"))
@@ -120,7 +124,7 @@ def main() -> None:
         times: dict[str, list[float]] = {"local": [], "bucket": []}
         server_cpu: list[float] = []
         targets = {"local": str(work / "shards"), "bucket": "s3://bench/shards"}
-        for _ in range(args.repeats):
+        for _ in range(0 if args.skip_shard else args.repeats):
             for name, target in targets.items():
                 remove(target)
                 before = cpu_seconds(server.pid)
@@ -130,21 +134,30 @@ def main() -> None:
                     server_cpu.append(used)
                 print(f"shard -> {name}: {args.pairs / times[name][-1]:.1f} pairs/s, {times[name][-1]:.1f} s "
                       f"(S3 server process used {used:.1f} CPU s)", flush=True)
-        local, bucket = (args.pairs / statistics.median(times[name]) for name in ("local", "bucket"))
-        print(f"\nshard, {args.workers} workers, {args.pairs} pairs, median of {args.repeats}: local disk "
-              f"{local:.1f} pairs/s, S3 server {bucket:.1f} pairs/s, bucket / local {bucket / local:.2f} "
-              f"(target >= 0.8); the server itself used {statistics.median(server_cpu):.1f} CPU s per bucket run "
-              f"on the same {os.cpu_count()} cores")
+        if args.skip_shard:
+            for target in targets.values():
+                shard(pairs, target, args.workers, args.per_shard)
+        else:
+            local, bucket = (args.pairs / statistics.median(times[name]) for name in ("local", "bucket"))
+            print(f"\nshard, {args.workers} workers, {args.pairs} pairs, median of {args.repeats}: local disk "
+                  f"{local:.1f} pairs/s, S3 server {bucket:.1f} pairs/s, bucket / local {bucket / local:.2f} "
+                  f"(target >= 0.8); the server itself used {statistics.median(server_cpu):.1f} CPU s per bucket run "
+                  f"on the same {os.cpu_count()} cores")
         if args.steps:
-            rows = {}
-            for name, target in targets.items():
-                summary = train(target, work / f"runs-{name}", args.steps, args.train_workers)
-                rows[name] = summary
-                print(f"train from {name}: {summary['images_per_s']:.2f} images/s, data wait "
-                      f"{100 * summary['data_wait_fraction']:.1f}%", flush=True)
-            ratio = rows["bucket"]["images_per_s"] / rows["local"]["images_per_s"]
-            print(f"train, {args.train_workers} loader workers, {args.steps} steps: bucket / local images/s "
-                  f"{ratio:.2f}")
+            runs: dict[str, list[dict]] = {"local": [], "bucket": []}
+            for _ in range(args.repeats):
+                for name, target in targets.items():
+                    summary = train(target, work / f"runs-{name}", args.steps, args.train_workers,
+                                    args.train_channels, args.train_crop)
+                    runs[name].append(summary)
+                    print(f"train from {name}: {summary['images_per_s']:.2f} images/s, data wait "
+                          f"{100 * summary['data_wait_fraction']:.1f}%", flush=True)
+            speed = {name: statistics.median(r["images_per_s"] for r in rows) for name, rows in runs.items()}
+            wait = {name: statistics.median(r["data_wait_fraction"] for r in rows) for name, rows in runs.items()}
+            print(f"train, {args.train_workers} loader workers, {args.steps} steps, median of {args.repeats}: "
+                  f"local {speed['local']:.2f} images/s (data wait {100 * wait['local']:.1f}%), bucket "
+                  f"{speed['bucket']:.2f} images/s (data wait {100 * wait['bucket']:.1f}%), bucket / local "
+                  f"{speed['bucket'] / speed['local']:.2f}")
     finally:
         server.terminate()
         server.wait(timeout=30)

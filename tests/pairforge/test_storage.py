@@ -502,6 +502,7 @@ def _weights(run_dir: Path) -> dict:
     return {name: load_file(str(newest / f"{name}.safetensors")) for name in ("generator", "discriminator")}
 
 
+@pytest.mark.slow
 def test_train_streams_from_the_bucket_resumes_exactly_and_evaluates(s3: dict, bucket_shards: str,
                                                                      tmp_path: Path) -> None:
     """DataLoader workers open the tars through the core reader; the run folder stays local."""
@@ -543,6 +544,7 @@ def test_train_streams_from_the_bucket_resumes_exactly_and_evaluates(s3: dict, b
     assert (tmp_path / "pred" / "astronaut-0.png").is_file()
 
 
+@pytest.mark.slow
 def test_server_gone_while_training_is_one_line(s3: dict, bucket_shards: str, tmp_path: Path) -> None:
     proxy = s3["proxy"]
     process = subprocess.Popen([PAIRFORGE, "train", bucket_shards, *TINY_TRAIN, "--num-workers", "2", "--steps",
