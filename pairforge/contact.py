@@ -21,6 +21,7 @@ from pairforge.imageio import encode_png
 from pairforge.paths import OutputError, describe_path
 from pairforge.shards import decode_shard_sample
 from pairforge.shardset import list_shards
+from pairforge.storage import is_url
 from pairforge.tars import read_shard
 
 
@@ -99,7 +100,7 @@ def check_sheet_path(sheet: str | Path, shards_dir: str | Path, dataset: dict[st
 
     sheet = Path(sheet)
     refuse_foreign(sheet.parent, SHARD_FOLDER)
-    if sheet.exists() and os.path.samefile(sheet.parent, shards_dir):
+    if sheet.exists() and not is_url(shards_dir) and os.path.samefile(sheet.parent, shards_dir):
         names = {DATASET_NAME, "DATA_CARD.md", "rejects.jsonl"}
         for shard in dataset.get("shards", []):
             names |= {shard["name"], stats_path_for(Path(shard["name"])).name}

@@ -15,6 +15,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -115,7 +116,16 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises:
         SampleError: as :func:`read_image` (a FIFO or device is "not a regular file").
     """
-    with os.fdopen(_open_regular(path), "rb") as handle:
+    if is_url(path):
+        from pairforge.storage import Location
+
+        try:
+            opened: Any = Location(os.fspath(path)).open()
+        except FileNotFoundError:
+            raise SampleError("file not found", "the object was deleted after the listing") from None
+    else:
+        opened = os.fdopen(_open_regular(path), "rb")
+    with opened as handle:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

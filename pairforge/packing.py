@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pairforge import storage
 from pairforge.build import ProgressFactory, builder_runner, no_progress, prepare_stage
 from pairforge.datacard import render_card, write_card
 from pairforge.errors import ConfigError, DatasetError, SampleError, reject_row
@@ -30,6 +31,7 @@ from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.shards import DatasetInfo, ShardConfig, ShardSummary, write_shard_set
 from pairforge.sources import PairFileReader, SourceItem, StageSpec
+from pairforge.storage import child, is_url, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class ShardSetResult:
 
 
 def shard_pair_folder(
-    pairs_dir: Path,
+    pairs_dir: Path | str,
     config: ShardConfig,
     reading: PairFolderInput = PairFolderInput(),
     runner: RunnerConfig | None = None,
@@ -106,7 +108,8 @@ def shard_pair_folder(
     (:func:`pairforge.outputs.own_output`) before any work.
 
     Args:
-        pairs_dir: the pair folder.
+        pairs_dir: the pair folder: a local path or a URL (``s3://bucket/pairs``, read through
+            :mod:`pairforge.storage`; each worker reads its own pair objects).
         config: the shard layout (``out_dir``: the shard folder).
         reading: how the pair files are read.
         runner: where the shard tasks run (default: one worker, in this process).
@@ -119,7 +122,7 @@ def shard_pair_folder(
         DatasetError: no such folder, or (without ``force_ab``) a folder of photos rather than pairs.
         OutputError, FolderBusyError, NothingUsableError: as :func:`pairforge.shards.write_shard_set`.
     """
-    if not pairs_dir.exists():
+    if not is_url(pairs_dir) and not Path(pairs_dir).exists():
         raise DatasetError(
             f"pair folder {pairs_dir} not found: make one with `pairforge make-edges PHOTOS` or "
             "`pairforge combine A_DIR B_DIR`, or pass an existing pix2pix dataset folder"
@@ -145,7 +148,7 @@ def shard_pair_folder(
     return replace(result, collisions=len(collisions))
 
 
-def _reading(pairs_dir: Path, info: PairsInfo, reading: PairFolderInput) -> tuple[PairFileReader, DatasetInfo]:
+def _reading(pairs_dir: Path | str, info: PairsInfo, reading: PairFolderInput) -> tuple[PairFileReader, DatasetInfo]:
     """The reader of the pair files and what dataset.json records about them (``info``: the pairs.json)."""
     if reading.direction == "BtoA":  # A is now the right half: no longer what the recorded stage made
         reader = PairFileReader(a_channels=3, kind="generic", max_pixels=reading.max_pixels, swap=True)
@@ -162,16 +165,21 @@ def _reading(pairs_dir: Path, info: PairsInfo, reading: PairFolderInput) -> tupl
     )
 
 
-def _manifest_listed(pairs_dir: Path, found: list[FoundFile]) -> tuple[list[FoundFile], list[dict[str, str]]]:
+def _manifest_listed(pairs_dir: Path | str, found: list[FoundFile]) -> tuple[list[FoundFile], list[dict[str, str]]]:
     """Split found files into those manifest.jsonl lists and reject rows for the rest."""
-    manifest = pairs_dir / MANIFEST_NAME
-    if not manifest.exists():
+    manifest = child(pairs_dir, MANIFEST_NAME)
+    if not (storage.exists(manifest) if is_url(manifest) else manifest.exists()):
         return found, []
     listed = {row["path"] for row in read_jsonl(manifest) if "path" in row}
-    root = Path(absolute(pairs_dir))
+    if is_url(pairs_dir):
+        prefix = safe_url(pairs_dir).rstrip("/") + "/"
+        relative = [entry.path[len(prefix):] for entry in found]  # discover names objects under safe_url(root)
+    else:
+        root = Path(absolute(pairs_dir))
+        relative = [Path(entry.path).relative_to(root).as_posix() for entry in found]
     kept, rejects = [], []
-    for entry in found:
-        if Path(entry.path).relative_to(root).as_posix() in listed:
+    for entry, name in zip(found, relative, strict=True):
+        if name in listed:
             kept.append(entry)
         else:
             rejects.append(reject_row(entry.path, "not in manifest",
@@ -179,7 +187,7 @@ def _manifest_listed(pairs_dir: Path, found: list[FoundFile]) -> tuple[list[Foun
     return kept, rejects
 
 
-def _require_ab_layout(folder: Path, paths: list[str]) -> None:
+def _require_ab_layout(folder: Path | str, paths: list[str]) -> None:
     """Refuse a folder whose images mostly do not look like AB pairs (width = 2 x height), saying what to run instead.
 
     Every reference pix2pix dataset (facades, edges2shoes, maps...) is 2:1; ordinary photos
@@ -197,11 +205,16 @@ def _require_ab_layout(folder: Path, paths: list[str]) -> None:
     odd = [size for size in sizes if size[0] != 2 * size[1]]
     if 2 * len(odd) <= len(sizes):  # mostly pairs: the odd ones are rejected one by one with their reason
         return
-    children = {p.name for p in folder.iterdir() if p.is_dir()}
+    if is_url(folder):
+        children = set(storage.names(folder))
+        has_palette = "palette.json" in children
+    else:
+        children = {p.name for p in Path(folder).iterdir() if p.is_dir()}
+        has_palette = (Path(folder) / "palette.json").exists()
     if {"photos", "labels"} <= children:
-        instead = f"`pairforge make-labels {folder / 'photos'} --labels {folder / 'labels'}`"
-        if (folder / "palette.json").exists():
-            instead += f" --palette {folder / 'palette.json'}"
+        instead = f"`pairforge make-labels {child(folder, 'photos')} --labels {child(folder, 'labels')}`"
+        if has_palette:
+            instead += f" --palette {child(folder, 'palette.json')}"
     else:
         instead = f"`pairforge make-edges {folder}`, `pairforge make-gray {folder}`, or `pairforge combine A_DIR B_DIR`"
     width, height = odd[0]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pairforge import __version__
+from pairforge import __version__, storage
 from pairforge.descriptions import upgrade
 from pairforge.errors import DatasetError, SampleError, reject_row
 from pairforge.files import atomic_path, is_own_file, read_regular, write_atomic
@@ -65,12 +65,20 @@ class PairsInfo:
 
     @classmethod
     def read(cls, pairs_dir: str | os.PathLike[str]) -> PairsInfo | None:
-        """Read ``pairs.json`` if present (official datasets have none)."""
-        path = Path(pairs_dir) / INFO_NAME
-        if not path.exists():
-            return None
+        """Read ``pairs.json`` if present (official datasets have none); ``pairs_dir`` may be a URL."""
+        if is_url(pairs_dir):
+            path: Any = storage.join(os.fspath(pairs_dir), INFO_NAME)
+            try:
+                data = storage.read_bytes(path)
+            except FileNotFoundError:
+                return None
+        else:
+            path = Path(pairs_dir) / INFO_NAME
+            if not path.exists():
+                return None
+            data = read_regular(path)
         try:
-            return cls.from_json(json.loads(read_regular(path).decode("utf-8")))
+            return cls.from_json(json.loads(data.decode("utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
             raise DatasetError(f"{path} is not a valid pairs.json: {exc}") from None
 
@@ -158,13 +166,13 @@ def _walk_url(root: str) -> list[tuple[str, PurePath, str]]:
             folder = "/".join(relative.parts[: folders[0] + 1])
             if folder not in hidden_folders:
                 hidden_folders.add(folder)
-                entries.append((f"{base}/{folder}", PurePosixPath(folder), "folder"))
+                entries.append((f"{base}/{folder}", PurePosixPath(folder), "hidden folder"))
             continue
-        entries.append((url, relative, "file" if relative.name.startswith(".") else ""))
+        entries.append((url, relative, "hidden file" if relative.name.startswith(".") else ""))
     return entries
 
 
-def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[list[Path], list[dict[str, str]]]:
+def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tuple[list[Any], list[dict[str, str]]]:
     """The images of ``root``, one file or a folder searched recursively, by :func:`discover`'s rule without splits.
 
     Hidden files and folders (``.name``) and files without an image extension are reject rows,
@@ -173,12 +181,28 @@ def list_images(root: str | os.PathLike[str], skip_metadata: bool = True) -> tup
     image reader turns it into a reject with its reason. So inputs seen = listed + rejected.
     (``predict`` reads its inputs this way: every subfolder is searched, none is a split.)
 
+    A URL folder (``s3://bucket/inputs``) is listed through :mod:`pairforge.storage`; its
+    images are URL strings, read later by the image reader.
+
     Returns:
-        (absolute paths of the image files in sorted order, reject rows ``{"path", "reason", "detail"}``).
+        (absolute paths (URLs) of the image files in sorted order, reject rows ``{"path", "reason", "detail"}``).
 
     Raises:
         DatasetError: ``root`` does not exist.
+        StorageError: a URL folder that holds no objects, or storage that cannot be used.
     """
+    if is_url(root):
+        urls, url_rejects = [], []
+        for url, relative, hidden in _walk_url(os.fspath(root)):
+            if skip_metadata and len(relative.parts) == 1 and relative.name in METADATA_NAMES:
+                continue
+            if hidden:
+                url_rejects.append(_not_input(url, hidden))
+            elif not is_image_path(url):
+                url_rejects.append(reject_row(url, "unsupported file type", repr(relative.suffix or "(none)")))
+            else:
+                urls.append(url)
+        return urls, url_rejects
     root = Path(absolute(root))
     if root.is_dir():
         entries: Iterable[tuple[Path, str]] = _walk(root)
@@ -294,6 +318,13 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file or object (none when it is missing)."""
+    if is_url(path):
+        try:
+            data = storage.read_bytes(os.fspath(path))
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
     path = Path(path)
     if not path.exists():
         return []

@@ -481,6 +481,8 @@ def read_dataset_file(path: str | os.PathLike[str], shards: str | os.PathLike[st
     """
     location = Location(path)
     if not location.is_file():
+        if location.remote and not location.pipe:
+            location.parent.list()  # a missing bucket, refused credentials: StorageError says so
         raise DatasetError(
             f"{location}: dataset.json not found (is {shards or location.parent} a shard folder written by "
             "`pairforge shard`?)"
@@ -573,7 +575,9 @@ def verify_shard_set(
     its sample count (tar headers only: the data is skipped) are those dataset.json records,
     and its stats file, when present, records the same shard (sha256, bytes, count). With
     ``full`` the whole file is hashed against dataset.json's sha256. Each split's count must
-    also be the sum of its shards' counts. Shard sets behind URLs are not checked.
+    also be the sum of its shards' counts. A set in a bucket (an fsspec URL) is checked the
+    same way, through :class:`~pairforge.storage.Location`; a ``pipe:`` command is not
+    (a stream has no size to compare).
 
     Args:
         dataset: the loaded dataset.json (:func:`read_dataset`).
@@ -589,7 +593,7 @@ def verify_shard_set(
     Raises:
         ModifiedShardsError: something differs and ``allow_modified`` is false.
     """
-    if Location(folder).remote:
+    if Location(folder).pipe:
         return []
     entries = [entry for entry in dataset.get("shards", []) if isinstance(entry, dict) and "name" in entry]
     chosen = [entry for entry in entries if names is None or entry["name"] in names]

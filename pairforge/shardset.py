@@ -13,8 +13,9 @@ Three steps, one function each, all through one byte seam (:class:`pairforge.sto
   counted against dataset.json). The train stream keeps WebDataset's pipeline (shuffle,
   rank and worker splitting) but opens its tars with :func:`open_tar`.
 
-A shard set behind a URL or ``pipe:`` command (``train``'s and ``evaluate``'s brace patterns)
-is read as a stream and not verified; remote storage plugs into :class:`~pairforge.storage.Location`.
+A shard set in a bucket (an fsspec URL such as ``s3://bucket/shards``) is read and verified as a
+local one is, through :class:`~pairforge.storage.Location`; a ``pipe:`` command (``train``'s and
+``evaluate``'s brace patterns) is read as a stream and not verified.
 """
 
 from __future__ import annotations

@@ -53,8 +53,17 @@ class StorageError(PairforgeError):
     """Remote storage cannot be used: unknown protocol, missing bucket, refused credentials, no server.
 
     Raised instead of the protocol library's error (which may carry request details), with
-    the URL as :func:`safe_url` writes it. Stops a run: it is not a per-sample reject.
+    the URL as :func:`safe_url` writes it. Stops a run: it is not a per-sample reject (a reader
+    that skips damaged shards re-raises it: a server that went away is not a damaged shard).
+
+    Attributes:
+        message: the one line (kept when a caller appends to ``args``, as WebDataset's
+            handlers do).
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def is_url(text: str | os.PathLike[str]) -> bool:
@@ -415,7 +424,7 @@ class Location:
         if self.remote:
             fs, path = filesystem(self.url)
             try:
-                return fs.open(path, "rb")
+                return _Guarded(fs.open(path, "rb"), self.url)
             except FileNotFoundError:
                 raise FileNotFoundError(safe_url(self.url)) from None
             except Exception as exc:
@@ -435,3 +444,48 @@ class Location:
         from pairforge.files import file_sha256
 
         return file_sha256(self.url)
+
+
+class _Guarded:
+    """An object's read stream whose failures (the server went away mid-read) are :class:`StorageError`
+    lines naming the URL, not the protocol library's errors, which a tar reader would take for a
+    damaged shard."""
+
+    def __init__(self, stream: Any, url: str) -> None:
+        self._stream, self._url = stream, url
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._stream, attribute)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except Exception as exc:
+            raise StorageError(describe_failure(self._url, exc, "reading")) from None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._call("read", size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._call("readinto", buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._call("seek", offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _Guarded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

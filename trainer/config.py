@@ -82,6 +82,18 @@ class DataConfig:
     def __post_init__(self) -> None:
         _validate(self, {"direction": DIRECTIONS, "label_input": LABEL_INPUTS, "colorspace": COLORSPACES},
                   {"batch_size": 1, "num_workers": 0, "shuffle_buffer": 1, "max_val_samples": 0})
+        for name in ("shards", "dataset_json", "val_shards"):  # recorded in config.json: no credentials
+            object.__setattr__(self, name, _recordable(getattr(self, name)))
+
+
+def _recordable(location: str | None) -> str | None:
+    """An object-store URL without user-info or query string (:func:`pairforge.storage.safe_url`);
+    credentials come from the environment. http(s) URLs and local paths stay as given."""
+    from pairforge.storage import is_url, safe_url
+
+    if location is None or not is_url(location) or location.lower().startswith(("http://", "https://")):
+        return location
+    return safe_url(location)
 
 
 @dataclass(frozen=True)

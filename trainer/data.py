@@ -28,7 +28,7 @@ import torch
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
-from pairforge.errors import DatasetError, SampleError
+from pairforge.errors import DatasetError, PairforgeError, SampleError
 from pairforge.shards import DatasetInfo, ShardMismatch, decode_shard_sample
 from pairforge.shardset import (
     check_shards as check_shards,  # these three are re-exported: the loop uses them
@@ -36,7 +36,7 @@ from pairforge.shardset import (
 from pairforge.shardset import dataset_json_beside, open_shard_set, open_tar
 from pairforge.shardset import recorded_shards as recorded_shards
 from pairforge.shardset import verify_shards as verify_shards
-from pairforge.storage import Location
+from pairforge.storage import Location, StorageError
 from pairforge.trainer.transforms import Encoding, a_to_stored
 
 logger = logging.getLogger(__name__)
@@ -119,8 +119,30 @@ def collate(items: list[tuple[str, int, np.ndarray, np.ndarray]]) -> dict[str, A
 
 
 def _warn_and_continue(exc: Exception) -> bool:
+    """Skip a damaged shard's rest with a warning; storage that cannot be reached stops the run."""
+    if isinstance(exc, StorageError):
+        raise StorageError(exc.message) from None
     logger.warning("skipping unreadable shard data: %s", exc)
     return True
+
+
+def from_worker(exc: PairforgeError) -> PairforgeError:
+    """A pairforge error as its one line again, after a DataLoader worker passed it on.
+
+    PyTorch re-raises a worker's exception in the main process as the same type whose message
+    is the worker's whole traceback; the last line holds the original message.
+    """
+    text = str(exc)
+    if "\nOriginal Traceback" not in text:
+        return exc
+    last = text.rstrip().splitlines()[-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    message = last[len(prefix):] if last.startswith(prefix) else last
+    line = PairforgeError.__new__(type(exc))
+    Exception.__init__(line, message)
+    if isinstance(line, StorageError):
+        line.message = message
+    return line
 
 
 def _opened(urls: list[str], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pairforge.errors import PairforgeError
 from pairforge.files import DiskFullError, write_atomic
 from pairforge.paths import absolute
 from pairforge.trainer import ddp, report
@@ -31,6 +32,7 @@ from pairforge.trainer.data import (
     PairStream,
     ShardProblem,
     StreamState,
+    from_worker,
     iterate_split,
     make_loader,
     recorded_shards,
@@ -423,7 +425,10 @@ class _Batches:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         start = time.perf_counter()
-        batch = next(self.iterator)
+        try:
+            batch = next(self.iterator)
+        except PairforgeError as exc:  # a DataLoader worker's: the storage went away, no samples...
+            raise from_worker(exc) from None
         a = batch["a"].to(self.device, non_blocking=True).float()
         b = batch["b"].to(self.device, non_blocking=True).float()
         self.wait_s += time.perf_counter() - start

@@ -31,6 +31,7 @@ from pairforge.imageio import read_image, write_image
 from pairforge.keys import sanitize_key, unique_keys
 from pairforge.pairs import NothingUsableError, list_images, reason_class
 from pairforge.paths import absolute
+from pairforge.storage import is_url, safe_url
 from pairforge.trainer.checkpoint import resolve_checkpoint
 from pairforge.trainer.gallery import GalleryRow, save_thumbnail, write_gallery
 from pairforge.trainer.inference import Predictor
@@ -57,7 +58,7 @@ class PredictJob:
     """
 
     run: str
-    inputs: Path
+    inputs: Path | str
     output: Path
     samples: int = 1
     targets: Path | None = None
@@ -90,7 +91,7 @@ class PredictInputs:
     renamed: dict[str, list[str]]
 
 
-def input_files(inputs: Path) -> PredictInputs:
+def input_files(inputs: Path | str) -> PredictInputs:
     """The inputs under INPUTS (a file, or a folder searched recursively) with their output names, and the rejects.
 
     The builders' listing rule (:func:`pairforge.pairs.list_images`), for a folder and for a file
@@ -101,8 +102,12 @@ def input_files(inputs: Path) -> PredictInputs:
     and ``x.jpg``) get ``-2``, ``-3``..., so no output overwrites another.
     """
     found, rejects = list_images(inputs)
-    root = Path(absolute(inputs))
-    shown = [path.name if path == root else path.relative_to(root).as_posix() for path in found]
+    if is_url(inputs):  # a folder in a bucket: its objects are URLs below it
+        prefix = safe_url(inputs).rstrip("/") + "/"
+        shown = [url[len(prefix):] for url in found]
+    else:
+        root = Path(absolute(inputs))
+        shown = [path.name if path == root else path.relative_to(root).as_posix() for path in found]
     stems = [Path(name).with_suffix("").as_posix() for name in shown]
     names, collisions = unique_keys(stems)
     renamed = {base: [name for name, stem in zip(shown, stems, strict=True) if sanitize_key(stem) == base]
@@ -196,11 +201,11 @@ def _prepare(predictor: Predictor, stage: Stage | None, target_files: dict[str, 
     if stage is not None:
         pair = stage(image, name)  # at the photo's own resolution
         image, target = pair.a, pair.b
-    elif path.stem in target_files:
+    elif Path(path).stem in target_files:
         try:
-            target = read_image(target_files[path.stem], max_pixels)
+            target = read_image(target_files[Path(path).stem], max_pixels)
         except SampleError as exc:
-            raise SampleError(exc.reason, f"its target {target_files[path.stem]}"
+            raise SampleError(exc.reason, f"its target {target_files[Path(path).stem]}"
                                           + (f": {exc.detail}" if exc.detail else "")) from None
     predictor.check_input(image, str(path))
     return image, target

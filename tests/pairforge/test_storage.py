@@ -439,3 +439,159 @@ def test_pair_folder_on_a_url_is_refused_before_any_work(s3: dict) -> None:
         "Error: s3://data/pairs: a pair folder cannot be written to a URL yet; write it to a local folder "
         "(a builder's --shards and `pairforge shard -o` accept URLs)"]
     assert not Path("s3:").exists()
+
+
+# --- reading a shard set from the bucket: check, inspect, train (+ resume), evaluate -------------------------
+
+TINY_TRAIN = ["--crop-size", "64", "--load-size", "72", "--generator", "unet", "--generator-channels", "8",
+              "--discriminator-channels", "8", "--batch-size", "2", "--shuffle-buffer", "8", "--val-every", "0",
+              "--sample-every", "0", "--max-val-samples", "4", "--log-every", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def bucket_shards(s3: dict, cluster: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Photos uploaded, then ``make-edges --shards s3://...`` on the cluster: a shard set in the bucket."""
+    upload(s3["client"], "chain/photos", photo_bytes())
+    result = run(["make-edges", "s3://data/chain/photos", "--detector", "canny", "--size", "64", "--shards",
+                  "s3://data/chain/shards", "--samples-per-shard", "2", "--scheduler", cluster], s3["env"],
+                 cwd=tmp_path_factory.mktemp("chain"))
+    assert result.returncode == 0, result.stderr
+    return "s3://data/chain/shards"
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error")]
+
+
+def test_check_and_inspect_a_shard_set_in_the_bucket(s3: dict, bucket_shards: str, tmp_path: Path) -> None:
+    checked = run(["check", bucket_shards, "-o", str(tmp_path / "check"), "-j", "1"], s3["env"], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "seen 12" in " ".join(checked.stdout.split()), checked.stdout
+    assert f"check {bucket_shards} (shards, kind edges)" in checked.stdout
+    secret = s3["env"]["AWS_SECRET_ACCESS_KEY"]
+    shown = run(["inspect", "s3://u:p@data/chain/shards?token=abc", "-n", "4"], s3["env"], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "dataset s3://data/chain/shards" in shown.stdout and (tmp_path / "contact_sheet.png").is_file()
+    for leaked in (secret, "token=abc", "u:p@"):
+        assert leaked not in shown.stdout + shown.stderr
+        assert leaked not in (tmp_path / "check" / "check.json").read_text()
+    # a shard changed in the bucket is refused, as on disk: URL sets are verified too
+    listing = objects(s3["client"], "chain/shards")
+    upload(s3["client"], "chain-cut/shards", {name: data[:len(data) // 2] if name == "train-000001.tar" else data
+                                              for name, data in listing.items()})
+    cut = run(["inspect", "s3://data/chain-cut/shards"], s3["env"], cwd=tmp_path)
+    whole = len(listing["train-000001.tar"])
+    assert cut.returncode == 1 and len(error_lines(cut)) == 1, cut.stderr
+    assert error_lines(cut)[0].startswith("Error: shard set s3://data/chain-cut/shards changed after it was written: "
+                                          f"train-000001.tar: {whole // 2} bytes, dataset.json records {whole}")
+    missing = run(["inspect", "s3://data/chain/photos"], s3["env"], cwd=tmp_path)
+    assert missing.returncode == 1 and error_lines(missing) == [
+        "Error: s3://data/chain/photos/dataset.json: dataset.json not found (is s3://data/chain/photos a shard folder "
+        "written by `pairforge shard`?)"], missing.stderr
+    wrong = run(["check", bucket_shards, "-o", str(tmp_path / "c2")], {**s3["env"], "AWS_SECRET_ACCESS_KEY": "nope-123"})
+    assert wrong.returncode == 1 and len(error_lines(wrong)) == 1 and "access denied while reading " \
+        "s3://data/chain/shards/dataset.json" in wrong.stderr and "nope-123" not in wrong.stderr, wrong.stderr
+
+
+def _weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    from pairforge.trainer.checkpoint import list_checkpoints
+
+    newest = list_checkpoints(run_dir)[-1]
+    return {name: load_file(str(newest / f"{name}.safetensors")) for name in ("generator", "discriminator")}
+
+
+@pytest.mark.slow
+def test_train_streams_from_the_bucket_resumes_exactly_and_evaluates(s3: dict, bucket_shards: str,
+                                                                     tmp_path: Path) -> None:
+    """DataLoader workers open the tars through the core reader; the run folder stays local."""
+    import torch
+
+    from pairforge.trainer.config import TrainConfig
+    from pairforge.trainer.loop import train
+    from pairforge.trainer.run import resume_config
+
+    def config(output: Path) -> TrainConfig:
+        return TrainConfig.from_options(
+            shards="s3://u:p@data/chain/shards?token=abc", output=str(output), steps=4, num_workers=2, batch_size=2,
+            shuffle_buffer=8, max_val_samples=4, generator="unet", generator_channels=8, discriminator_channels=8,
+            crop_size=64, load_size=72, log_every=1, sample_every=0, val_every=0, checkpoint_every=0,
+            deterministic=True)
+
+    straight = train(config(tmp_path / "straight"), verify=True)  # sha256 of every shard, read from the bucket
+    first = train(config(tmp_path / "split"), stop_at=2)
+    resumed = train(resume_config(first.run_dir), resume=first.run_dir)
+    assert resumed.steps == 4
+    expected, actual = _weights(straight.run_dir), _weights(resumed.run_dir)
+    for name in expected:
+        for key in expected[name]:
+            assert torch.equal(actual[name][key], expected[name][key]), f"{name}.{key}"
+    recorded = "".join(path.read_text() for path in resumed.run_dir.rglob("*") if path.suffix in (".json", ".jsonl"))
+    assert "s3://data/chain/shards" in recorded
+    for leaked in (s3["env"]["AWS_SECRET_ACCESS_KEY"], "token=abc", "u:p@"):
+        assert leaked not in recorded
+    evaluated = run(["evaluate", str(resumed.run_dir), bucket_shards, "-o", str(tmp_path / "eval")], s3["env"],
+                    cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # predict reads its inputs from a bucket folder too (here the photos, A rebuilt by the dataset's stage)
+    predicted = run(["predict", str(resumed.run_dir), "s3://data/chain/photos", "--from-photos", "-o",
+                     str(tmp_path / "pred")], s3["env"], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    record = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert (record["inputs"], record["predicted"], record["skipped"]) == ("s3://data/chain/photos", 12, 2)
+    assert (tmp_path / "pred" / "astronaut-0.png").is_file()
+
+
+@pytest.mark.slow
+def test_server_gone_while_training_is_one_line(s3: dict, bucket_shards: str, tmp_path: Path) -> None:
+    proxy = s3["proxy"]
+    process = subprocess.Popen([PAIRFORGE, "train", bucket_shards, *TINY_TRAIN, "--num-workers", "2", "--steps",
+                                "10000", "-o", str(tmp_path / "runs"), "--checkpoint-every", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **s3["env"]}, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(tmp_path.glob("runs/*/metrics.jsonl")):
+            time.sleep(0.2)
+        assert list(tmp_path.glob("runs/*/metrics.jsonl")), "training never logged a step"
+        proxy.stop()
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        proxy.stop()
+        proxy.start()
+    assert process.returncode == 1, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert lines[0].startswith("Error: cannot reach the storage server while reading s3://data/chain/shards/"), lines
+
+
+def test_shard_a_pair_folder_in_the_bucket_equals_local(s3: dict, tmp_path: Path) -> None:
+    """``shard s3://…/pairs``: pairs.json, the manifest and the pair images are read from the bucket."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, data in photo_bytes().items():
+        (photos / name).write_bytes(data)
+    made = run(["make-gray", str(photos), "--size", "64", "-o", str(tmp_path / "pairs"), "-j", "1"], {})
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "pairs" / "stray.png").write_bytes(photo_bytes()["coffee-1.png"])  # not in the manifest
+    upload(s3["client"], "pairs-in/pairs", {path.relative_to(tmp_path / "pairs").as_posix(): path.read_bytes()
+                                            for path in (tmp_path / "pairs").rglob("*") if path.is_file()})
+    local = run(["shard", str(tmp_path / "pairs"), "-o", str(tmp_path / "shards"), "-j", "1"], {})
+    assert local.returncode == 0, local.stderr
+    remote = run(["shard", "s3://data/pairs-in/pairs", "-o", "s3://data/pairs-in/shards", "-j", "1"], s3["env"],
+                 cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr
+    assert "1 files in s3://data/pairs-in/pairs are not in its manifest.jsonl" in remote.stderr
+    written = objects(s3["client"], "pairs-in/shards")
+    assert tars(written) == tars(local_files(tmp_path / "shards")) and tars(written)
+    dataset = json.loads(written["dataset.json"])
+    assert comparable(dataset) == comparable(json.loads((tmp_path / "shards" / "dataset.json").read_bytes()))
+    rejects = [json.loads(line) for line in written["rejects.jsonl"].decode().splitlines()]
+    assert {"s3://data/pairs-in/pairs/stray.png"} <= {row["path"] for row in rejects}
+    missing = run(["shard", "s3://data/pairs-in/none", "-o", str(tmp_path / "s2")], s3["env"], cwd=tmp_path)
+    assert missing.returncode == 1 and error_lines(missing) == [
+        "Error: s3://data/pairs-in/none does not exist (while listing it)"], missing.stderr
