@@ -142,6 +142,10 @@ def describe_failure(url: str, exc: BaseException, doing: str) -> str:
     if isinstance(exc, PermissionError):
         return (f"access denied while {doing} {shown}: the credentials were refused or lack permission; "
                 "check them (for S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+        return (f"no credentials found while {doing} {shown}: give them the way the storage library reads them "
+                "(for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials or an "
+                "instance role; for a public bucket, anonymous access is not assumed)")
     text = str(exc)
     if isinstance(exc, FileNotFoundError) and "bucket" in text.lower():
         return f"bucket {_bucket(shown)!r} does not exist (while {doing} {shown}); create it or fix the URL"

@@ -426,6 +426,19 @@ def test_wrong_credentials_are_one_line_without_the_secret(s3: dict, tmp_path: P
         assert leaked not in result.stderr + result.stdout
 
 
+def test_no_credentials_at_all_say_where_they_are_read_from(s3: dict, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=s3["env"]["AWS_ENDPOINT_URL"], AWS_DEFAULT_REGION="us-east-1",
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    result = subprocess.run([PAIRFORGE, "inspect", "s3://data/e2e/shards"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no credentials found while reading s3://data/e2e/shards" in lines[0], result.stderr
+    assert "AWS_ACCESS_KEY_ID" in lines[0]
+
+
 def test_output_inside_input_url_is_refused(s3: dict) -> None:
     result = run(["make-gray", "s3://data/e2e/photos", "--shards", "s3://data/e2e/photos/shards"], s3["env"])
     assert result.returncode == 1
