@@ -156,7 +156,7 @@ def summary_rows(summary: dict[str, Any], config: dict[str, Any], run_dir: Path)
     if "steps" in summary:
         rows.append(("steps", f"{summary['steps']:,} of {summary.get('total_steps', summary['steps']):,}"))
     if isinstance(summary.get("elapsed_s"), (int, float)):
-        rows.append(("training time", _duration(summary["elapsed_s"])))
+        rows.append(("training time", duration_text(summary["elapsed_s"])))
     if isinstance(summary.get("images_per_s"), (int, float)):
         wait = summary.get("data_wait_fraction")
         rows.append(("speed", f"{summary['images_per_s']:.1f} images/s"
@@ -205,7 +205,8 @@ def _lineage_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``42.0 s``, ``3.5 min`` or ``1.2 h`` (a run's training time, train-judge's expected time)."""
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:

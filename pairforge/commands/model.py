@@ -320,6 +320,7 @@ def train_judge_command(shards: str, output: Path | None, split: str, budget: st
     from pairforge.trainer.config import judge_budget
     from pairforge.trainer.evaluation import confusion_matrix, segmentation_scores
     from pairforge.trainer.judge import JudgeConfig, save_judge, train_judge
+    from pairforge.trainer.report import duration_text
     from pairforge.trainer.scoring import load_split, palette_classes
 
     resolved = device_name(device)
@@ -343,7 +344,7 @@ def train_judge_command(shards: str, output: Path | None, split: str, budget: st
         stamps.append(time.perf_counter())
         if len(stamps) == ESTIMATE_AFTER + 1:  # the first step (start-up) left out
             per_step = (stamps[-1] - stamps[0]) / ESTIMATE_AFTER
-            expected["expected"] = f"{_duration(per_step * config.steps)} in all"
+            expected["expected"] = f"{duration_text(per_step * config.steps)} in all"
         advance(1, loss=f"{loss:.3f}", **expected)
 
     with progress(config.steps, f"train judge ({budget})", unit="step") as advance:
@@ -362,15 +363,6 @@ def train_judge_command(shards: str, output: Path | None, split: str, budget: st
 
 ESTIMATE_AFTER = 5
 """train-judge shows the expected time once this many steps past the first (which includes start-up) are timed."""
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min`` or ``1.2 h``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 COMMANDS.append(train_judge_command)
