@@ -9,7 +9,6 @@ the pair-folder reader recognises and skips.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from pairforge.errors import PairforgeError
 from pairforge.paths import describe_path
-from pairforge.storage import is_url, upload
+from pairforge.storage import is_url, stream_sha256, upload
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -161,11 +160,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         from pairforge.storage import sha256
 
         return sha256(os.fspath(path))
-    digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return stream_sha256(stream)
 
 
 def file_type(mode: int) -> str:

@@ -243,14 +243,19 @@ def read_bytes(url: str) -> bytes:
         raise StorageError(describe_failure(url, exc, "reading")) from None
 
 
+def stream_sha256(stream: BinaryIO) -> str:
+    """Hex sha256 of what is left in a binary ``stream``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def sha256(url: str) -> str:
     """Hex sha256 of an object, streamed in 1 MiB blocks."""
     fs, path = filesystem(url)
-    digest = hashlib.sha256()
     with errors(url, "reading"), fs.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return stream_sha256(handle)
 
 
 def upload(local: str | os.PathLike[str], url: str) -> None:
@@ -438,11 +443,8 @@ class Location:
     def sha256(self) -> str:
         """Hex sha256 of the whole file, read in 1 MiB blocks."""
         if self.pipe:
-            digest = hashlib.sha256()
             with self.open() as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
+                return stream_sha256(stream)
         if self.remote:
             return sha256(self.url)
         from pairforge.files import file_sha256
