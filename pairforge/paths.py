@@ -21,16 +21,11 @@ import uuid
 from pathlib import Path
 
 from pairforge.errors import PairforgeError
-from pairforge.storage import is_url, safe_url
+from pairforge.storage import is_remote, is_url, safe_url
 
 
 class OutputError(PairforgeError):
     """An output folder that cannot be created or written."""
-
-
-def is_remote(text: str) -> bool:
-    """URLs and ``pipe:`` commands are not local paths."""
-    return "://" in text or text.startswith("pipe:")
 
 
 def absolute(path: str | os.PathLike[str]) -> str:

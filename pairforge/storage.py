@@ -71,6 +71,11 @@ def is_url(text: str | os.PathLike[str]) -> bool:
     return bool(_URL.match(os.fspath(text)))
 
 
+def is_remote(text: str | os.PathLike[str]) -> bool:
+    """Not a local path: an fsspec URL (:func:`is_url`) or a ``pipe:`` command (read as a stream)."""
+    return is_url(text) or os.fspath(text).startswith("pipe:")
+
+
 def safe_url(url: str | os.PathLike[str]) -> str:
     """``url`` without user-info (``key:secret@``), query string or fragment: the form pairforge records."""
     text = os.fspath(url)
@@ -329,7 +334,7 @@ class Location:
     @property
     def remote(self) -> bool:
         """Not a local path: an fsspec URL or a ``pipe:`` command."""
-        return is_url(self.url) or self.url.startswith("pipe:")
+        return is_remote(self.url)
 
     @property
     def pipe(self) -> bool:
