@@ -13,6 +13,7 @@ which knows nothing of pair folders, builders or cards.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from pairforge.runner import RunnerConfig
 from pairforge.sample import PairSample
 from pairforge.shards import DatasetInfo, ShardConfig, ShardSummary, write_shard_set
 from pairforge.sources import PairFileReader, SourceItem, StageSpec
-from pairforge.storage import child, is_url, safe_url
+from pairforge.storage import Location, child, is_url, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def _reading(pairs_dir: Path | str, info: PairsInfo, reading: PairFolderInput) -
 def _manifest_listed(pairs_dir: Path | str, found: list[FoundFile]) -> tuple[list[FoundFile], list[dict[str, str]]]:
     """Split found files into those manifest.jsonl lists and reject rows for the rest."""
     manifest = child(pairs_dir, MANIFEST_NAME)
-    if not (storage.exists(manifest) if is_url(manifest) else manifest.exists()):
+    if not Location(os.fspath(manifest)).is_file():
         return found, []
     listed = {row["path"] for row in read_jsonl(manifest) if "path" in row}
     if is_url(pairs_dir):

@@ -253,7 +253,7 @@ class WriteShard:
         tar_path = child(self.out_dir, task.name)  # a Path, or a URL (written through a local temporary)
         stats_path = stats_path_for(tar_path)
         previous = _load_stats(stats_path)
-        if previous and previous.get("plan") == task.plan and _exists(tar_path):
+        if previous and previous.get("plan") == task.plan and Location(os.fspath(tar_path)).is_file():
             if file_sha256(tar_path) == previous.get("sha256"):
                 return ShardResult(previous, reused=True)
         _remove(stats_path)
@@ -701,10 +701,6 @@ def _load_stats(path: Path | Location) -> dict[str, Any] | None:
         return json.loads(Location(str(path)).read_bytes())
     except (OSError, ValueError):
         return None
-
-
-def _exists(path: Any) -> bool:
-    return storage.exists(path) if is_url(path) else path.exists()
 
 
 def _remove(path: Any) -> None:
